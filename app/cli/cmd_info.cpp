@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera-cli info MODEL | info --system
+#include "app/cli/command.h"
+#include "core/formats/safetensors.h"
+#include "core/formats/torch_checkpoint.h"
+#include "core/system/system_info.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+namespace tessera::cli {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+enum class FileFormat { Safetensors, TorchZip, LegacyTorch, Unknown };
+
+FileFormat sniff(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[9] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  const auto n = in.gcount();
+  if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return FileFormat::TorchZip;
+  if (n >= 2 && head[0] == 0x80 && head[1] <= 5) return FileFormat::LegacyTorch;
+  if (n >= 9 && head[8] == '{') return FileFormat::Safetensors;
+  // Too short or malformed: let the safetensors reader say precisely what is wrong
+  // when the name says safetensors.
+  if (std::filesystem::path(path).extension() == ".safetensors") return FileFormat::Safetensors;
+  return FileFormat::Unknown;
+}
+
+ojson tensorJson(const std::string& name, const at::Tensor& t) {
+  auto dtype = fromScalarType(t.scalar_type());
+  return ojson{{"name", name},
+               {"dtype", dtype ? std::string(dtypeName(*dtype)) : std::string(c10::toString(t.scalar_type()))},
+               {"shape", t.sizes().vec()}};
+}
+
+CommandResult infoSafetensors(const std::string& path, ojson& out) {
+  auto file = SafetensorsFile::open(path);
+  if (!file) return badInput(file.error().message());
+  out["format"] = "safetensors";
+  out["tensor_count"] = file->entries().size();
+  out["parameters"] = file->parameterCount();
+  ojson meta = ojson::object();
+  for (const auto& [k, v] : file->metadata()) {
+    // Our own files keep their pipeline config as JSON text; show it as JSON.
+    auto parsed = ojson::parse(v, nullptr, false);
+    meta[k] = (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array())) ? parsed : ojson(v);
+  }
+  out["metadata"] = meta;
+  ojson tensors = ojson::array();
+  for (const auto& e : file->entries())
+    tensors.push_back(ojson{{"name", e.name}, {"dtype", std::string(dtypeName(e.dtype))}, {"shape", e.shape}});
+  out["tensors"] = tensors;
+  return {};
+}
+
+CommandResult infoTorch(const std::string& path, ojson& out) {
+  auto ckpt = readTorchCheckpoint(path);
+  if (!ckpt) return badInput(ckpt.error().message());
+  out["format"] = "torch.save";
+  std::int64_t params = 0;
+  ojson tensors = ojson::array();
+  for (const auto& e : ckpt->tensors) {
+    params += e.tensor.numel();
+    tensors.push_back(tensorJson(e.fullName(), e.tensor));
+  }
+  out["tensor_count"] = ckpt->tensors.size();
+  out["parameters"] = params;
+  ojson dicts = ojson::array();
+  for (const auto& p : ckpt->stateDictPaths) dicts.push_back(p);
+  out["state_dicts"] = dicts;
+  if (auto chosen = chooseStateDict(*ckpt)) out["import_uses"] = *chosen;
+  out["metadata"] = ckpt->scalars;
+  out["tensors"] = tensors;
+  return {};
+}
+
+}  // namespace
+
+Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* sub = app.add_subcommand("info", "Describe a model or checkpoint file (JSON), or this system");
+  auto path = std::make_shared<std::string>();
+  auto system = std::make_shared<bool>(false);
+  sub->add_option("MODEL", *path, "A .safetensors model or a torch.save checkpoint (.pt/.pth)");
+  sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s");
+  return {sub, [path, system, &global]() -> CommandResult {
+            const int indent = global.json ? -1 : 2;
+            if (*system) {
+              if (!path->empty()) return badInput("give either MODEL or --system, not both");
+              std::cout << systemInfoJson(querySystemInfo(/*measureGemm=*/true), indent) << std::endl;
+              return {};
+            }
+            if (path->empty()) return badInput("info: MODEL is required (or --system)");
+            std::error_code ec;
+            if (!std::filesystem::exists(*path, ec)) return badInput(*path + ": no such file");
+            if (std::filesystem::is_directory(*path, ec)) return badInput(*path + ": is a directory, expected a model file");
+            ojson out;
+            out["file"] = *path;
+            out["size_bytes"] = std::filesystem::file_size(*path, ec);
+            CommandResult r;
+            switch (sniff(*path)) {
+              case FileFormat::Safetensors: r = infoSafetensors(*path, out); break;
+              case FileFormat::TorchZip: r = infoTorch(*path, out); break;
+              case FileFormat::LegacyTorch:
+              case FileFormat::Unknown: {
+                auto t = readTorchCheckpoint(*path);  // its message names legacy files precisely
+                if (sniff(*path) == FileFormat::LegacyTorch && !t) return badInput(t.error().message());
+                return badInput(*path + ": neither a safetensors file nor a torch.save archive");
+              }
+            }
+            if (!r) return r;
+            std::cout << out.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+            return {};
+          }};
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: Apache-2.0
+# Project-wide build setup: compiler cache, the common configuration target every
+# target links, and LibTorch behind one INTERFACE target.
+
+set(CMAKE_EXPORT_COMPILE_COMMANDS ON)
+
+# ccache: precompiled headers need 'pch_defines,time_macros' sloppiness to hit.
+find_program(TESSERA_CCACHE ccache)
+if(TESSERA_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_CXX_COMPILER_LAUNCHER
+      ${CMAKE_COMMAND} -E env
+      "CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime"
+      ${TESSERA_CCACHE})
+  message(STATUS "Tessera: using ccache (${TESSERA_CCACHE})")
+endif()
+
+# --- tessera_common_cfg: standard, warnings and strict Qt defines for everyone.
+add_library(tessera_common_cfg INTERFACE)
+target_compile_features(tessera_common_cfg INTERFACE cxx_std_17)
+set(CMAKE_CXX_EXTENSIONS OFF)
+target_compile_options(tessera_common_cfg INTERFACE -Wall -Wextra
+                       $<$<BOOL:${TESSERA_WERROR}>:-Werror>)
+target_compile_definitions(tessera_common_cfg INTERFACE
+  QT_NO_KEYWORDS                       # LibTorch's ivalue.h has a member named slots()
+  QT_NO_CAST_FROM_ASCII
+  QT_NO_NARROWING_CONVERSIONS_IN_CONNECT
+  QT_NO_URL_CAST_FROM_STRING
+  TESSERA_VERSION_STRING="${PROJECT_VERSION}")
+
+# --- tessera_torch: LibTorch as one INTERFACE target (includes as SYSTEM so that
+# -Wall -Wextra judge only our code).
+find_package(Torch REQUIRED)
+add_library(tessera_torch INTERFACE)
+target_include_directories(tessera_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
+target_link_libraries(tessera_torch INTERFACE ${TORCH_LIBRARIES})
+if(TORCH_CXX_FLAGS)
+  separate_arguments(_tessera_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+  target_compile_options(tessera_torch INTERFACE ${_tessera_torch_flags})
+endif()
+message(STATUS "Tessera: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+
+# --- Qt: Core+Test for the test programs (also with TESSERA_GUI=OFF), Widgets & co
+# for the studio.
+set(TESSERA_QT_TEST_FOUND OFF)
+if(TESSERA_GUI)
+  find_package(Qt6 6.4 REQUIRED COMPONENTS Core Gui Widgets OpenGLWidgets Charts
+               Concurrent Sql Test)
+  set(TESSERA_QT_TEST_FOUND ON)
+elseif(TESSERA_TESTS)
+  find_package(Qt6 6.2 QUIET COMPONENTS Core Test)
+  if(Qt6Test_FOUND)
+    set(TESSERA_QT_TEST_FOUND ON)
+  endif()
+endif()
+
+# --- Libraries every layer may use (found once here so their imported targets are
+# visible in every directory).
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(tl-expected REQUIRED)
+find_package(ZLIB REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(spdlog REQUIRED)

@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+class Probe;
+
+/// What a backbone's output means.
+enum class Prediction { Epsilon, EpsilonAndSigma, Velocity, Sample };
+
+/// What a backbone accepts and returns; the pipeline and samplers branch on these,
+/// never on a backbone's name.
+struct Capabilities {
+  bool fixedGrid = true;      ///< a grid fixed at construction (DiT without re-embedding)
+  bool anyGrid = false;       ///< any grid whose sides are multiples of the patch size
+  bool packed = false;        ///< packed variable-size sequences (NiT)
+  bool learnedSigma = false;  ///< output carries a variance channel block
+  bool auxLoss = false;       ///< returns an auxiliary loss (MoE load balancing)
+  Prediction prediction = Prediction::Epsilon;
+};
+
+/// One input struct for every backbone, because their signatures really differ.
+struct BackboneInput {
+  at::Tensor x;                        ///< (N, C, H, W), or packed tokens for `packed`
+  at::Tensor t;                        ///< (N,) timesteps in the backbone's own convention
+  at::Tensor y;                        ///< (N,) int64 class labels; the null class for CFG
+  std::optional<at::Tensor> mask;      ///< (N, L) padding mask for flexible grids
+  std::optional<at::Tensor> sizes;     ///< (N, 2) per-image (H, W) for packed input
+  std::optional<at::Tensor> cuSeqlens; ///< (N+1,) cumulative sequence lengths
+  Probe* probe = nullptr;              ///< inspection taps; null costs nothing
+};
+
+struct BackboneOutput {
+  at::Tensor prediction;             ///< same layout as `x` (channels doubled with learned sigma)
+  std::optional<at::Tensor> auxLoss; ///< scalar, when Capabilities::auxLoss
+};
+
+/// The interface every backbone implements; sub-module names equal the reference
+/// implementation's state-dict keys.
+class BackboneImpl : public torch::nn::Module {
+public:
+  virtual ~BackboneImpl() = default;
+  virtual BackboneOutput forward(const BackboneInput& input) = 0;
+  virtual Capabilities capabilities() const = 0;
+  /// The registry name ("dit", "sit", ...).
+  virtual std::string kind() const = 0;
+};
+
+}  // namespace tessera

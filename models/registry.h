@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include "core/config/config.h"
+#include "core/util/error.h"
+#include "models/backbone.h"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+/// Builds a backbone from its configuration (the "model" object of a pipeline config).
+using BackboneFactory = std::function<Result<std::shared_ptr<BackboneImpl>>(const Config& config)>;
+
+struct BackboneEntry {
+  std::string name;         ///< "dit"
+  std::string description;  ///< one line for listings
+  BackboneFactory factory;
+  std::vector<std::string> presets;  ///< "DiT-XL/2", ...
+};
+
+/// Names to factories. Filled explicitly from models/backbones.def by
+/// `backboneRegistry()` — no static initialisers, which static libraries drop.
+class BackboneRegistry {
+public:
+  /// Fails when the name is taken.
+  Result<void> add(BackboneEntry entry);
+  const BackboneEntry* find(const std::string& name) const;
+  std::vector<std::string> names() const;
+  /// Builds `name`, or fails naming the known backbones.
+  Result<std::shared_ptr<BackboneImpl>> create(const std::string& name, const Config& config) const;
+
+private:
+  std::map<std::string, BackboneEntry> m_entries;
+};
+
+/// The registry with every backbone listed in models/backbones.def.
+const BackboneRegistry& backboneRegistry();
+
+}  // namespace tessera

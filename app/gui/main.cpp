@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera: the studio. Wiring only; the window and panels live in widgets/.
+#include "core/system/blas.h"
+#include "core/system/system_info.h"
+#include "widgets/icons.h"
+#include "widgets/main_window/main_window.h"
+#include "widgets/settings.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QImage>
+#include <QTimer>
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+  tessera::blas::selectKernelOrReexec(argv);
+
+  QApplication app(argc, argv);
+  QApplication::setApplicationName(QStringLiteral("Tessera"));
+  QApplication::setOrganizationName(QStringLiteral("Tessera"));
+  QApplication::setApplicationVersion(QStringLiteral(TESSERA_VERSION_STRING));
+  QApplication::setWindowIcon(tessera::tesseraIcon());
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription(QStringLiteral("Tessera: a studio for class-conditional diffusion models."));
+  parser.addHelpOption();
+  parser.addVersionOption();
+  const QCommandLineOption screenshot(QStringLiteral("screenshot"),
+                                      QStringLiteral("Render the main window once everything is loaded, write it "
+                                                     "as a PNG to <file> and exit."),
+                                      QStringLiteral("file"));
+  parser.addOption(screenshot);
+  parser.process(app);
+
+  const auto kernel = tessera::blas::verifyOrFallback(argv);
+  if (!kernel.warning.empty()) spdlog::warn("{}", kernel.warning);
+  tessera::setThreadCount(tessera::settings::threadCount());
+
+  tessera::MainWindow window;
+  window.show();
+
+  if (parser.isSet(screenshot)) {
+    const QString path = parser.value(screenshot);
+    auto shoot = [&window, path] {
+      // Let layouts and the last paint settle before grabbing.
+      QTimer::singleShot(100, &window, [&window, path] {
+        const QImage image = window.grab().toImage();
+        if (image.isNull() || !image.save(path, "PNG")) {
+          std::fprintf(stderr, "tessera: cannot write the screenshot to %s\n", qPrintable(path));
+          QApplication::exit(1);
+          return;
+        }
+        std::printf("%s\n", qPrintable(path));
+        QApplication::exit(0);
+      });
+    };
+    if (window.isReady()) shoot();
+    else QObject::connect(&window, &tessera::MainWindow::ready, &window, shoot);
+    QTimer::singleShot(120000, &app, [] {
+      std::fprintf(stderr, "tessera: the window did not finish loading within 120 s\n");
+      QApplication::exit(1);
+    });
+  }
+  return QApplication::exec();
+}

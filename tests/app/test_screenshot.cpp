@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tessera --screenshot FILE.png` renders the loaded main window and exits.
+#include <QImage>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <set>
+
+class TestScreenshot : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void writesLoadedWindow() {
+    QTemporaryDir dir;
+    const QString png = dir.filePath(QStringLiteral("main.png"));
+    QProcess p;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert(QStringLiteral("QT_QPA_PLATFORM"), QStringLiteral("offscreen"));
+    env.insert(QStringLiteral("XDG_CONFIG_HOME"), dir.filePath(QStringLiteral("config")));  // no stored geometry
+    p.setProcessEnvironment(env);
+    p.start(QStringLiteral(TESSERA_GUI_EXE), {QStringLiteral("--screenshot"), png});
+    QVERIFY(p.waitForFinished(120000));
+    QCOMPARE(p.exitCode(), 0);
+    QImage image(png);
+    QVERIFY(!image.isNull());
+    QCOMPARE(image.size(), QSize(1280, 800));  // the default layout
+    // A real rendering, not a blank surface: many distinct colours.
+    std::set<QRgb> colours;
+    for (int y = 0; y < image.height(); y += 4)
+      for (int x = 0; x < image.width(); x += 4) colours.insert(image.pixel(x, y));
+    QVERIFY2(colours.size() > 20, qPrintable(QString::number(colours.size())));
+  }
+
+  void badArgumentsFail() {
+    QProcess p;
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert(QStringLiteral("QT_QPA_PLATFORM"), QStringLiteral("offscreen"));
+    p.setProcessEnvironment(env);
+    p.start(QStringLiteral(TESSERA_GUI_EXE), {QStringLiteral("--no-such-flag")});
+    QVERIFY(p.waitForFinished(60000));
+    QVERIFY(p.exitCode() != 0);
+    QVERIFY(p.readAllStandardError().contains("no-such-flag"));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestScreenshot)
+#include "test_screenshot.moc"

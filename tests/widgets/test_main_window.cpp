@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// The main window, driven offscreen: menus, status bar facts, dialogs, settings.
+#include "core/system/system_info.h"
+#include "widgets/main_window/main_window.h"
+#include "widgets/main_window/system_page.h"
+#include "widgets/preferences/preferences_dialog.h"
+#include "widgets/settings.h"
+
+#include <QDockWidget>
+#include <QLabel>
+#include <QMenuBar>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QStandardPaths>
+#include <QStatusBar>
+#include <QTimer>
+#include <QtTest>
+
+#include <torch/version.h>
+
+using namespace tessera;
+
+namespace {
+
+QStringList menuTitles(QMainWindow& w) {
+  QStringList titles;
+  for (QAction* a : w.menuBar()->actions()) titles << a->text().remove(QLatin1Char('&'));
+  return titles;
+}
+
+/// Accepts or closes the next modal dialog once it is shown.
+void whenDialogOpens(const std::function<void(QWidget*)>& act) {
+  QTimer::singleShot(50, [act] {
+    QWidget* modal = QApplication::activeModalWidget();
+    QVERIFY(modal);
+    act(modal);
+  });
+}
+
+}  // namespace
+
+class TestMainWindow : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName(QStringLiteral("TesseraTest"));
+    QCoreApplication::setApplicationName(QStringLiteral("test_main_window"));
+    QSettings().clear();
+  }
+
+  void shellHasMenusAndStatus() {
+    MainWindow w;
+    w.show();
+    QCOMPARE(menuTitles(w), (QStringList{QStringLiteral("File"), QStringLiteral("View"), QStringLiteral("Help")}));
+    auto* torch = w.findChild<QLabel*>(QStringLiteral("statusTorch"));
+    auto* threads = w.findChild<QLabel*>(QStringLiteral("statusThreads"));
+    auto* device = w.findChild<QLabel*>(QStringLiteral("statusDevice"));
+    auto* blas = w.findChild<QLabel*>(QStringLiteral("statusBlas"));
+    QVERIFY(torch && threads && device && blas);
+    QCOMPARE(torch->text(), QStringLiteral("LibTorch " TORCH_VERSION));
+    QVERIFY(threads->text().contains(QString::number(querySystemInfo(false).intraOpThreads)));
+    QVERIFY(device->text() == QStringLiteral("CPU") || device->text().startsWith(QStringLiteral("CUDA")));
+    QVERIFY(blas->text().startsWith(QStringLiteral("BLAS")));
+
+    // The measurement runs on a worker; the window says when it is done.
+    QSignalSpy ready(&w, &MainWindow::ready);
+    if (!w.isReady()) QVERIFY(ready.wait(60000));
+    QVERIFY(w.systemInfo().gemmGflops > 0);
+    QVERIFY2(blas->text().contains(QStringLiteral("GFLOP/s")), qPrintable(blas->text()));
+    auto* page = w.findChild<SystemPage*>();
+    QVERIFY(page);
+    QCOMPARE(page->valueOf(QStringLiteral("LibTorch")), QStringLiteral(TORCH_VERSION));
+    QVERIFY(page->valueOf(QStringLiteral("Matrix product")).contains(QStringLiteral("GFLOP/s")));
+    QVERIFY(page->valueOf(QStringLiteral("BLAS check")).startsWith(QStringLiteral("correct")));
+  }
+
+  void panelsAppearInViewMenu() {
+    MainWindow w;
+    auto* menu = w.findChild<QMenu*>(QStringLiteral("menuPanels"));
+    QVERIFY(menu);
+    QVERIFY(!menu->isEnabled());
+    auto* dock = new QDockWidget(QStringLiteral("Probe panel"), &w);
+    dock->setObjectName(QStringLiteral("probePanel"));
+    w.addPanel(dock, Qt::RightDockWidgetArea);
+    QVERIFY(menu->isEnabled());
+    QCOMPARE(menu->actions().size(), 1);
+    QCOMPARE(menu->actions()[0]->text(), QStringLiteral("Probe panel"));
+    QCOMPARE(w.dockWidgetArea(dock), Qt::RightDockWidgetArea);
+  }
+
+  void aboutDialogShowsVersions() {
+    MainWindow w;
+    QString text;
+    whenDialogOpens([&text](QWidget* dialog) {
+      QCOMPARE(dialog->objectName(), QStringLiteral("AboutDialog"));
+      text = dialog->findChild<QLabel*>(QStringLiteral("aboutText"))->text();
+      static_cast<QDialog*>(dialog)->reject();
+    });
+    w.findChild<QAction*>(QStringLiteral("actionAbout"))->trigger();
+    QVERIFY(text.contains(QStringLiteral(TESSERA_VERSION_STRING)));
+    QVERIFY(text.contains(QStringLiteral(TORCH_VERSION)));
+    QVERIFY(text.contains(QString::fromLatin1(qVersion())));
+  }
+
+  void preferencesPersistThreads() {
+    const int hardware = hardwareThreadCount();
+    {
+      MainWindow w;
+      whenDialogOpens([](QWidget* dialog) {
+        auto* box = dialog->findChild<QSpinBox*>(QStringLiteral("threads"));
+        QVERIFY(box);
+        QCOMPARE(box->maximum(), hardwareThreadCount());
+        box->setValue(1);
+        static_cast<QDialog*>(dialog)->accept();
+      });
+      w.findChild<QAction*>(QStringLiteral("actionPreferences"))->trigger();
+      QCOMPARE(querySystemInfo(false).intraOpThreads, 1);  // applied at once
+      QVERIFY(w.findChild<QLabel*>(QStringLiteral("statusThreads"))->text().startsWith(QStringLiteral("1 ")));
+    }
+    QCOMPARE(QSettings().value(settings::computeThreads()).toInt(), 1);
+    QCOMPARE(settings::threadCount(), 1);
+    // Out-of-range stored values are clamped, not trusted.
+    QSettings().setValue(settings::computeThreads(), 10000);
+    QCOMPARE(settings::threadCount(), hardware);
+    QSettings().setValue(settings::computeThreads(), -3);
+    QCOMPARE(settings::threadCount(), 1);
+    settings::setThreadCount(hardware);
+  }
+
+  void geometryIsRestored() {
+    {
+      MainWindow w;
+      w.show();
+      w.resize(900, 640);
+      QVERIFY(QTest::qWaitForWindowExposed(&w));
+      w.close();
+    }
+    MainWindow again;
+    QCOMPARE(again.size(), QSize(900, 640));
+  }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "test_main_window.moc"

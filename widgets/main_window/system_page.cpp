@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "widgets/main_window/system_page.h"
+
+#include <QFormLayout>
+#include <QLabel>
+#include <QVBoxLayout>
+
+namespace tessera {
+
+SystemPage::SystemPage(QWidget* parent) : QWidget(parent) {
+  auto* outer = new QVBoxLayout(this);
+  outer->setContentsMargins(32, 28, 32, 28);
+  auto* title = new QLabel(tr("Tessera"), this);
+  QFont f = title->font();
+  f.setPointSizeF(f.pointSizeF() * 2.0);
+  f.setBold(true);
+  title->setFont(f);
+  auto* subtitle = new QLabel(tr("Class-conditional diffusion studio — generate, inspect, compare, fine-tune."), this);
+  subtitle->setWordWrap(true);
+  outer->addWidget(title);
+  outer->addWidget(subtitle);
+  outer->addSpacing(18);
+  auto* heading = new QLabel(tr("<b>This machine</b>"), this);
+  outer->addWidget(heading);
+  m_form = new QFormLayout();
+  m_form->setLabelAlignment(Qt::AlignRight);
+  m_form->setHorizontalSpacing(16);
+  m_form->setVerticalSpacing(6);
+  outer->addLayout(m_form);
+  outer->addStretch(1);
+  for (const QString& row : {tr("Tessera"), tr("LibTorch"), tr("Device"), tr("Threads"), tr("CPU"),
+                             tr("BLAS kernel"), tr("BLAS check"), tr("Matrix product")})
+    addRow(row)->setText(tr("…"));
+}
+
+QLabel* SystemPage::addRow(const QString& name) {
+  auto* value = new QLabel(this);
+  value->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  m_form->addRow(name + QLatin1Char(':'), value);
+  m_rows.append({name, value});
+  return value;
+}
+
+QString SystemPage::valueOf(const QString& row) const {
+  for (const auto& [name, label] : m_rows)
+    if (name == row) return label->text();
+  return {};
+}
+
+void SystemPage::setInfo(const SystemInfo& s) {
+  auto set = [&](const QString& row, const QString& text) {
+    for (auto& [name, label] : m_rows)
+      if (name == row) label->setText(text);
+  };
+  set(tr("Tessera"), QString::fromStdString(s.tesseraVersion));
+  set(tr("LibTorch"), QString::fromStdString(s.torchVersion));
+  set(tr("Device"), QString::fromStdString(s.device));
+  set(tr("Threads"), tr("%1 of %2 hardware threads (OpenBLAS: %3)").arg(s.intraOpThreads).arg(s.hardwareThreads).arg(s.blasThreads));
+  QStringList features;
+  for (const auto& f : s.cpuFeatures) features << QString::fromStdString(f);
+  set(tr("CPU"), QString::fromStdString(s.cpuVendor) + QStringLiteral(" — ") + features.join(QLatin1Char(' ')));
+  const QString source = QString::fromStdString(s.blasKernelSource);
+  set(tr("BLAS kernel"), s.blasKernel.empty() ? tr("not OpenBLAS") : tr("%1 (chosen by %2)").arg(QString::fromStdString(s.blasKernel), source));
+  set(tr("BLAS check"), s.blasVerified ? tr("correct (relative error %1)").arg(s.blasMaxRelError, 0, 'g', 2)
+                                       : tr("<span style='color:#c0392b'>%1</span>").arg(QString::fromStdString(s.blasWarning)));
+  set(tr("Matrix product"), s.gemmGflops >= 0 ? tr("%1 GFLOP/s (fp32, 1024³)").arg(s.gemmGflops, 0, 'f', 1) : tr("measuring…"));
+}
+
+}  // namespace tessera

@@ -108,11 +108,21 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   if (header.front() != '{') return bad("header does not start with '{': not a safetensors file");
 
   json root;
+  std::set<std::string> topKeys;
+  std::string duplicate;
+  // Duplicate names would silently shadow each other: JSON parsers keep one of them.
+  const json::parser_callback_t noDuplicates = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (depth == 1 && event == json::parse_event_t::key && !topKeys.insert(parsed.get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    root = json::parse(header.begin(), header.end());
+    root = json::parse(header.begin(), header.end(), noDuplicates);
   } catch (const json::parse_error& e) {
     return bad(std::string("header is not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) return bad("header names '" + duplicate + "' twice");
   if (!root.is_object()) return bad("header must be a JSON object");
 
   SafetensorsFile out;

@@ -185,6 +185,8 @@ private Q_SLOTS:
     row("overlong UTF-8", makeFile("{\"\xc0\xaf\":{}}", ""), "not valid UTF-8");
     row("invalid JSON", makeFile(R"({"a":{"dtype":)", ""), "not valid JSON");
     row("not an object", makeFile("[1, 2, 3]", ""), "does not start with '{'");
+    row("duplicate name", makeFile(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", data8),
+        "names 'a' twice");
     row("metadata not strings", makeFile(R"({"__metadata__":{"epoch":3}})", ""), "must be a string");
   }
   void malformed() {

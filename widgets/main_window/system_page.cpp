@@ -59,8 +59,12 @@ void SystemPage::setInfo(const SystemInfo& s) {
   QStringList features;
   for (const auto& f : s.cpuFeatures) features << QString::fromStdString(f);
   set(tr("CPU"), QString::fromStdString(s.cpuVendor) + QStringLiteral(" — ") + features.join(QLatin1Char(' ')));
-  const QString source = QString::fromStdString(s.blasKernelSource);
-  set(tr("BLAS kernel"), s.blasKernel.empty() ? tr("not OpenBLAS") : tr("%1 (chosen by %2)").arg(QString::fromStdString(s.blasKernel), source));
+  QString source;
+  if (s.blasKernelSource == "tessera") source = tr("selected by Tessera from the CPU's features; OpenBLAS detected %1").arg(QString::fromStdString(s.blasDetected));
+  else if (s.blasKernelSource == "openblas") source = tr("detected by OpenBLAS");
+  else if (s.blasKernelSource == "user") source = tr("set by OPENBLAS_CORETYPE");
+  else if (s.blasKernelSource == "fallback") source = tr("fallback after a failed check");
+  set(tr("BLAS kernel"), s.blasKernel.empty() ? tr("not OpenBLAS") : tr("%1 (%2)").arg(QString::fromStdString(s.blasKernel), source));
   set(tr("BLAS check"), s.blasVerified ? tr("correct (relative error %1)").arg(s.blasMaxRelError, 0, 'g', 2)
                                        : tr("<span style='color:#c0392b'>%1</span>").arg(QString::fromStdString(s.blasWarning)));
   set(tr("Matrix product"), s.gemmGflops >= 0 ? tr("%1 GFLOP/s (fp32, 1024³)").arg(s.gemmGflops, 0, 'f', 1) : tr("measuring…"));

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -137,6 +138,26 @@ private:
 
   void push(ValuePtr v) { m_stack.push_back(std::move(v)); }
 
+  /// Records that `child` is stored in `parent`: seals the child, tracks depth, and
+  /// refuses changes to a container that is already stored somewhere (which is the
+  /// only way to build a cycle) and nesting deeper than kMaxPickleDepth.
+  static Result<void> adopt(Value& parent, const ValuePtr& child) {
+    if (&parent == child.get()) return fail("a " + std::string(parent.kindName()) + " contains itself (recursive structure)");
+    if (parent.sealed) return fail("a " + std::string(parent.kindName()) + " is changed after it was stored (recursive structure?)");
+    child->sealed = true;
+    parent.depth = std::max(parent.depth, child->depth + 1);
+    if (parent.depth > kMaxPickleDepth) return fail("containers nested deeper than " + std::to_string(kMaxPickleDepth));
+    return {};
+  }
+
+  Result<ValuePtr> makeTuple(std::vector<ValuePtr> items) {
+    auto v = Value::make(Kind::Tuple);
+    for (const auto& i : items)
+      if (auto ok = adopt(*v, i); !ok) return fail(ok.error());
+    v->items = std::move(items);
+    return v;
+  }
+
   Result<void> pushString(std::string_view s, Kind kind) {
     if (kind == Kind::String) {
       if (auto bad = firstInvalidUtf8(s)) return fail("string is not valid UTF-8 at offset " + std::to_string(*bad));
@@ -158,6 +179,8 @@ private:
     if (dict->kind != Kind::Dict) return fail("SETITEM(S) on a " + std::string(dict->kindName()) + ", expected a dict");
     if (kv.size() % 2) return fail("SETITEMS with an odd number of values");
     for (std::size_t i = 0; i < kv.size(); i += 2) {
+      if (auto ok = adopt(*dict, kv[i]); !ok) return fail(ok.error());
+      if (auto ok = adopt(*dict, kv[i + 1]); !ok) return fail(ok.error());
       bool replaced = false;
       for (auto& e : dict->entries) {
         if (e.first->kind == kv[i]->kind && e.first->kind == Kind::String && e.first->text == kv[i]->text) {
@@ -363,21 +386,22 @@ private:
       case 't': {  // TUPLE
         auto items = popToMark();
         if (!items) return fail(items.error());
-        auto v = Value::make(Kind::Tuple);
-        v->items = std::move(*items);
-        push(v);
+        auto v = makeTuple(std::move(*items));
+        if (!v) return fail(v.error());
+        push(*v);
         return {};
       }
       case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
         const int n = op - 0x84;
-        auto v = Value::make(Kind::Tuple);
-        v->items.resize(static_cast<std::size_t>(n));
+        std::vector<ValuePtr> items(static_cast<std::size_t>(n));
         for (int i = n - 1; i >= 0; --i) {
           auto item = pop();
           if (!item) return fail(item.error());
-          v->items[static_cast<std::size_t>(i)] = *item;
+          items[static_cast<std::size_t>(i)] = *item;
         }
-        push(v);
+        auto v = makeTuple(std::move(items));
+        if (!v) return fail(v.error());
+        push(*v);
         return {};
       }
       case 'a': {  // APPEND
@@ -386,6 +410,7 @@ private:
         auto list = top();
         if (!list) return fail(list.error());
         if ((*list)->kind != Kind::List) return fail("APPEND to a " + std::string((*list)->kindName()));
+        if (auto ok = adopt(**list, *item); !ok) return fail(ok.error());
         (*list)->items.push_back(*item);
         return {};
       }
@@ -395,7 +420,10 @@ private:
         auto list = top();
         if (!list) return fail(list.error());
         if ((*list)->kind != Kind::List) return fail("APPENDS to a " + std::string((*list)->kindName()));
-        for (auto& i : *items) (*list)->items.push_back(i);
+        for (auto& i : *items) {
+          if (auto ok = adopt(**list, i); !ok) return fail(ok.error());
+          (*list)->items.push_back(i);
+        }
         return {};
       }
       case 's': {  // SETITEM

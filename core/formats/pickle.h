@@ -31,6 +31,8 @@ struct Value {
   std::vector<ValuePtr> items;                        // List, Tuple
   std::vector<std::pair<ValuePtr, ValuePtr>> entries; // Dict, in insertion order
   at::Tensor tensor;                                  // Tensor; Storage: 1-D typed buffer
+  int depth = 1;        ///< nesting depth of this value (1 for a leaf or empty container)
+  bool sealed = false;  ///< stored inside another container: no longer mutable
 
   static ValuePtr make(Kind kind);
   static ValuePtr makeString(std::string s);
@@ -42,6 +44,10 @@ struct Value {
 /// Resolves a persistent id (torch.save: ('storage', StorageType, key, location, numel))
 /// to a Storage value.
 using PersistentLoader = std::function<Result<ValuePtr>(const Value& pid)>;
+
+/// Deepest nesting of containers the unpickler builds. Containers are sealed once they
+/// are stored in another one, so recursive (cyclic) structures cannot be built.
+inline constexpr int kMaxPickleDepth = 200;
 
 /// Globals the unpickler will construct (module.name).
 const std::vector<std::string>& allowedGlobals();

@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <functional>
+#include <random>
 #include <sstream>
 
 using namespace tessera;
@@ -210,6 +211,35 @@ private Q_SLOTS:
     QVERIFY(!t);
     QVERIFY(t.error().message().find("expected 0 or 1") != std::string::npos);
     QVERIFY(!file->load("nope"));
+  }
+
+  void randomDamageNeverCrashes() {
+    // 3000 damaged copies of the reference file (byte flips, truncations, inserted
+    // bytes): each one is rejected with an error or, if still well-formed, read fully.
+    const std::string good = readAll(kRef);
+    const std::string path = m_dir.filePath(QStringLiteral("fuzz.safetensors")).toStdString();
+    std::mt19937 rng(42);
+    int rejected = 0;
+    for (int i = 0; i < 3000; ++i) {
+      std::string bytes = good;
+      switch (rng() % 4) {
+        case 0: bytes[rng() % bytes.size()] = static_cast<char>(rng()); break;
+        case 1: bytes.resize(rng() % bytes.size()); break;
+        case 2: bytes.insert(rng() % bytes.size(), 1, static_cast<char>(rng())); break;
+        default:  // damage the header length or the header itself
+          bytes[rng() % std::min<std::size_t>(bytes.size(), 200)] = static_cast<char>(rng());
+      }
+      writeAll(path, bytes);
+      auto file = SafetensorsFile::open(path);
+      if (!file) {
+        ++rejected;
+        QVERIFY(!file.error().message().empty());
+        continue;
+      }
+      auto all = file->loadAll();  // must not crash either way
+      if (!all) ++rejected;
+    }
+    QVERIFY2(rejected > 1500, qPrintable(QString::number(rejected)));
   }
 
   void missingFile() {

@@ -145,23 +145,21 @@ private Q_SLOTS:
   void pickleFaults_data() {
     QTest::addColumn<QByteArray>("bytes");
     QTest::addColumn<QString>("expected");
-    QTest::newRow("no STOP") << QByteArray("\x80\x02}", 3) << QStringLiteral("before the STOP");
-    QTest::newRow("unknown opcode") << QByteArray("\x80\x02\xff.", 4) << QStringLiteral("unsupported opcode");
-    QTest::newRow("memo miss") << QByteArray("\x80\x02h\x05.", 5) << QStringLiteral("never stored");
-    QTest::newRow("underflow") << QByteArray("\x80\x02s.", 4) << QStringLiteral("underflow");
-    QTest::newRow("string past end") << QByteArray("\x80\x02X\xff\x00\x00\x00ab.", 11) << QStringLiteral("remain");
-    QTest::newRow("setitem on list") << QByteArray("\x80\x02]K\x01K\x02s.", 10) << QStringLiteral("expected a dict");
-    QTest::newRow("two values left") << QByteArray("\x80\x02K\x01K\x02.", 7) << QStringLiteral("2 values");
-    QTest::newRow("builtins.eval") << QByteArray("\x80\x02" "cbuiltins\neval\n.", 18) << QStringLiteral("refusing global 'builtins.eval'");
-    QTest::newRow("huge long") << QByteArray("\x80\x02\x8a\x09" "123456789.", 14) << QStringLiteral("64 bits");
-    QTest::newRow("bad utf-8") << QByteArray("\x80\x02X\x01\x00\x00\x00\xff.", 9) << QStringLiteral("UTF-8");
-    // ] q0 h0 a : a list appended to itself
-    QTest::newRow("cycle") << QByteArray::fromHex("80025d7100680061" "2e") << QStringLiteral("recursive structure");
-    // ] q0 ] h0 a a : L1 stored in L2, then L2 appended into L1 through the memo
-    QTest::newRow("indirect cycle") << QByteArray::fromHex("80025d71005d68006161" "2e") << QStringLiteral("recursive structure");
-    QTest::newRow("too deep") << (QByteArray("\x80\x02") + QByteArray(300, ']') + QByteArray(299, 'a') + QByteArray("."))
+    QTest::newRow("no STOP") << QByteArray::fromHex("80027d") << QStringLiteral("before the STOP");
+    QTest::newRow("unknown opcode") << QByteArray::fromHex("8002ff2e") << QStringLiteral("unsupported opcode");
+    QTest::newRow("memo miss") << QByteArray::fromHex("800268052e") << QStringLiteral("never stored");
+    QTest::newRow("underflow") << QByteArray::fromHex("8002732e") << QStringLiteral("underflow");
+    QTest::newRow("string past end") << QByteArray::fromHex("800258ff00000061622e") << QStringLiteral("remain");
+    QTest::newRow("setitem on list") << QByteArray::fromHex("80025d4b014b02732e") << QStringLiteral("expected a dict");
+    QTest::newRow("two values left") << QByteArray::fromHex("80024b014b022e") << QStringLiteral("2 values");
+    QTest::newRow("builtins.eval") << QByteArray::fromHex("8002636275696c74696e730a6576616c0a2e") << QStringLiteral("refusing global 'builtins.eval'");
+    QTest::newRow("huge long") << QByteArray::fromHex("80028a093132333435363738392e") << QStringLiteral("64 bits");
+    QTest::newRow("bad utf-8") << QByteArray::fromHex("80025801000000ff2e") << QStringLiteral("UTF-8");
+    QTest::newRow("cycle") << QByteArray::fromHex("80025d71006800612e") << QStringLiteral("recursive structure");
+    QTest::newRow("indirect cycle") << QByteArray::fromHex("80025d71005d680061612e") << QStringLiteral("recursive structure");
+    QTest::newRow("protocol 9") << QByteArray::fromHex("80097d2e") << QStringLiteral("protocol 9");
+    QTest::newRow("too deep") << (QByteArray::fromHex("8002") + QByteArray(300, ']') + QByteArray(299, 'a') + QByteArray("."))
                               << QStringLiteral("nested deeper than 200");
-    QTest::newRow("protocol 9") << QByteArray("\x80\x09}.", 4) << QStringLiteral("protocol 9");
   }
   void pickleFaults() {
     QFETCH(QByteArray, bytes);

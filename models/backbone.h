@@ -14,7 +14,7 @@ namespace tessera {
 class Probe;
 
 /// What a backbone's output means.
-enum class Prediction { Epsilon, EpsilonAndSigma, Velocity, Sample };
+enum class Prediction { Epsilon, EpsilonAndSigma, Velocity, Score, Sample };
 
 /// What a backbone accepts and returns; the pipeline and samplers branch on these,
 /// never on a backbone's name.

@@ -5,6 +5,8 @@
 #include "core/util/error.h"
 #include "models/backbone.h"
 
+#include <nlohmann/json.hpp>
+
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,6 +23,9 @@ struct BackboneEntry {
   std::string description;  ///< one line for listings
   BackboneFactory factory;
   std::vector<std::string> presets;  ///< "DiT-XL/2", ...
+  /// A depth 1-2, width 32-64 configuration for fast tests (the conformance test
+  /// builds every backbone with it) and an input that fits it: {"config", "input"}.
+  nlohmann::json tiny;
 };
 
 /// Names to factories. Filled explicitly from models/backbones.def by

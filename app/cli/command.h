@@ -44,5 +44,7 @@ struct Command {
 };
 Command addInfoCommand(CLI::App& app, const GlobalOptions& global);
 Command addBenchCommand(CLI::App& app, const GlobalOptions& global);
+Command addImportCommand(CLI::App& app, const GlobalOptions& global);
+Command addForwardCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace tessera::cli

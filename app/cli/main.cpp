@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
 
   const Command commands[] = {
       addInfoCommand(app, global),
+      addImportCommand(app, global),
+      addForwardCommand(app, global),
       addBenchCommand(app, global),
   };
 
@@ -79,5 +81,5 @@ int main(int argc, char** argv) {
       return reportError(global, kRuntimeFailure, what);
     }
   }
-  return reportError(global, kBadInput, "no subcommand given (expected one of: info, bench; run 'tessera-cli --help')");
+  return reportError(global, kBadInput, "no subcommand given (expected one of: info, import, forward, bench; run 'tessera-cli --help')");
 }

@@ -24,7 +24,7 @@ private Q_SLOTS:
     BackboneRegistry r;
     QVERIFY(r.add({"null", "identity", [](const Config&) -> Result<std::shared_ptr<BackboneImpl>> {
                      return std::make_shared<NullBackbone>();
-                   }, {}}));
+                   }, {}, {}}));
     QVERIFY(r.find("null"));
     QVERIFY(!r.find("dit"));
     auto made = r.create("null", Config::fromJson({}, "test"));
@@ -39,11 +39,11 @@ private Q_SLOTS:
       if (!depth) return fail(depth.error());
       return std::make_shared<NullBackbone>();
     };
-    QVERIFY(r.add({"a", "", factory, {}}));
-    auto twice = r.add({"a", "", factory, {}});
+    QVERIFY(r.add({"a", "", factory, {}, {}}));
+    auto twice = r.add({"a", "", factory, {}, {}});
     QVERIFY(!twice);
     QVERIFY(twice.error().message().find("twice") != std::string::npos);
-    QVERIFY(!r.add({"b", "", nullptr, {}}));
+    QVERIFY(!r.add({"b", "", nullptr, {}, {}}));
     auto unknown = r.create("zzz", Config::fromJson({}, "cfg"));
     QVERIFY(!unknown);
     QVERIFY(unknown.error().message().find("unknown backbone 'zzz' (known: a)") != std::string::npos);

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: Apache-2.0
+// DiT (Peebles & Xie, ICCV 2023) and SiT (Ma et al., ECCV 2024), which uses the same
+// network. Sub-module names are the reference state-dict keys (facebookresearch/DiT
+// models.py), so importing is a name lookup.
+#pragma once
+
+#include "core/config/config.h"
+#include "core/util/error.h"
+#include "models/backbone.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tessera {
+
+class Probe;
+
+struct DiTConfig {
+  std::int64_t inputSize = 32;   ///< side of the square grid (in pixels/latent cells) the stored pos_embed covers
+  std::int64_t patchSize = 2;
+  std::int64_t inChannels = 4;
+  std::int64_t hiddenSize = 1152;
+  std::int64_t depth = 28;
+  std::int64_t numHeads = 16;
+  double mlpRatio = 4.0;
+  double classDropoutProb = 0.1;  ///< > 0 adds the null-class row used by guidance
+  std::int64_t numClasses = 1000;
+  bool learnSigma = true;         ///< final layer predicts 2*C channels
+  /// SiT computes the sigma channels of a learn_sigma network and returns only the
+  /// first half; DiT returns all of them.
+  bool dropSigmaOutput = false;
+  /// Quirk of the reference forward_with_cfg: guidance is applied to the first three
+  /// output channels only (DiT and SiT keep it for reproducibility; see backbones.md §12).
+  std::int64_t cfgChannels = 3;
+  std::string prediction = "eps";  ///< eps | velocity | score | noise | x0: what the outputs mean
+
+  std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
+  std::int64_t mlpHidden() const { return static_cast<std::int64_t>(static_cast<double>(hiddenSize) * mlpRatio); }
+  /// Parameters including the fixed pos_embed, computed from the configuration alone.
+  std::int64_t parameterCount() const;
+  Result<void> validate() const;
+  nlohmann::json toJson() const;
+  /// Reads the fields of toJson() from `config` (at `path`, "" = root); absent fields
+  /// keep the values of `defaults`.
+  static Result<DiTConfig> fromConfig(const Config& config, const std::string& path, const DiTConfig& defaults);
+};
+
+/// Official presets: "DiT-XL/2" … "DiT-S/8" and the same for "SiT-…" (SiT presets set
+/// dropSigmaOutput and velocity prediction).
+Result<DiTConfig> ditPreset(const std::string& name);
+std::vector<std::string> ditPresetNames();
+
+class TimestepEmbedderImpl : public torch::nn::Module {
+public:
+  TimestepEmbedderImpl(std::int64_t hidden, std::int64_t frequencyDim = 256);
+  at::Tensor forward(const at::Tensor& t);  // (N,) -> (N, D)
+  torch::nn::Sequential mlp{nullptr};
+  std::int64_t frequencyDim;
+};
+TORCH_MODULE(TimestepEmbedder);
+
+class LabelEmbedderImpl : public torch::nn::Module {
+public:
+  LabelEmbedderImpl(std::int64_t numClasses, std::int64_t hidden, double dropoutProb);
+  /// Replaces labels by the null class with probability dropoutProb when `train`.
+  at::Tensor forward(const at::Tensor& labels, bool train);  // (N,) -> (N, D)
+  torch::nn::Embedding embedding_table{nullptr};
+  std::int64_t numClasses;
+  double dropoutProb;
+};
+TORCH_MODULE(LabelEmbedder);
+
+class PatchEmbedImpl : public torch::nn::Module {
+public:
+  PatchEmbedImpl(std::int64_t inChannels, std::int64_t hidden, std::int64_t patch);
+  at::Tensor forward(const at::Tensor& x);  // (N, C, H, W) -> (N, T, D)
+  torch::nn::Conv2d proj{nullptr};
+};
+TORCH_MODULE(PatchEmbed);
+
+class AttentionImpl : public torch::nn::Module {
+public:
+  AttentionImpl(std::int64_t hidden, std::int64_t heads);
+  at::Tensor forward(const at::Tensor& x, Probe* probe, int layer);  // (N, T, D) -> (N, T, D)
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  std::int64_t heads;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+public:
+  MlpImpl(std::int64_t hidden, std::int64_t inner);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DiTBlockImpl : public torch::nn::Module {
+public:
+  DiTBlockImpl(std::int64_t hidden, std::int64_t heads, std::int64_t mlpHidden);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c, Probe* probe, int layer);  // (N,T,D),(N,D)
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};
+};
+TORCH_MODULE(DiTBlock);
+
+class FinalLayerImpl : public torch::nn::Module {
+public:
+  FinalLayerImpl(std::int64_t hidden, std::int64_t patch, std::int64_t outChannels);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& c);  // (N,T,D) -> (N,T,p*p*C)
+  torch::nn::LayerNorm norm_final{nullptr};
+  torch::nn::Linear linear{nullptr};
+  torch::nn::Sequential adaLN_modulation{nullptr};
+};
+TORCH_MODULE(FinalLayer);
+
+/// The DiT network. Any grid whose sides are multiples of the patch size: the
+/// position embedding is computed for the requested grid (the stored one is used when
+/// the grid is the one it was made for).
+class DiTImpl : public BackboneImpl {
+public:
+  explicit DiTImpl(DiTConfig config);
+
+  BackboneOutput forward(const BackboneInput& input) override;
+  Capabilities capabilities() const override;
+  std::string kind() const override { return m_kind; }
+
+  /// The reference forward(x, t, y). x (N, C, H, W), t (N,) timesteps, y (N,) labels.
+  at::Tensor forwardTensors(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, Probe* probe = nullptr);
+  /// The reference forward_with_cfg: the first half of the batch is run twice (its own
+  /// labels and those of the second half, normally the null class), the first
+  /// cfgChannels channels are guided, u + s (c - u), and the result is repeated for
+  /// both halves.
+  at::Tensor forwardWithCfg(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, double scale);
+
+  /// The official initialisation (xavier linears, zeroed adaLN and final layer).
+  void initializeWeights();
+  const DiTConfig& config() const { return m_config; }
+  void setKind(std::string kind) { m_kind = std::move(kind); }
+
+  PatchEmbed x_embedder{nullptr};
+  TimestepEmbedder t_embedder{nullptr};
+  LabelEmbedder y_embedder{nullptr};
+  at::Tensor pos_embed;  ///< (1, T, D), not trained, part of the state dict
+  torch::nn::ModuleList blocks{nullptr};
+  FinalLayer final_layer{nullptr};
+
+private:
+  at::Tensor positionEmbedding(std::int64_t gridH, std::int64_t gridW);
+
+  DiTConfig m_config;
+  std::string m_kind = "dit";
+  std::mutex m_posMutex;
+  std::map<std::pair<std::int64_t, std::int64_t>, at::Tensor> m_posCache;
+};
+TORCH_MODULE(DiT);
+
+}  // namespace tessera

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "models/dit/dit_import.h"
+
+#include "models/state_dict.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <map>
+#include <regex>
+#include <set>
+
+namespace tessera {
+
+Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOptions& options) {
+  if (options.family != "dit" && options.family != "sit")
+    return fail("unknown family '" + options.family + "' (expected dit or sit)");
+  const NamedTensors sd = stripWrapperPrefixes(raw);
+  std::map<std::string, at::Tensor> byName(sd.begin(), sd.end());
+  auto need = [&](const std::string& key, std::int64_t dims) -> Result<at::Tensor> {
+    auto it = byName.find(key);
+    if (it == byName.end()) return fail("not a " + options.family + " state dict: tensor '" + key + "' is missing");
+    if (it->second.dim() != dims)
+      return fail("tensor '" + key + "' has " + std::to_string(it->second.dim()) + " dimensions, expected " + std::to_string(dims));
+    return it->second;
+  };
+
+  DiTImport out;
+  DiTConfig& c = out.config;
+  if (options.family == "sit") {
+    c.dropSigmaOutput = true;
+    c.prediction = "velocity";
+  }
+  auto patch = need("x_embedder.proj.weight", 4);
+  if (!patch) return fail(patch.error());
+  c.hiddenSize = patch->size(0);
+  c.inChannels = patch->size(1);
+  c.patchSize = patch->size(2);
+  if (patch->size(3) != c.patchSize) return fail("x_embedder.proj.weight: non-square patch " + std::to_string(patch->size(2)) + "x" + std::to_string(patch->size(3)));
+
+  // Depth: blocks.0 … blocks.(n-1), without holes.
+  std::set<std::int64_t> blockIds;
+  const std::regex blockKey("^blocks\\.(\\d+)\\.");
+  for (const auto& [name, t] : sd) {
+    std::smatch m;
+    if (std::regex_search(name, m, blockKey)) blockIds.insert(std::stoll(m[1]));
+  }
+  if (blockIds.empty()) return fail("not a " + options.family + " state dict: no 'blocks.N.' tensors");
+  c.depth = *blockIds.rbegin() + 1;
+  if (static_cast<std::int64_t>(blockIds.size()) != c.depth)
+    return fail("blocks are not numbered 0.." + std::to_string(c.depth - 1) + " without gaps");
+
+  auto fc1 = need("blocks.0.mlp.fc1.weight", 2);
+  if (!fc1) return fail(fc1.error());
+  c.mlpRatio = static_cast<double>(fc1->size(0)) / static_cast<double>(c.hiddenSize);
+
+  auto table = need("y_embedder.embedding_table.weight", 2);
+  if (!table) return fail(table.error());
+  const std::int64_t rows = table->size(0);
+  if (options.numClasses) {
+    c.numClasses = *options.numClasses;
+    if (rows == c.numClasses + 1) c.classDropoutProb = 0.1;
+    else if (rows == c.numClasses) c.classDropoutProb = 0.0;
+    else return fail("y_embedder.embedding_table.weight has " + std::to_string(rows) + " rows, which fits neither " +
+                     std::to_string(c.numClasses) + " classes nor " + std::to_string(c.numClasses) + " + a null class");
+  } else {
+    c.numClasses = rows - 1;  // the reference always trains with label dropout: the last row is the null class
+    c.classDropoutProb = 0.1;
+  }
+
+  auto finalLinear = need("final_layer.linear.weight", 2);
+  if (!finalLinear) return fail(finalLinear.error());
+  const std::int64_t pp = c.patchSize * c.patchSize;
+  if (finalLinear->size(0) % pp) return fail("final_layer.linear.weight rows are not a multiple of patch²");
+  const std::int64_t outC = finalLinear->size(0) / pp;
+  if (outC == 2 * c.inChannels) c.learnSigma = true;
+  else if (outC == c.inChannels) c.learnSigma = false;
+  else return fail("final_layer.linear.weight gives " + std::to_string(outC) + " output channels, expected " +
+                   std::to_string(c.inChannels) + " or " + std::to_string(2 * c.inChannels));
+
+  auto pos = need("pos_embed", 3);
+  if (!pos) return fail(pos.error());
+  const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(pos->size(1)))));
+  if (side * side != pos->size(1)) return fail("pos_embed has " + std::to_string(pos->size(1)) + " tokens, not a square grid");
+  c.inputSize = side * c.patchSize;
+
+  out.notes.push_back("inferred from shapes: depth " + std::to_string(c.depth) + ", hidden " + std::to_string(c.hiddenSize) +
+                      ", patch " + std::to_string(c.patchSize) + ", " + std::to_string(c.inChannels) + " channels, " +
+                      std::to_string(c.numClasses) + " classes" + (c.classDropoutProb > 0 ? " + null class" : "") +
+                      ", learned sigma " + (c.learnSigma ? "yes" : "no") + ", grid " + std::to_string(side) + "x" +
+                      std::to_string(side) + ", mlp ratio " + std::to_string(c.mlpRatio));
+
+  if (options.preset) {
+    auto preset = ditPreset(*options.preset);
+    if (!preset) return fail(preset.error());
+    std::string mismatch;
+    if (preset->depth != c.depth) mismatch += " depth " + std::to_string(preset->depth) + " vs " + std::to_string(c.depth) + ";";
+    if (preset->hiddenSize != c.hiddenSize) mismatch += " hidden " + std::to_string(preset->hiddenSize) + " vs " + std::to_string(c.hiddenSize) + ";";
+    if (preset->patchSize != c.patchSize) mismatch += " patch " + std::to_string(preset->patchSize) + " vs " + std::to_string(c.patchSize) + ";";
+    if (!mismatch.empty()) return fail("preset " + *options.preset + " does not fit the weights (preset vs weights):" + mismatch);
+    c.numHeads = preset->numHeads;
+  }
+  if (options.heads) c.numHeads = *options.heads;
+  if (!options.preset && !options.heads) {
+    std::string hint;
+    for (const auto& name : ditPresetNames()) {
+      auto p = ditPreset(name);
+      if (name.rfind(options.family == "sit" ? "SiT" : "DiT", 0) == 0 && p->hiddenSize == c.hiddenSize &&
+          p->depth == c.depth && p->patchSize == c.patchSize)
+        hint = " (the weights fit --preset " + name + ")";
+    }
+    return fail("the number of attention heads cannot be read from the weights: give --preset or --heads" + hint);
+  }
+  if (auto ok = c.validate(); !ok) return fail(ok.error());
+
+  // Build the network and check every tensor against it.
+  auto model = std::make_shared<DiTImpl>(c);
+  if (auto ok = loadStateDict(*model, sd); !ok) return fail(ok.error());
+  out.weights = stateDict(*model);  // the model's own (converted, contiguous) copies
+  for (auto& [name, t] : out.weights) t = t.detach();
+  return out;
+}
+
+}  // namespace tessera

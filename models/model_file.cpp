@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "models/model_file.h"
+
+#include "core/config/config.h"
+#include "models/registry.h"
+#include "models/state_dict.h"
+
+namespace tessera {
+
+Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights) {
+  nlohmann::json d = description;
+  d["format"] = kModelFormatVersion;
+  return writeSafetensors(path, weights, {{kModelMetadataKey, d.dump()}});
+}
+
+Result<LoadedModel> loadModelFile(const std::string& path) {
+  auto file = SafetensorsFile::open(path);
+  if (!file) return fail(file.error());
+  auto meta = file->metadata().find(kModelMetadataKey);
+  if (meta == file->metadata().end())
+    return fail(path + ": not a Tessera model (no '" + kModelMetadataKey +
+                "' metadata); convert reference checkpoints with 'tessera-cli import'");
+  auto described = Config::fromString(meta->second, path + " [" + kModelMetadataKey + "]");
+  if (!described) return fail(described.error());
+  const Config& cfg = *described;
+  auto format = cfg.integer("format", std::nullopt, 1, 1000);
+  if (!format) return fail(format.error());
+  if (*format > kModelFormatVersion)
+    return fail(path + ": model format " + std::to_string(*format) + " is newer than this Tessera reads (" +
+                std::to_string(kModelFormatVersion) + ")");
+  auto kind = cfg.string("backbone.kind");
+  if (!kind) return fail(kind.error());
+  if (!cfg.json().at("backbone").contains("config") || !cfg.json().at("backbone").at("config").is_object())
+    return fail(cfg.source() + ": field 'backbone.config': expected an object");
+  const Config backboneConfig = Config::fromJson(cfg.json().at("backbone").at("config"), cfg.source() + " backbone.config");
+  auto backbone = backboneRegistry().create(*kind, backboneConfig);
+  if (!backbone) return fail(backbone.error().withContext(path));
+  auto weights = file->loadAll();
+  if (!weights) return fail(weights.error());
+  NamedTensors named(weights->begin(), weights->end());
+  if (auto ok = loadStateDict(**backbone, named); !ok) return fail(ok.error().withContext(path));
+  (*backbone)->eval();
+  return LoadedModel{path, cfg.json(), *backbone};
+}
+
+}  // namespace tessera

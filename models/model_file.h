@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include "core/formats/safetensors.h"
+#include "core/util/error.h"
+#include "models/backbone.h"
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+
+namespace tessera {
+
+/// Metadata key of a Tessera model file holding its pipeline description as JSON:
+/// {"format": 1, "backbone": {"kind", "config"}, "process": {...}, "classes": {...},
+///  "source": {...}}.
+inline constexpr const char* kModelMetadataKey = "tessera.model";
+inline constexpr int kModelFormatVersion = 1;
+
+struct LoadedModel {
+  std::string path;
+  nlohmann::json description;             ///< the "tessera.model" JSON
+  std::shared_ptr<BackboneImpl> backbone; ///< built from the registry, weights loaded, eval mode
+};
+
+/// Writes weights + description as one safetensors file (atomically).
+Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights);
+
+/// Reads a model file: checks the description, builds the backbone it names through the
+/// registry and loads the weights strictly.
+Result<LoadedModel> loadModelFile(const std::string& path);
+
+}  // namespace tessera

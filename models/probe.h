@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+/// Inspection taps. LibTorch modules have no forward hooks, so a backbone calls the
+/// probe at block boundaries; with no probe attached (BackboneInput::probe == nullptr)
+/// nothing is computed or copied.
+class Probe {
+public:
+  struct Stats {
+    std::string name;
+    double mean = 0, std = 0, rms = 0, absMax = 0;
+  };
+
+  /// Ask for the attention probabilities of these blocks (heads empty = all heads).
+  void requestAttention(std::set<int> layers, std::vector<std::int64_t> heads = {});
+  void requestActivationStats(bool on) { m_stats = on; }
+  void requestTimings(bool on) { m_timings = on; }
+
+  bool wantsAttention(int layer) const { return m_attentionLayers.count(layer) > 0; }
+  bool wantsStats() const { return m_stats; }
+  bool wantsTimings() const { return m_timings; }
+
+  /// probs: (N, heads, T, T); kept for the requested heads, detached, on the CPU.
+  void recordAttention(int layer, const at::Tensor& probs);
+  /// Summary statistics of an activation, e.g. tap("blocks.3", x).
+  void tap(const std::string& name, const at::Tensor& activation);
+  void recordTime(const std::string& name, double milliseconds);
+
+  const std::map<int, at::Tensor>& attention() const { return m_attention; }
+  const std::vector<Stats>& stats() const { return m_statsOut; }
+  const std::vector<std::pair<std::string, double>>& timings() const { return m_timingsOut; }
+  void clearResults();
+
+private:
+  std::set<int> m_attentionLayers;
+  std::vector<std::int64_t> m_heads;
+  bool m_stats = false;
+  bool m_timings = false;
+  std::map<int, at::Tensor> m_attention;
+  std::vector<Stats> m_statsOut;
+  std::vector<std::pair<std::string, double>> m_timingsOut;
+};
+
+/// Measures a scope into a probe that asked for timings; costs one branch otherwise.
+class ProbeTimer {
+public:
+  ProbeTimer(Probe* probe, std::string name);
+  ~ProbeTimer();
+  ProbeTimer(const ProbeTimer&) = delete;
+  ProbeTimer& operator=(const ProbeTimer&) = delete;
+
+private:
+  Probe* m_probe;
+  std::string m_name;
+  std::chrono::steady_clock::time_point m_start;
+};
+
+}  // namespace tessera

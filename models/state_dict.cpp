@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "models/state_dict.h"
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include <map>
+#include <sstream>
+
+namespace tessera {
+namespace {
+
+std::string shapeText(at::IntArrayRef s) {
+  std::ostringstream o;
+  o << s;
+  return o.str();
+}
+
+std::string joinLimited(const std::vector<std::string>& items, std::size_t limit = 12) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size() && i < limit; ++i) out += (i ? ", " : "") + items[i];
+  if (items.size() > limit) out += ", … (" + std::to_string(items.size() - limit) + " more)";
+  return out;
+}
+
+}  // namespace
+
+NamedTensors stateDict(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers(/*recurse=*/true)) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensors) {
+  std::map<std::string, at::Tensor> given(tensors.begin(), tensors.end());
+  std::vector<std::string> missing, wrongShape, unexpected;
+  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
+  for (auto& [name, target] : stateDict(module)) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      missing.push_back(name + " " + shapeText(target.sizes()));
+      continue;
+    }
+    if (it->second.sizes() != target.sizes())
+      wrongShape.push_back(name + " (expected " + shapeText(target.sizes()) + ", got " + shapeText(it->second.sizes()) + ")");
+    else
+      copies.emplace_back(target, it->second);
+    given.erase(it);
+  }
+  for (const auto& [name, t] : given) unexpected.push_back(name + " " + shapeText(t.sizes()));
+  if (!missing.empty() || !wrongShape.empty() || !unexpected.empty()) {
+    std::string m = "state dict does not fit the model:";
+    if (!missing.empty()) m += " missing " + std::to_string(missing.size()) + ": " + joinLimited(missing) + ";";
+    if (!wrongShape.empty()) m += " wrong shape " + std::to_string(wrongShape.size()) + ": " + joinLimited(wrongShape) + ";";
+    if (!unexpected.empty()) m += " unexpected " + std::to_string(unexpected.size()) + ": " + joinLimited(unexpected) + ";";
+    m.pop_back();
+    return fail(m);
+  }
+  torch::NoGradGuard noGrad;
+  for (auto& [target, source] : copies) target.copy_(source.to(target.options()));
+  return {};
+}
+
+NamedTensors stripWrapperPrefixes(const NamedTensors& tensors) {
+  NamedTensors out;
+  for (const auto& [name, t] : tensors) {
+    std::string n = name;
+    for (const std::string prefix : {"module.", "_orig_mod."})
+      while (n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
+    out.emplace_back(n, t);
+  }
+  return out;
+}
+
+}  // namespace tessera

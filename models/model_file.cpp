@@ -35,12 +35,18 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   const Config backboneConfig = Config::fromJson(cfg.json().at("backbone").at("config"), cfg.source() + " backbone.config");
   auto backbone = backboneRegistry().create(*kind, backboneConfig);
   if (!backbone) return fail(backbone.error().withContext(path));
+  std::optional<Process> process;
+  if (cfg.has("process")) {
+    auto p = processFromConfig(cfg, "process");
+    if (!p) return fail(p.error());
+    process = std::move(*p);
+  }
   auto weights = file->loadAll();
   if (!weights) return fail(weights.error());
   NamedTensors named(weights->begin(), weights->end());
   if (auto ok = loadStateDict(**backbone, named); !ok) return fail(ok.error().withContext(path));
   (*backbone)->eval();
-  return LoadedModel{path, cfg.json(), *backbone};
+  return LoadedModel{path, cfg.json(), *backbone, std::move(process)};
 }
 
 }  // namespace tessera

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/formats/safetensors.h"
+#include "core/process/process.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
 
@@ -22,6 +23,7 @@ struct LoadedModel {
   std::string path;
   nlohmann::json description;             ///< the "tessera.model" JSON
   std::shared_ptr<BackboneImpl> backbone; ///< built from the registry, weights loaded, eval mode
+  std::optional<Process> process;         ///< when the description names one
 };
 
 /// Writes weights + description as one safetensors file (atomically).

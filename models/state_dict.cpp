@@ -32,33 +32,40 @@ NamedTensors stateDict(const torch::nn::Module& module) {
   return out;
 }
 
-Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensors) {
+Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTensors& tensors) {
   std::map<std::string, at::Tensor> given(tensors.begin(), tensors.end());
   std::vector<std::string> missing, wrongShape, unexpected;
-  std::vector<std::pair<at::Tensor, at::Tensor>> copies;
-  for (auto& [name, target] : stateDict(module)) {
+  for (const auto& [name, shape] : expected) {
     auto it = given.find(name);
     if (it == given.end()) {
-      missing.push_back(name + " " + shapeText(target.sizes()));
+      missing.push_back(name + " " + shapeText(shape));
       continue;
     }
-    if (it->second.sizes() != target.sizes())
-      wrongShape.push_back(name + " (expected " + shapeText(target.sizes()) + ", got " + shapeText(it->second.sizes()) + ")");
-    else
-      copies.emplace_back(target, it->second);
+    if (it->second.sizes() != at::IntArrayRef(shape))
+      wrongShape.push_back(name + " (expected " + shapeText(shape) + ", got " + shapeText(it->second.sizes()) + ")");
     given.erase(it);
   }
   for (const auto& [name, t] : given) unexpected.push_back(name + " " + shapeText(t.sizes()));
-  if (!missing.empty() || !wrongShape.empty() || !unexpected.empty()) {
-    std::string m = "state dict does not fit the model:";
-    if (!missing.empty()) m += " missing " + std::to_string(missing.size()) + ": " + joinLimited(missing) + ";";
-    if (!wrongShape.empty()) m += " wrong shape " + std::to_string(wrongShape.size()) + ": " + joinLimited(wrongShape) + ";";
-    if (!unexpected.empty()) m += " unexpected " + std::to_string(unexpected.size()) + ": " + joinLimited(unexpected) + ";";
-    m.pop_back();
-    return fail(m);
-  }
+  if (missing.empty() && wrongShape.empty() && unexpected.empty()) return {};
+  std::string m = "state dict does not fit the model:";
+  if (!missing.empty()) m += " missing " + std::to_string(missing.size()) + ": " + joinLimited(missing) + ";";
+  if (!wrongShape.empty()) m += " wrong shape " + std::to_string(wrongShape.size()) + ": " + joinLimited(wrongShape) + ";";
+  if (!unexpected.empty()) m += " unexpected " + std::to_string(unexpected.size()) + ": " + joinLimited(unexpected) + ";";
+  m.pop_back();
+  return fail(m);
+}
+
+Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensors) {
+  TensorShapes expected;
+  const NamedTensors targets = stateDict(module);
+  for (const auto& [name, t] : targets) expected.emplace_back(name, t.sizes().vec());
+  if (auto ok = checkStateDictShapes(expected, tensors); !ok) return ok;
+  std::map<std::string, at::Tensor> given(tensors.begin(), tensors.end());
   torch::NoGradGuard noGrad;
-  for (auto& [target, source] : copies) target.copy_(source.to(target.options()));
+  for (const auto& [name, target] : targets) {
+    at::Tensor t = target;  // shares the parameter's storage
+    t.copy_(given.at(name).to(target.options()));
+  }
   return {};
 }
 

@@ -17,6 +17,12 @@ NamedTensors stateDict(const torch::nn::Module& module);
 /// parameter's dtype.
 Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensors);
 
+using TensorShapes = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
+
+/// Checks `tensors` against the names and shapes a model expects, without building it.
+/// The error lists every missing, unexpected or wrongly shaped key.
+Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTensors& tensors);
+
 /// Removes wrapper prefixes that training scripts leave on every key ("module." from
 /// DistributedDataParallel, "_orig_mod." from torch.compile).
 NamedTensors stripWrapperPrefixes(const NamedTensors& tensors);

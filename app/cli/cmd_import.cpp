@@ -2,6 +2,7 @@
 // tessera-cli import --from dit|sit --in FILE --out MODEL [--preset NAME | --heads N]
 #include "app/cli/command.h"
 #include "core/formats/torch_checkpoint.h"
+#include "core/process/process.h"
 #include "models/dit/dit_import.h"
 #include "models/model_file.h"
 
@@ -42,12 +43,11 @@ Result<std::pair<NamedTensors, std::string>> readStateDict(const std::string& pa
 }
 
 nlohmann::json processFor(const std::string& family, const DiTConfig& c) {
-  if (family == "sit")  // SiT's defaults: linear path, velocity (sample.py / train.py)
-    return {{"kind", "interpolant"}, {"path", "linear"}, {"prediction", "velocity"}, {"loss_weight", "none"},
-            {"train_eps", 0.0}, {"sample_eps", 0.0}};
-  // DiT's create_diffusion(): 1000 linear steps, epsilon, learned range variance.
-  return {{"kind", "gaussian_diffusion"}, {"steps", 1000}, {"schedule", "linear"}, {"prediction", "eps"},
-          {"learn_sigma", c.learnSigma}};
+  if (family == "sit")  // SiT's defaults (train.py, sample.py): linear path, velocity
+    return InterpolantConfig::defaultsFor("linear", "velocity").toJson();
+  GaussianDiffusionConfig d;  // DiT's create_diffusion(): 1000 linear steps, eps, learned range
+  d.learnSigma = c.learnSigma;
+  return d.toJson();
 }
 
 CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {

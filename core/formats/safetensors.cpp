@@ -215,8 +215,14 @@ Result<std::map<std::string, at::Tensor>> SafetensorsFile::loadAll() const {
   return out;
 }
 
-Result<std::string> serializeSafetensors(const NamedTensors& tensors,
-                                         const std::map<std::string, std::string>& metadata) {
+namespace {
+
+struct Layout {
+  std::string header;  ///< length prefix + padded JSON
+  std::vector<at::Tensor> data;  ///< contiguous CPU tensors in file order
+};
+
+Result<Layout> layout(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
   struct Item {
     const std::string* name;
     at::Tensor data;
@@ -244,7 +250,8 @@ Result<std::string> serializeSafetensors(const NamedTensors& tensors,
     header["__metadata__"] = std::move(meta);
   }
   std::uint64_t offset = 0;
-  for (const auto& it : items) {
+  Layout out;
+  for (auto& it : items) {
     const std::uint64_t bytes = static_cast<std::uint64_t>(it.data.nbytes());
     nlohmann::ordered_json entry = nlohmann::ordered_json::object();
     entry["dtype"] = std::string(dtypeName(it.dtype));
@@ -252,30 +259,41 @@ Result<std::string> serializeSafetensors(const NamedTensors& tensors,
     entry["data_offsets"] = {offset, offset + bytes};
     header[*it.name] = std::move(entry);
     offset += bytes;
+    out.data.push_back(std::move(it.data));
   }
-  std::string headerText;
+  std::string text;
   try {
-    headerText = header.dump();  // compact, UTF-8 kept as is, like serde_json
+    text = header.dump();  // compact, UTF-8 kept as is, like serde_json
   } catch (const nlohmann::json::type_error& e) {
     return fail(std::string("metadata or tensor names are not valid UTF-8: ") + e.what());
   }
-  headerText.append((8 - headerText.size() % 8) % 8, ' ');
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const std::uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out.header.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out.header += text;
+  return out;
+}
 
-  std::string out;
-  out.reserve(8 + headerText.size() + offset);
-  const std::uint64_t n = headerText.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  out += headerText;
-  for (const auto& it : items)
-    out.append(static_cast<const char*>(it.data.data_ptr()), static_cast<std::size_t>(it.data.nbytes()));
+}  // namespace
+
+Result<std::string> serializeSafetensors(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
+  auto l = layout(tensors, metadata);
+  if (!l) return fail(l.error());
+  std::string out = l->header;
+  for (const auto& t : l->data) out.append(static_cast<const char*>(t.data_ptr()), static_cast<std::size_t>(t.nbytes()));
   return out;
 }
 
 Result<void> writeSafetensors(const std::string& path, const NamedTensors& tensors,
                               const std::map<std::string, std::string>& metadata) {
-  auto bytes = serializeSafetensors(tensors, metadata);
-  if (!bytes) return fail(bytes.error().withContext(path));
-  return writeFileAtomically(path, *bytes);
+  auto l = layout(tensors, metadata);
+  if (!l) return fail(l.error().withContext(path));
+  // Streamed tensor by tensor: a model file is never held twice in memory.
+  return writeFileAtomically(path, [&](std::ostream& out) {
+    out.write(l->header.data(), static_cast<std::streamsize>(l->header.size()));
+    for (const auto& t : l->data) out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+    return static_cast<bool>(out);
+  });
 }
 
 }  // namespace tessera

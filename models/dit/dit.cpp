@@ -42,6 +42,38 @@ std::int64_t DiTConfig::parameterCount() const {
   return embed + depth * block + finalLayer;
 }
 
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> ditStateShapes(const DiTConfig& c) {
+  const std::int64_t D = c.hiddenSize, p = c.patchSize, H = c.mlpHidden(), g = c.inputSize / c.patchSize;
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> s = {
+      {"x_embedder.proj.weight", {D, c.inChannels, p, p}},
+      {"x_embedder.proj.bias", {D}},
+      {"t_embedder.mlp.0.weight", {D, 256}},
+      {"t_embedder.mlp.0.bias", {D}},
+      {"t_embedder.mlp.2.weight", {D, D}},
+      {"t_embedder.mlp.2.bias", {D}},
+      {"y_embedder.embedding_table.weight", {c.numClasses + (c.classDropoutProb > 0 ? 1 : 0), D}},
+      {"pos_embed", {1, g * g, D}},
+  };
+  for (std::int64_t i = 0; i < c.depth; ++i) {
+    const std::string b = "blocks." + std::to_string(i) + ".";
+    s.push_back({b + "attn.qkv.weight", {3 * D, D}});
+    s.push_back({b + "attn.qkv.bias", {3 * D}});
+    s.push_back({b + "attn.proj.weight", {D, D}});
+    s.push_back({b + "attn.proj.bias", {D}});
+    s.push_back({b + "mlp.fc1.weight", {H, D}});
+    s.push_back({b + "mlp.fc1.bias", {H}});
+    s.push_back({b + "mlp.fc2.weight", {D, H}});
+    s.push_back({b + "mlp.fc2.bias", {D}});
+    s.push_back({b + "adaLN_modulation.1.weight", {6 * D, D}});
+    s.push_back({b + "adaLN_modulation.1.bias", {6 * D}});
+  }
+  s.push_back({"final_layer.linear.weight", {p * p * c.outChannels(), D}});
+  s.push_back({"final_layer.linear.bias", {p * p * c.outChannels()}});
+  s.push_back({"final_layer.adaLN_modulation.1.weight", {2 * D, D}});
+  s.push_back({"final_layer.adaLN_modulation.1.bias", {2 * D}});
+  return s;
+}
+
 Result<void> DiTConfig::validate() const {
   auto bad = [](const std::string& m) { return fail("DiT config: " + m); };
   if (patchSize < 1) return bad("patch_size must be >= 1, got " + std::to_string(patchSize));

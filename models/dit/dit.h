@@ -56,6 +56,11 @@ struct DiTConfig {
   static Result<DiTConfig> fromConfig(const Config& config, const std::string& path, const DiTConfig& defaults);
 };
 
+/// Names and shapes of the state dict a DiT of this configuration has, computed from the
+/// configuration alone (checked against the module in the tests), so that checkpoints
+/// can be verified without allocating the network.
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> ditStateShapes(const DiTConfig& config);
+
 /// Official presets: "DiT-XL/2" … "DiT-S/8" and the same for "SiT-…" (SiT presets set
 /// dropSigmaOutput and velocity prediction).
 Result<DiTConfig> ditPreset(const std::string& name);

@@ -113,11 +113,12 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   }
   if (auto ok = c.validate(); !ok) return fail(ok.error());
 
-  // Build the network and check every tensor against it.
-  auto model = std::make_shared<DiTImpl>(c);
-  if (auto ok = loadStateDict(*model, sd); !ok) return fail(ok.error());
-  out.weights = stateDict(*model);  // the model's own (converted, contiguous) copies
-  for (auto& [name, t] : out.weights) t = t.detach();
+  // Check every tensor against the configuration without building the network (an
+  // XL model would cost 2.7 GB and its initialisation), then keep float32 copies in
+  // the network's key order.
+  const auto shapes = ditStateShapes(c);
+  if (auto ok = checkStateDictShapes(shapes, sd); !ok) return fail(ok.error());
+  for (const auto& [name, shape] : shapes) out.weights.emplace_back(name, byName.at(name).to(at::kFloat).contiguous());
   return out;
 }
 

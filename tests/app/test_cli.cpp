@@ -230,6 +230,8 @@ private Q_SLOTS:
     QCOMPARE(info.code, 0);
     const QJsonObject meta = json(info.out)[QStringLiteral("metadata")].toObject()[QStringLiteral("tessera.model")].toObject();
     QCOMPARE(meta[QStringLiteral("backbone")].toObject()[QStringLiteral("kind")].toString(), family);
+    QCOMPARE(meta[QStringLiteral("process")].toObject()[QStringLiteral("kind")].toString(),
+             family == QStringLiteral("dit") ? QStringLiteral("gaussian_diffusion") : QStringLiteral("interpolant"));
 
     // Inputs of case 1 (a non-square grid) of the official fixture.
     auto io = tessera::SafetensorsFile::open((data("dit/") + fixture + QStringLiteral("_io.safetensors")).toStdString());

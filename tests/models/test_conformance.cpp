@@ -114,6 +114,13 @@ private Q_SLOTS:
     r = loadModelFile(unknown);
     QVERIFY(!r);
     QVERIFY2(r.error().message().find("unknown backbone 'zzz'") != std::string::npos, r.error().message().c_str());
+    const std::string badProcess = dir.filePath(QStringLiteral("process.safetensors")).toStdString();
+    const auto* dit = backboneRegistry().find("dit");
+    QVERIFY(writeModelFile(badProcess, {{"backbone", {{"kind", "dit"}, {"config", dit->tiny.at("config")}}},
+                                        {"process", {{"kind", "gaussian_diffusion"}, {"schedule", "quadratic"}}}}, {}));
+    r = loadModelFile(badProcess);
+    QVERIFY(!r);
+    QVERIFY2(r.error().message().find("field 'process.schedule'") != std::string::npos, r.error().message().c_str());
   }
 };
 

@@ -159,11 +159,38 @@ private Q_SLOTS:
     for (const char* name : {"DiT-S/8", "SiT-S/4"}) {
       auto c = ditPreset(name);
       QVERIFY(c);
-      DiTImpl m(*c);
+      auto m = std::make_shared<DiTImpl>(*c);
       std::int64_t n = 0;
-      for (const auto& p : m.parameters()) n += p.numel();
+      for (const auto& p : m->parameters()) n += p.numel();
       QCOMPARE(n, c->parameterCount());
+      // The shape table equals the module's state dict, name for name, in order.
+      const auto shapes = ditStateShapes(*c);
+      const auto sd = stateDict(*m);
+      QCOMPARE(shapes.size(), sd.size());
+      std::map<std::string, std::vector<std::int64_t>> actual;
+      for (const auto& [k, t] : sd) actual[k] = t.sizes().vec();
+      for (const auto& [k, shape] : shapes) QCOMPARE(actual.at(k), shape);
     }
+  }
+
+  void xl2ShapesAsPublished() {
+    // backbones.md §2.5, the key list of DiT-XL-2-256x256.pt
+    const auto shapes = ditStateShapes(*ditPreset("DiT-XL/2"));
+    std::map<std::string, std::vector<std::int64_t>> s(shapes.begin(), shapes.end());
+    QCOMPARE(s.size(), std::size_t(8 + 28 * 10 + 4));
+    QCOMPARE(s.at("pos_embed"), (std::vector<std::int64_t>{1, 256, 1152}));
+    QCOMPARE(s.at("x_embedder.proj.weight"), (std::vector<std::int64_t>{1152, 4, 2, 2}));
+    QCOMPARE(s.at("y_embedder.embedding_table.weight"), (std::vector<std::int64_t>{1001, 1152}));
+    QCOMPARE(s.at("blocks.27.attn.qkv.weight"), (std::vector<std::int64_t>{3456, 1152}));
+    QCOMPARE(s.at("blocks.0.mlp.fc1.weight"), (std::vector<std::int64_t>{4608, 1152}));
+    QCOMPARE(s.at("blocks.3.adaLN_modulation.1.weight"), (std::vector<std::int64_t>{6912, 1152}));
+    QCOMPARE(s.at("final_layer.linear.weight"), (std::vector<std::int64_t>{32, 1152}));
+    QCOMPARE(s.at("final_layer.adaLN_modulation.1.weight"), (std::vector<std::int64_t>{2304, 1152}));
+    auto x512 = *ditPreset("DiT-XL/2");
+    x512.inputSize = 64;
+    const auto big = ditStateShapes(x512);
+    const std::map<std::string, std::vector<std::int64_t>> bigMap(big.begin(), big.end());
+    QCOMPARE(bigMap.at("pos_embed"), (std::vector<std::int64_t>{1, 1024, 1152}));
   }
 
   void initialOutputIsZero() {

@@ -5,6 +5,9 @@
 #include "models/registry.h"
 #include "models/state_dict.h"
 
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
 namespace tessera {
 
 Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights) {
@@ -33,7 +36,9 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   if (!cfg.json().at("backbone").contains("config") || !cfg.json().at("backbone").at("config").is_object())
     return fail(cfg.source() + ": field 'backbone.config': expected an object");
   const Config backboneConfig = Config::fromJson(cfg.json().at("backbone").at("config"), cfg.source() + " backbone.config");
-  auto backbone = backboneRegistry().create(*kind, backboneConfig);
+  BuildOptions build;
+  build.initialize = false;  // every weight comes from the file
+  auto backbone = backboneRegistry().create(*kind, backboneConfig, build);
   if (!backbone) return fail(backbone.error().withContext(path));
   std::optional<Process> process;
   if (cfg.has("process")) {
@@ -41,10 +46,19 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
     if (!p) return fail(p.error());
     process = std::move(*p);
   }
-  auto weights = file->loadAll();
-  if (!weights) return fail(weights.error());
-  NamedTensors named(weights->begin(), weights->end());
-  if (auto ok = loadStateDict(**backbone, named); !ok) return fail(ok.error().withContext(path));
+  // Check names and shapes first, then read each tensor straight into its parameter:
+  // the weights are never held twice.
+  NamedTensors targets = stateDict(**backbone);
+  TensorShapes expected;
+  for (const auto& [name, t] : targets) expected.emplace_back(name, t.sizes().vec());
+  NamedTensors present;
+  for (const auto& e : file->entries()) present.emplace_back(e.name, at::empty(e.shape, at::TensorOptions().device(at::kMeta)));
+  if (auto ok = checkStateDictShapes(expected, present); !ok) return fail(ok.error().withContext(path));
+  {
+    torch::NoGradGuard noGrad;
+    for (auto& [name, target] : targets)
+      if (auto ok = file->readInto(name, target); !ok) return fail(ok.error());
+  }
   (*backbone)->eval();
   return LoadedModel{path, cfg.json(), *backbone, std::move(process)};
 }

@@ -26,14 +26,15 @@ std::vector<std::string> BackboneRegistry::names() const {
   return out;
 }
 
-Result<std::shared_ptr<BackboneImpl>> BackboneRegistry::create(const std::string& name, const Config& config) const {
+Result<std::shared_ptr<BackboneImpl>> BackboneRegistry::create(const std::string& name, const Config& config,
+                                                                const BuildOptions& options) const {
   const BackboneEntry* entry = find(name);
   if (!entry) {
     std::string known;
     for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
     return fail("unknown backbone '" + name + "' (known: " + (known.empty() ? std::string("none") : known) + ")");
   }
-  auto made = entry->factory(config);
+  auto made = entry->factory(config, options);
   if (!made) return fail(made.error().withContext("backbone '" + name + "'"));
   return made;
 }

@@ -15,8 +15,15 @@
 
 namespace tessera {
 
-/// Builds a backbone from its configuration (the "model" object of a pipeline config).
-using BackboneFactory = std::function<Result<std::shared_ptr<BackboneImpl>>(const Config& config)>;
+/// How to build: a network about to receive checkpoint weights skips the reference
+/// initialisation (seconds for an XL model).
+struct BuildOptions {
+  bool initialize = true;
+};
+
+/// Builds a backbone from its configuration (the "backbone.config" object of a model).
+using BackboneFactory =
+    std::function<Result<std::shared_ptr<BackboneImpl>>(const Config& config, const BuildOptions& options)>;
 
 struct BackboneEntry {
   std::string name;         ///< "dit"
@@ -37,7 +44,8 @@ public:
   const BackboneEntry* find(const std::string& name) const;
   std::vector<std::string> names() const;
   /// Builds `name`, or fails naming the known backbones.
-  Result<std::shared_ptr<BackboneImpl>> create(const std::string& name, const Config& config) const;
+  Result<std::shared_ptr<BackboneImpl>> create(const std::string& name, const Config& config,
+                                               const BuildOptions& options = BuildOptions()) const;
 
 private:
   std::map<std::string, BackboneEntry> m_entries;

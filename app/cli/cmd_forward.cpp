@@ -7,6 +7,9 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <sstream>
@@ -26,6 +29,8 @@ std::string shape(const at::Tensor& t) {
 }
 
 CommandResult runForward(const ForwardOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [&start] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   auto loaded = loadModelFile(o.model);
   if (!loaded) return badInput(loaded.error().message());
   auto* dit = dynamic_cast<DiTImpl*>(loaded->backbone.get());
@@ -55,6 +60,7 @@ CommandResult runForward(const ForwardOptions& o) {
   const bool withCfg = !std::isnan(o.cfg);
   if (withCfg && (!std::isfinite(o.cfg) || B % 2)) return badInput("--cfg needs a finite scale and an even batch ([cond; uncond])");
 
+  spdlog::debug("model loaded in {:.2f} s", seconds());
   NamedTensors outputs;
   {
     c10::InferenceMode inference;
@@ -62,6 +68,7 @@ CommandResult runForward(const ForwardOptions& o) {
     outputs.emplace_back("output", dit->forwardTensors(xf, t, y.to(at::kLong)).contiguous());
     if (withCfg) outputs.emplace_back("output_cfg", dit->forwardWithCfg(xf, t, y.to(at::kLong), o.cfg).contiguous());
   }
+  spdlog::debug("forward done at {:.2f} s", seconds());
   if (auto ok = writeSafetensors(o.out, outputs); !ok) return runtimeFailure(ok.error().message());
   return {};
 }

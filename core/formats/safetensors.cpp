@@ -205,6 +205,24 @@ Result<at::Tensor> SafetensorsFile::load(const std::string& name) const {
   return t;
 }
 
+Result<void> SafetensorsFile::readInto(const std::string& name, at::Tensor& target) const {
+  const SafetensorsEntry* e = find(name);
+  if (!e) return fail(path() + ": no tensor named '" + name + "'");
+  if (target.sizes() != at::IntArrayRef(e->shape))
+    return fail(path() + ": tensor '" + name + "' has shape " + shapeString(e->shape) + ", expected " +
+                shapeString(target.sizes().vec()));
+  if (e->dtype != DType::Bool && toScalarType(e->dtype) == target.scalar_type() && target.is_contiguous() &&
+      target.device().is_cpu()) {
+    const std::uint8_t* src = m_file->data() + m_dataStart + e->begin;
+    if (e->end > e->begin) std::memcpy(target.data_ptr(), src, e->end - e->begin);
+    return {};
+  }
+  auto t = load(name);
+  if (!t) return fail(t.error());
+  target.copy_(*t);
+  return {};
+}
+
 Result<std::map<std::string, at::Tensor>> SafetensorsFile::loadAll() const {
   std::map<std::string, at::Tensor> out;
   for (const auto& e : m_entries) {

@@ -46,6 +46,9 @@ public:
 
   /// A tensor that owns a copy of the bytes.
   Result<at::Tensor> load(const std::string& name) const;
+  /// Copies tensor `name` into `target` (same shape; converted to its dtype and device)
+  /// without an intermediate copy when the dtypes match.
+  Result<void> readInto(const std::string& name, at::Tensor& target) const;
   /// Every tensor, by name.
   Result<std::map<std::string, at::Tensor>> loadAll() const;
   /// Sum of element counts over all tensors.

@@ -37,6 +37,7 @@ inline constexpr const char* kNoReexecEnv = "TESSERA_NO_BLAS_REEXEC";   // "1": 
 inline constexpr const char* kChosenEnv = "TESSERA_BLAS_CHOSEN";        // set by the re-exec
 inline constexpr const char* kDetectedEnv = "TESSERA_BLAS_DETECTED";    // OpenBLAS's own choice
 inline constexpr const char* kFallbackEnv = "TESSERA_BLAS_FALLBACK";    // set after a failed check
+inline constexpr const char* kReexecutedEnv = "TESSERA_REEXECUTED";     // set by the re-exec
 /// Test hook: the start-up check treats this kernel as computing wrong products, so
 /// the fallback path can be exercised on a machine whose BLAS is correct.
 inline constexpr const char* kTestFaultEnv = "TESSERA_BLAS_TEST_FAULT";
@@ -52,10 +53,11 @@ struct KernelState {
   std::string warning;    ///< non-empty when something is off
 };
 
-/// First thing in main(): OpenBLAS reads OPENBLAS_CORETYPE only when it loads, before
-/// main. If the user has not set it and the loaded OpenBLAS runs a weaker kernel than
-/// the CPU supports, set it (and OMP_WAIT_POLICY=PASSIVE unless set, which keeps
-/// LibTorch's idle OpenMP threads from spinning against OpenBLAS's pool) and execute
+/// First thing in main(): OpenBLAS reads OPENBLAS_CORETYPE and libgomp OMP_WAIT_POLICY
+/// only when they load, before main. If the user has set neither and the loaded OpenBLAS
+/// runs a weaker kernel than the CPU supports, set OPENBLAS_CORETYPE; if
+/// OMP_WAIT_POLICY (or GOMP_SPINCOUNT) is unset, set it to PASSIVE so LibTorch's idle
+/// OpenMP threads do not spin against OpenBLAS's pool. When anything was set, execute
 /// the program again, once. Returns only when no re-execution happened.
 void selectKernelOrReexec(char** argv);
 

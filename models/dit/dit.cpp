@@ -222,7 +222,7 @@ at::Tensor FinalLayerImpl::forward(const at::Tensor& x, const at::Tensor& c) {
 // ---------------------------------------------------------------------------------
 // DiT
 
-DiTImpl::DiTImpl(DiTConfig config) : m_config(std::move(config)) {
+DiTImpl::DiTImpl(DiTConfig config, bool initialize) : m_config(std::move(config)) {
   const auto& c = m_config;
   x_embedder = register_module("x_embedder", PatchEmbed(c.inChannels, c.hiddenSize, c.patchSize));
   t_embedder = register_module("t_embedder", TimestepEmbedder(c.hiddenSize));
@@ -232,7 +232,7 @@ DiTImpl::DiTImpl(DiTConfig config) : m_config(std::move(config)) {
   blocks = register_module("blocks", nn::ModuleList());
   for (std::int64_t i = 0; i < c.depth; ++i) blocks->push_back(DiTBlock(c.hiddenSize, c.numHeads, c.mlpHidden()));
   final_layer = register_module("final_layer", FinalLayer(c.hiddenSize, c.patchSize, c.outChannels()));
-  initializeWeights();
+  if (initialize) initializeWeights();
 }
 
 void DiTImpl::initializeWeights() {

@@ -137,7 +137,8 @@ TORCH_MODULE(FinalLayer);
 /// the grid is the one it was made for).
 class DiTImpl : public BackboneImpl {
 public:
-  explicit DiTImpl(DiTConfig config);
+  /// `initialize` = false leaves the weights uninitialised for a checkpoint to fill.
+  explicit DiTImpl(DiTConfig config, bool initialize = true);
 
   BackboneOutput forward(const BackboneInput& input) override;
   Capabilities capabilities() const override;

@@ -16,7 +16,7 @@ struct Size {
 constexpr std::array<Size, 4> kSizes{{{"XL", 28, 1152, 16}, {"L", 24, 1024, 16}, {"B", 12, 768, 12}, {"S", 12, 384, 6}}};
 constexpr std::array<std::int64_t, 3> kPatches{2, 4, 8};
 
-Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const std::string& kind) {
+Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const BuildOptions& options, const std::string& kind) {
   DiTConfig defaults;
   if (kind == "sit") {
     defaults.dropSigmaOutput = true;
@@ -31,7 +31,7 @@ Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const std::str
   }
   auto c = DiTConfig::fromConfig(config, "", defaults);
   if (!c) return fail(c.error());
-  auto model = std::make_shared<DiTImpl>(*c);
+  auto model = std::make_shared<DiTImpl>(*c, options.initialize);
   model->setKind(kind);
   return std::shared_ptr<BackboneImpl>(model);
 }
@@ -74,7 +74,7 @@ void registerBackbone_dit(BackboneRegistry& registry) {
   for (const auto& n : ditPresetNames())
     if (n.rfind("DiT", 0) == 0) presets.push_back(n);
   (void)registry.add({"dit", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)",
-                      [](const Config& c) { return build(c, "dit"); }, presets,
+                      [](const Config& c, const BuildOptions& o) { return build(c, o, "dit"); }, presets,
                       {{"config", {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
                                    {"num_heads", 4}, {"num_classes", 10}}},
                        {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}}}});
@@ -85,7 +85,7 @@ void registerBackbone_sit(BackboneRegistry& registry) {
   for (const auto& n : ditPresetNames())
     if (n.rfind("SiT", 0) == 0) presets.push_back(n);
   (void)registry.add({"sit", "SiT: the DiT network trained as a stochastic interpolant (velocity)",
-                      [](const Config& c) { return build(c, "sit"); }, presets,
+                      [](const Config& c, const BuildOptions& o) { return build(c, o, "sit"); }, presets,
                       {{"config", {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
                                    {"num_heads", 4}, {"num_classes", 10}}},
                        {"input", {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}}}});

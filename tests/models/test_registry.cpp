@@ -22,7 +22,7 @@ class TestRegistry : public QObject {
 private Q_SLOTS:
   void addFindCreate() {
     BackboneRegistry r;
-    QVERIFY(r.add({"null", "identity", [](const Config&) -> Result<std::shared_ptr<BackboneImpl>> {
+    QVERIFY(r.add({"null", "identity", [](const Config&, const BuildOptions&) -> Result<std::shared_ptr<BackboneImpl>> {
                      return std::make_shared<NullBackbone>();
                    }, {}, {}}));
     QVERIFY(r.find("null"));
@@ -34,7 +34,7 @@ private Q_SLOTS:
 
   void errorsNameTheProblem() {
     BackboneRegistry r;
-    auto factory = [](const Config& c) -> Result<std::shared_ptr<BackboneImpl>> {
+    auto factory = [](const Config& c, const BuildOptions&) -> Result<std::shared_ptr<BackboneImpl>> {
       auto depth = c.integer("depth", std::nullopt, 1, 4);
       if (!depth) return fail(depth.error());
       return std::make_shared<NullBackbone>();

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera-cli import and forward against the outputs of the official DiT and SiT code.
+#include "core/formats/safetensors.h"
+#include "tests/app/cli_runner.h"
+
+#include <ATen/ATen.h>
+#include <QFile>
+#include <QTemporaryDir>
+#include <QtTest>
+
+using tessera::test::cli;
+using tessera::test::data;
+using tessera::test::json;
+
+namespace {
+
+/// The tensor of a successful read; ends the test program on a failed one.
+at::Tensor must(const tessera::Result<at::Tensor>& r) {
+  if (!r) qFatal("%s", r.error().message().c_str());
+  return r.value();
+}
+
+}  // namespace
+
+class TestCliModels : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void importAndForwardMatchOfficial_data() {
+    QTest::addColumn<QString>("family");
+    QTest::addColumn<QString>("fixture");
+    QTest::newRow("dit") << QStringLiteral("dit") << QStringLiteral("dit_p2_sigma");
+    QTest::newRow("sit") << QStringLiteral("sit") << QStringLiteral("sit_p4_nosigma");
+  }
+  void importAndForwardMatchOfficial() {
+    QFETCH(QString, family);
+    QFETCH(QString, fixture);
+    QTemporaryDir dir;
+    const QString model = dir.filePath(QStringLiteral("m.safetensors"));
+    const QString pt = data("dit/") + fixture + QStringLiteral(".pt");
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"), pt,
+                  QStringLiteral("--out"), model, QStringLiteral("--heads"), QStringLiteral("4")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(json(r.out)[QStringLiteral("backbone")].toString(), family);
+    auto info = cli({QStringLiteral("info"), model});
+    QCOMPARE(info.code, 0);
+    const QJsonObject meta = json(info.out)[QStringLiteral("metadata")].toObject()[QStringLiteral("tessera.model")].toObject();
+    QCOMPARE(meta[QStringLiteral("backbone")].toObject()[QStringLiteral("kind")].toString(), family);
+    QCOMPARE(meta[QStringLiteral("process")].toObject()[QStringLiteral("kind")].toString(),
+             family == QStringLiteral("dit") ? QStringLiteral("gaussian_diffusion") : QStringLiteral("interpolant"));
+
+    // Inputs of case 1 (a non-square grid) of the official fixture.
+    auto io = tessera::SafetensorsFile::open((data("dit/") + fixture + QStringLiteral("_io.safetensors")).toStdString());
+    QVERIFY(io);
+    const std::string inputs = dir.filePath(QStringLiteral("in.safetensors")).toStdString();
+    QVERIFY(tessera::writeSafetensors(inputs, {{"x", must(io->load("1.x"))}, {"t", must(io->load("1.t"))}, {"y", must(io->load("1.y"))}}));
+    const QString out = dir.filePath(QStringLiteral("out.safetensors"));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(inputs),
+             QStringLiteral("--out"), out, QStringLiteral("--cfg"), QStringLiteral("4")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto result = tessera::SafetensorsFile::open(out.toStdString());
+    QVERIFY(result);
+    for (const auto& [got, expected] : {std::make_pair("output", "1.output"), std::make_pair("output_cfg", "1.output_cfg")}) {
+      const at::Tensor a = must(result->load(got)), b = must(io->load(expected));
+      const double err = (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+      QVERIFY2(err < 1e-5, qPrintable(QStringLiteral("%1: %2").arg(QString::fromLatin1(got)).arg(err)));
+    }
+
+    // Bad inputs: wrong channel count, labels out of range, odd batch with --cfg.
+    const std::string bad = dir.filePath(QStringLiteral("bad.safetensors")).toStdString();
+    QVERIFY(tessera::writeSafetensors(bad, {{"x", at::zeros({2, 3, 8, 8})}, {"t", at::zeros({2})}, {"y", at::zeros({2}, at::kLong)}}));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(bad),
+             QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("expected 4 channels, got 3"), r.err.constData());
+    QVERIFY(tessera::writeSafetensors(bad, {{"x", at::zeros({1, 4, 8, 8})}, {"t", at::zeros({1})}, {"y", at::full({1}, 11, at::kLong)}}));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(bad),
+             QStringLiteral("--out"), out, QStringLiteral("--cfg"), QStringLiteral("2")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("labels must lie in [0, 10]"), r.err.constData());
+  }
+
+  void importRefusals() {
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("m.safetensors"));
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"), QStringLiteral("--in"),
+                  data("dit/dit_p2_sigma.pt"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("give --preset or --heads"), r.err.constData());
+    r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"), QStringLiteral("--in"),
+             data("nested_checkpoint.pt"), QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("2")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("x_embedder.proj.weight"), r.err.constData());
+    r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("fit"), QStringLiteral("--in"),
+             data("dit/dit_p2_sigma.pt"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY(!QFile::exists(out));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), data("reference.safetensors"), QStringLiteral("--inputs"),
+             data("reference.safetensors"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not a Tessera model"), r.err.constData());
+  }
+
+};
+
+QTEST_GUILESS_MAIN(TestCliModels)
+#include "test_cli_models.moc"

@@ -69,26 +69,32 @@ Result<DiTConfig> ditPreset(const std::string& name) {
   return fail("unknown preset '" + name + "' (known: " + known + ")");
 }
 
-void registerBackbone_dit(BackboneRegistry& registry) {
+namespace {
+
+/// One registry entry per family: the presets carrying its prefix, and a tiny model
+/// with a non-square input (DiT at integer timesteps, SiT at t in [0, 1]).
+void registerFamily(BackboneRegistry& registry, const std::string& kind, const std::string& prefix,
+                    const std::string& description, const nlohmann::json& tinyInput) {
   std::vector<std::string> presets;
   for (const auto& n : ditPresetNames())
-    if (n.rfind("DiT", 0) == 0) presets.push_back(n);
-  (void)registry.add({"dit", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)",
-                      [](const Config& c, const BuildOptions& o) { return build(c, o, "dit"); }, presets,
-                      {{"config", {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
-                                   {"num_heads", 4}, {"num_classes", 10}}},
-                       {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}}}});
+    if (n.rfind(prefix, 0) == 0) presets.push_back(n);
+  const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32},
+                                     {"depth", 2},      {"num_heads", 4},  {"num_classes", 10}};
+  (void)registry.add({kind, description,
+                      [kind](const Config& c, const BuildOptions& o) { return build(c, o, kind); }, presets,
+                      {{"config", tinyConfig}, {"input", tinyInput}}});
+}
+
+}  // namespace
+
+void registerBackbone_dit(BackboneRegistry& registry) {
+  registerFamily(registry, "dit", "DiT", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)",
+                 {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}});
 }
 
 void registerBackbone_sit(BackboneRegistry& registry) {
-  std::vector<std::string> presets;
-  for (const auto& n : ditPresetNames())
-    if (n.rfind("SiT", 0) == 0) presets.push_back(n);
-  (void)registry.add({"sit", "SiT: the DiT network trained as a stochastic interpolant (velocity)",
-                      [](const Config& c, const BuildOptions& o) { return build(c, o, "sit"); }, presets,
-                      {{"config", {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
-                                   {"num_heads", 4}, {"num_classes", 10}}},
-                       {"input", {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}}}});
+  registerFamily(registry, "sit", "SiT", "SiT: the DiT network trained as a stochastic interpolant (velocity)",
+                 {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}});
 }
 
 }  // namespace tessera

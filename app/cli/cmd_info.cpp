@@ -4,6 +4,7 @@
 #include "core/formats/safetensors.h"
 #include "core/formats/torch_checkpoint.h"
 #include "core/system/system_info.h"
+#include "models/model_file.h"
 
 #include <nlohmann/json.hpp>
 
@@ -52,6 +53,18 @@ CommandResult infoSafetensors(const std::string& path, ojson& out) {
     meta[k] = (!parsed.is_discarded() && (parsed.is_object() || parsed.is_array())) ? parsed : ojson(v);
   }
   out["metadata"] = meta;
+  // A Tessera model: the summary DESIGN.md promises (architecture, config, classes) on top.
+  if (meta.contains(kModelMetadataKey) && meta[kModelMetadataKey].is_object()) {
+    const ojson& m = meta[kModelMetadataKey];
+    ojson model;
+    if (m.contains("backbone")) {
+      model["backbone"] = m["backbone"].value("kind", "");
+      model["config"] = m["backbone"].value("config", ojson::object());
+    }
+    if (m.contains("process")) model["process"] = m["process"];
+    if (m.contains("classes")) model["classes"] = m["classes"];
+    out["model"] = model;
+  }
   ojson tensors = ojson::array();
   for (const auto& e : file->entries())
     tensors.push_back(ojson{{"name", e.name}, {"dtype", std::string(dtypeName(e.dtype))}, {"shape", e.shape}});

@@ -46,6 +46,10 @@ private Q_SLOTS:
     QCOMPARE(info.code, 0);
     const QJsonObject meta = json(info.out)[QStringLiteral("metadata")].toObject()[QStringLiteral("tessera.model")].toObject();
     QCOMPARE(meta[QStringLiteral("backbone")].toObject()[QStringLiteral("kind")].toString(), family);
+    const QJsonObject summary = json(info.out)[QStringLiteral("model")].toObject();
+    QCOMPARE(summary[QStringLiteral("backbone")].toString(), family);
+    QCOMPARE(summary[QStringLiteral("classes")].toObject()[QStringLiteral("count")].toInt(), 10);
+    QCOMPARE(summary[QStringLiteral("config")].toObject()[QStringLiteral("hidden_size")].toInt(), 32);
     QCOMPARE(meta[QStringLiteral("process")].toObject()[QStringLiteral("kind")].toString(),
              family == QStringLiteral("dit") ? QStringLiteral("gaussian_diffusion") : QStringLiteral("interpolant"));
 

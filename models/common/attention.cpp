@@ -21,6 +21,4 @@ at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, c
 #endif
 }
 
-bool hasFusedAttention() { return TORCH_VERSION_MAJOR >= 2; }
-
 }  // namespace tessera

@@ -13,7 +13,4 @@ at::Tensor scaledDotProductAttention(const at::Tensor& q, const at::Tensor& k, c
 /// The attention probabilities softmax(q kᵀ / sqrt(d)), (N, heads, T, T), for inspection.
 at::Tensor attentionProbabilities(const at::Tensor& q, const at::Tensor& k);
 
-/// True when scaledDotProductAttention() runs LibTorch's fused kernel.
-bool hasFusedAttention();
-
 }  // namespace tessera

@@ -49,11 +49,9 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   // Check names and shapes first, then read each tensor straight into its parameter:
   // the weights are never held twice.
   NamedTensors targets = stateDict(**backbone);
-  TensorShapes expected;
-  for (const auto& [name, t] : targets) expected.emplace_back(name, t.sizes().vec());
-  NamedTensors present;
-  for (const auto& e : file->entries()) present.emplace_back(e.name, at::empty(e.shape, at::TensorOptions().device(at::kMeta)));
-  if (auto ok = checkStateDictShapes(expected, present); !ok) return fail(ok.error().withContext(path));
+  TensorShapes present;
+  for (const auto& e : file->entries()) present.emplace_back(e.name, e.shape);
+  if (auto ok = checkStateDictShapes(shapesOf(targets), present); !ok) return fail(ok.error().withContext(path));
   {
     torch::NoGradGuard noGrad;
     for (auto& [name, target] : targets)

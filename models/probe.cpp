@@ -38,14 +38,15 @@ void Probe::clearResults() {
   m_timingsOut.clear();
 }
 
-ProbeTimer::ProbeTimer(Probe* probe, std::string name)
-    : m_probe(probe && probe->wantsTimings() ? probe : nullptr), m_name(std::move(name)) {
+ProbeTimer::ProbeTimer(Probe* probe, const char* prefix, int index)
+    : m_probe(probe && probe->wantsTimings() ? probe : nullptr), m_prefix(prefix), m_index(index) {
   if (m_probe) m_start = std::chrono::steady_clock::now();
 }
 
 ProbeTimer::~ProbeTimer() {
-  if (m_probe)
-    m_probe->recordTime(m_name, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - m_start).count());
+  if (!m_probe) return;
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - m_start).count();
+  m_probe->recordTime(m_index < 0 ? std::string(m_prefix) : std::string(m_prefix) + "." + std::to_string(m_index), ms);
 }
 
 }  // namespace tessera

@@ -51,17 +51,20 @@ private:
   std::vector<std::pair<std::string, double>> m_timingsOut;
 };
 
-/// Measures a scope into a probe that asked for timings; costs one branch otherwise.
+/// Measures a scope into a probe that asked for timings, named "prefix.index" (or
+/// "prefix" for index < 0); costs one branch otherwise (the name is built only when
+/// the time is recorded).
 class ProbeTimer {
 public:
-  ProbeTimer(Probe* probe, std::string name);
+  ProbeTimer(Probe* probe, const char* prefix, int index = -1);
   ~ProbeTimer();
   ProbeTimer(const ProbeTimer&) = delete;
   ProbeTimer& operator=(const ProbeTimer&) = delete;
 
 private:
   Probe* m_probe;
-  std::string m_name;
+  const char* m_prefix;
+  int m_index;
   std::chrono::steady_clock::time_point m_start;
 };
 

@@ -32,8 +32,14 @@ NamedTensors stateDict(const torch::nn::Module& module) {
   return out;
 }
 
-Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTensors& tensors) {
-  std::map<std::string, at::Tensor> given(tensors.begin(), tensors.end());
+TensorShapes shapesOf(const NamedTensors& tensors) {
+  TensorShapes out;
+  for (const auto& [name, t] : tensors) out.emplace_back(name, t.sizes().vec());
+  return out;
+}
+
+Result<void> checkStateDictShapes(const TensorShapes& expected, const TensorShapes& givenShapes) {
+  std::map<std::string, std::vector<std::int64_t>> given(givenShapes.begin(), givenShapes.end());
   std::vector<std::string> missing, wrongShape, unexpected;
   for (const auto& [name, shape] : expected) {
     auto it = given.find(name);
@@ -41,11 +47,11 @@ Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTenso
       missing.push_back(name + " " + shapeText(shape));
       continue;
     }
-    if (it->second.sizes() != at::IntArrayRef(shape))
-      wrongShape.push_back(name + " (expected " + shapeText(shape) + ", got " + shapeText(it->second.sizes()) + ")");
+    if (it->second != shape)
+      wrongShape.push_back(name + " (expected " + shapeText(shape) + ", got " + shapeText(it->second) + ")");
     given.erase(it);
   }
-  for (const auto& [name, t] : given) unexpected.push_back(name + " " + shapeText(t.sizes()));
+  for (const auto& [name, shape] : given) unexpected.push_back(name + " " + shapeText(shape));
   if (missing.empty() && wrongShape.empty() && unexpected.empty()) return {};
   std::string m = "state dict does not fit the model:";
   if (!missing.empty()) m += " missing " + std::to_string(missing.size()) + ": " + joinLimited(missing) + ";";
@@ -56,10 +62,8 @@ Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTenso
 }
 
 Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensors) {
-  TensorShapes expected;
   const NamedTensors targets = stateDict(module);
-  for (const auto& [name, t] : targets) expected.emplace_back(name, t.sizes().vec());
-  if (auto ok = checkStateDictShapes(expected, tensors); !ok) return ok;
+  if (auto ok = checkStateDictShapes(shapesOf(targets), shapesOf(tensors)); !ok) return ok;
   std::map<std::string, at::Tensor> given(tensors.begin(), tensors.end());
   torch::NoGradGuard noGrad;
   for (const auto& [name, target] : targets) {

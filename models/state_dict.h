@@ -19,9 +19,12 @@ Result<void> loadStateDict(torch::nn::Module& module, const NamedTensors& tensor
 
 using TensorShapes = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
 
-/// Checks `tensors` against the names and shapes a model expects, without building it.
-/// The error lists every missing, unexpected or wrongly shaped key.
-Result<void> checkStateDictShapes(const TensorShapes& expected, const NamedTensors& tensors);
+/// The names and shapes of `tensors`.
+TensorShapes shapesOf(const NamedTensors& tensors);
+
+/// Checks the names and shapes `given` against those a model expects, without building
+/// it. The error lists every missing, unexpected or wrongly shaped key.
+Result<void> checkStateDictShapes(const TensorShapes& expected, const TensorShapes& given);
 
 /// Removes wrapper prefixes that training scripts leave on every key ("module." from
 /// DistributedDataParallel, "_orig_mod." from torch.compile).

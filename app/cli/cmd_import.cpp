@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli import --from dit|sit --in FILE --out MODEL [--preset NAME | --heads N]
 #include "app/cli/command.h"
+#include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
 #include "core/process/process.h"
 #include "models/dit/dit_import.h"
@@ -10,7 +11,6 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 namespace tessera::cli {
@@ -23,10 +23,8 @@ struct ImportOptions {
 
 /// Reads a reference checkpoint: torch.save archives and safetensors files alike.
 Result<std::pair<NamedTensors, std::string>> readStateDict(const std::string& path, const std::string& key) {
-  std::ifstream probe(path, std::ios::binary);
-  char magic[2] = {};
-  probe.read(magic, 2);
-  if (magic[0] == 'P' && magic[1] == 'K') {
+  const TensorFileFormat format = detectTensorFileFormat(path);
+  if (format == TensorFileFormat::TorchZip || format == TensorFileFormat::LegacyTorch) {
     auto ckpt = readTorchCheckpoint(path);
     if (!ckpt) return fail(ckpt.error());
     auto container = chooseStateDict(*ckpt, key);

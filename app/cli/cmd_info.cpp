@@ -2,6 +2,7 @@
 // tessera-cli info MODEL | info --system
 #include "app/cli/command.h"
 #include "core/formats/safetensors.h"
+#include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
 #include "core/system/system_info.h"
 #include "models/model_file.h"
@@ -9,29 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 namespace tessera::cli {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-enum class FileFormat { Safetensors, TorchZip, LegacyTorch, Unknown };
-
-FileFormat sniff(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  unsigned char head[9] = {};
-  in.read(reinterpret_cast<char*>(head), sizeof head);
-  const auto n = in.gcount();
-  if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4) return FileFormat::TorchZip;
-  if (n >= 2 && head[0] == 0x80 && head[1] <= 5) return FileFormat::LegacyTorch;
-  if (n >= 9 && head[8] == '{') return FileFormat::Safetensors;
-  // Too short or malformed: let the safetensors reader say precisely what is wrong
-  // when the name says safetensors.
-  if (std::filesystem::path(path).extension() == ".safetensors") return FileFormat::Safetensors;
-  return FileFormat::Unknown;
-}
 
 ojson tensorJson(const std::string& name, const at::Tensor& t) {
   auto dtype = fromScalarType(t.scalar_type());
@@ -116,15 +100,12 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
             out["file"] = *path;
             out["size_bytes"] = std::filesystem::file_size(*path, ec);
             CommandResult r;
-            switch (sniff(*path)) {
-              case FileFormat::Safetensors: r = infoSafetensors(*path, out); break;
-              case FileFormat::TorchZip: r = infoTorch(*path, out); break;
-              case FileFormat::LegacyTorch:
-              case FileFormat::Unknown: {
-                auto t = readTorchCheckpoint(*path);  // its message names legacy files precisely
-                if (sniff(*path) == FileFormat::LegacyTorch && !t) return badInput(t.error().message());
+            switch (detectTensorFileFormat(*path)) {
+              case TensorFileFormat::Safetensors: r = infoSafetensors(*path, out); break;
+              case TensorFileFormat::TorchZip:
+              case TensorFileFormat::LegacyTorch: r = infoTorch(*path, out); break;  // names legacy files precisely
+              case TensorFileFormat::Unknown:
                 return badInput(*path + ": neither a safetensors file nor a torch.save archive");
-              }
             }
             if (!r) return r;
             std::cout << out.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;

@@ -2,6 +2,7 @@
 #include "core/formats/torch_checkpoint.h"
 
 #include "core/formats/pickle.h"
+#include "core/formats/tensor_file.h"
 
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
@@ -73,17 +74,16 @@ void flatten(const ValuePtr& v, const std::string& container, const std::string&
   }
 }
 
-Result<void> checkMagic(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(path + ": cannot open");
-  char magic[4] = {};
-  in.read(magic, 4);
-  if (in.gcount() < 4) return fail(path + ": truncated: " + std::to_string(in.gcount()) + " bytes is not a torch.save archive");
-  if (std::memcmp(magic, "PK\x03\x04", 4) == 0) return {};
-  if (static_cast<unsigned char>(magic[0]) == 0x80)
-    return fail(path + ": legacy torch.save format (PyTorch < 1.6) is not supported; re-save it with a recent "
-                       "PyTorch (torch.save(torch.load(f), f2))");
-  return fail(path + ": not a torch.save zip archive (expected the bytes 'PK\\x03\\x04' at the start)");
+Result<void> checkFormat(const std::string& path) {
+  if (!std::filesystem::exists(path)) return fail(path + ": cannot open");
+  if (std::filesystem::file_size(path) < 4) return fail(path + ": truncated: too short for a torch.save archive");
+  switch (detectTensorFileFormat(path)) {
+    case TensorFileFormat::TorchZip: return {};
+    case TensorFileFormat::LegacyTorch:
+      return fail(path + ": legacy torch.save format (PyTorch < 1.6) is not supported; re-save it with a recent "
+                         "PyTorch (torch.save(torch.load(f), f2))");
+    default: return fail(path + ": not a torch.save zip archive (expected the bytes 'PK\\x03\\x04' at the start)");
+  }
 }
 
 }  // namespace
@@ -94,7 +94,7 @@ const std::vector<std::string>& preferredStateDictKeys() {
 }
 
 Result<TorchCheckpoint> readTorchCheckpoint(const std::string& path) {
-  if (auto ok = checkMagic(path); !ok) return fail(ok.error());
+  if (auto ok = checkFormat(path); !ok) return fail(ok.error());
   const auto fileSize = static_cast<std::uint64_t>(std::filesystem::file_size(path));
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);

@@ -99,6 +99,11 @@ void GaussianDiffusion::derive(at::Tensor betas) {
   m_posteriorMeanCoef2 = (1.0 - m_alphasCumprodPrev) * at::sqrt(alphas) / (1.0 - m_alphasCumprod);
   // FIXED_LARGE, the reference's choice without learned sigma: betas, with the first
   // entry replaced by the posterior variance of step 1.
+  m_logBetas = at::log(betas);
+  m_sqrtAlphasCumprod = at::sqrt(m_alphasCumprod);
+  m_sqrtOneMinusAlphasCumprod = at::sqrt(1.0 - m_alphasCumprod);
+  m_sqrtRecipAlphasCumprod = at::sqrt(1.0 / m_alphasCumprod);
+  m_sqrtRecipM1AlphasCumprod = at::sqrt(1.0 / m_alphasCumprod - 1.0);
   m_fixedLogVariance = at::log(at::cat({m_posteriorVariance.narrow(0, 1, 1), betas.narrow(0, 1, betas.size(0) - 1)}));
 }
 
@@ -196,7 +201,7 @@ at::Tensor GaussianDiffusion::at_(const at::Tensor& table, const at::Tensor& t, 
 }
 
 at::Tensor GaussianDiffusion::qSample(const at::Tensor& x0, const at::Tensor& t, const at::Tensor& noise) const {
-  return at_(at::sqrt(m_alphasCumprod), t, x0) * x0 + at_(at::sqrt(1.0 - m_alphasCumprod), t, x0) * noise;
+  return at_(m_sqrtAlphasCumprod, t, x0) * x0 + at_(m_sqrtOneMinusAlphasCumprod, t, x0) * noise;
 }
 
 GaussianDiffusion::Posterior GaussianDiffusion::qPosterior(const at::Tensor& x0, const at::Tensor& xt, const at::Tensor& t) const {
@@ -205,19 +210,19 @@ GaussianDiffusion::Posterior GaussianDiffusion::qPosterior(const at::Tensor& x0,
 }
 
 at::Tensor GaussianDiffusion::x0FromEps(const at::Tensor& xt, const at::Tensor& t, const at::Tensor& eps) const {
-  return at_(at::sqrt(1.0 / m_alphasCumprod), t, xt) * xt - at_(at::sqrt(1.0 / m_alphasCumprod - 1.0), t, xt) * eps;
+  return at_(m_sqrtRecipAlphasCumprod, t, xt) * xt - at_(m_sqrtRecipM1AlphasCumprod, t, xt) * eps;
 }
 at::Tensor GaussianDiffusion::epsFromX0(const at::Tensor& xt, const at::Tensor& t, const at::Tensor& x0) const {
-  return (at_(at::sqrt(1.0 / m_alphasCumprod), t, xt) * xt - x0) / at_(at::sqrt(1.0 / m_alphasCumprod - 1.0), t, xt);
+  return (at_(m_sqrtRecipAlphasCumprod, t, xt) * xt - x0) / at_(m_sqrtRecipM1AlphasCumprod, t, xt);
 }
 at::Tensor GaussianDiffusion::x0FromV(const at::Tensor& xt, const at::Tensor& t, const at::Tensor& v) const {
-  return at_(at::sqrt(m_alphasCumprod), t, xt) * xt - at_(at::sqrt(1.0 - m_alphasCumprod), t, xt) * v;
+  return at_(m_sqrtAlphasCumprod, t, xt) * xt - at_(m_sqrtOneMinusAlphasCumprod, t, xt) * v;
 }
 at::Tensor GaussianDiffusion::epsFromV(const at::Tensor& xt, const at::Tensor& t, const at::Tensor& v) const {
-  return at_(at::sqrt(1.0 - m_alphasCumprod), t, xt) * xt + at_(at::sqrt(m_alphasCumprod), t, xt) * v;
+  return at_(m_sqrtOneMinusAlphasCumprod, t, xt) * xt + at_(m_sqrtAlphasCumprod, t, xt) * v;
 }
 at::Tensor GaussianDiffusion::vFrom(const at::Tensor& x0, const at::Tensor& eps, const at::Tensor& t) const {
-  return at_(at::sqrt(m_alphasCumprod), t, x0) * eps - at_(at::sqrt(1.0 - m_alphasCumprod), t, x0) * x0;
+  return at_(m_sqrtAlphasCumprod, t, x0) * eps - at_(m_sqrtOneMinusAlphasCumprod, t, x0) * x0;
 }
 
 GaussianDiffusion::ModelPrediction GaussianDiffusion::interpret(const at::Tensor& out, const at::Tensor& xt, const at::Tensor& t) const {
@@ -228,7 +233,7 @@ GaussianDiffusion::ModelPrediction GaussianDiffusion::interpret(const at::Tensor
     TORCH_CHECK(out.size(1) == 2 * C, "gaussian diffusion: a learned-sigma model must output ", 2 * C, " channels, got ", out.size(1));
     pred = out.narrow(1, 0, C);
     const at::Tensor frac = (out.narrow(1, C, C) + 1.0) / 2.0;
-    const at::Tensor minLog = at_(m_posteriorLogVarianceClipped, t, xt), maxLog = at_(at::log(m_betas), t, xt);
+    const at::Tensor minLog = at_(m_posteriorLogVarianceClipped, t, xt), maxLog = at_(m_logBetas, t, xt);
     p.logVariance = frac * maxLog + (1.0 - frac) * minLog;
   } else {
     TORCH_CHECK(out.size(1) == C, "gaussian diffusion: expected ", C, " output channels, got ", out.size(1));

@@ -90,7 +90,8 @@ private:
   GaussianDiffusionConfig m_config;
   std::vector<std::int64_t> m_timestepMap;
   at::Tensor m_betas, m_alphasCumprod, m_alphasCumprodPrev, m_posteriorVariance, m_posteriorLogVarianceClipped,
-      m_posteriorMeanCoef1, m_posteriorMeanCoef2, m_fixedLogVariance;
+      m_posteriorMeanCoef1, m_posteriorMeanCoef2, m_fixedLogVariance, m_logBetas, m_sqrtAlphasCumprod,
+      m_sqrtOneMinusAlphasCumprod, m_sqrtRecipAlphasCumprod, m_sqrtRecipM1AlphasCumprod;
 };
 
 }  // namespace tessera

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <mutex>
 #include <random>
 #include <unistd.h>
 #include <vector>
@@ -174,7 +175,11 @@ double gemmRelativeError() {
   return maxRef > 0 ? maxErr / maxRef : maxErr;
 }
 
-KernelState verifyOrFallback(char** argv) {
+namespace {
+
+/// Who chose the active kernel (from the environment the re-exec leaves) and whether it
+/// computes correct products.
+KernelState inspectKernel() {
   KernelState s;
   s.active = activeCoreName();
   if (const char* chosen = env(kChosenEnv)) {
@@ -191,25 +196,43 @@ KernelState verifyOrFallback(char** argv) {
   s.maxRelError = gemmRelativeError();
   if (const char* fault = env(kTestFaultEnv); fault && s.active == fault) s.maxRelError = 1.0;
   s.verified = s.maxRelError <= 1e-4;
-  if (!s.verified) {
-    if (s.source == "tessera" && argv) {
-      // Our choice computes wrong products: go back to OpenBLAS's own kernel.
-      ::setenv(kCoreTypeEnv, s.detected.empty() ? "Prescott" : s.detected.c_str(), 1);
-      ::setenv(kFallbackEnv, s.chosen.c_str(), 1);
-      ::unsetenv(kChosenEnv);
-      reexec(argv);
-    }
+  if (!s.verified)
     s.warning = "BLAS kernel '" + s.active + "' computes wrong matrix products (relative error " +
                 std::to_string(s.maxRelError) + "); results will be wrong";
-  } else if (s.source == "fallback") {
+  else if (s.source == "fallback")
     s.warning = std::string("BLAS kernel '") + env(kFallbackEnv) + "' failed its start-up check; using '" + s.active +
                 "' instead (slower)";
-  }
-  g_state = s;
   return s;
 }
 
-const KernelState& kernelState() { return g_state; }
+std::mutex g_stateMutex;
+bool g_stateKnown = false;
+
+}  // namespace
+
+KernelState verifyOrFallback(char** argv) {
+  KernelState s = inspectKernel();
+  if (!s.verified && s.source == "tessera" && argv) {
+    // Our choice computes wrong products: go back to OpenBLAS's own kernel.
+    ::setenv(kCoreTypeEnv, s.detected.empty() ? "Prescott" : s.detected.c_str(), 1);
+    ::setenv(kFallbackEnv, s.chosen.c_str(), 1);
+    ::unsetenv(kChosenEnv);
+    reexec(argv);
+  }
+  std::lock_guard<std::mutex> lock(g_stateMutex);
+  g_state = s;
+  g_stateKnown = true;
+  return s;
+}
+
+const KernelState& kernelState() {
+  std::lock_guard<std::mutex> lock(g_stateMutex);
+  if (!g_stateKnown) {  // a program that did not run verifyOrFallback (tests, tools)
+    g_state = inspectKernel();
+    g_stateKnown = true;
+  }
+  return g_state;
+}
 
 double measureGemmGflops(int n, double minSeconds) {
   at::Tensor a = at::rand({n, n}), b = at::rand({n, n});

@@ -71,7 +71,8 @@ double gemmRelativeError();
 /// own choice and records a warning; if the user chose it, only warns.
 KernelState verifyOrFallback(char** argv);
 
-/// The state recorded by the last verifyOrFallback() (empty before).
+/// The state recorded by verifyOrFallback(), or, in a program that did not call it,
+/// the same inspection without any re-execution (computed once).
 const KernelState& kernelState();
 
 /// Measures single-precision matrix product throughput (n x n x n) in GFLOP/s: the

@@ -40,13 +40,7 @@ SystemInfo querySystemInfo(bool measureGemm) {
                                                 {f.avx512vl, "avx512vl"}};
   for (const auto& [on, name] : flags)
     if (on) s.cpuFeatures.emplace_back(name);
-  blas::KernelState k = blas::kernelState();
-  if (k.source.empty()) {  // verifyOrFallback() was not run by this process
-    k.active = blas::activeCoreName();
-    k.maxRelError = blas::gemmRelativeError();
-    k.verified = k.maxRelError <= 1e-4;
-    k.source = std::getenv(blas::kCoreTypeEnv) ? "user" : (k.active.empty() ? "none" : "openblas");
-  }
+  const blas::KernelState k = blas::kernelState();
   s.blasKernel = k.active;
   s.blasKernelSource = k.source;
   s.blasDetected = k.detected;

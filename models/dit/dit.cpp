@@ -291,11 +291,12 @@ at::Tensor DiTImpl::forwardTensors(const at::Tensor& x, const at::Tensor& t, con
 
   at::Tensor h = x_embedder->forward(x) + positionEmbedding(gridH, gridW);  // (N, T, D)
   const at::Tensor cond = t_embedder->forward(t) + y_embedder->forward(y.to(at::kLong), is_training());  // (N, D)
-  if (probe) probe->tap("x_embedder", h);
+  const bool stats = probe && probe->wantsStats();
+  if (stats) probe->tap("x_embedder", h);
   for (std::size_t i = 0; i < blocks->size(); ++i) {
-    ProbeTimer timer(probe, "blocks." + std::to_string(i));
+    ProbeTimer timer(probe, "blocks", static_cast<int>(i));
     h = blocks[i]->as<DiTBlockImpl>()->forward(h, cond, probe, static_cast<int>(i));  // (N, T, D)
-    if (probe) probe->tap("blocks." + std::to_string(i), h);
+    if (stats) probe->tap("blocks." + std::to_string(i), h);
   }
   h = final_layer->forward(h, cond);  // (N, T, p*p*C), features ordered (p_row, p_col, c)
   at::Tensor out = h.reshape({N, gridH, gridW, p, p, C})

@@ -117,7 +117,7 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   // XL model would cost 2.7 GB and its initialisation), then keep float32 copies in
   // the network's key order.
   const auto shapes = ditStateShapes(c);
-  if (auto ok = checkStateDictShapes(shapes, sd); !ok) return fail(ok.error());
+  if (auto ok = checkStateDictShapes(shapes, shapesOf(sd)); !ok) return fail(ok.error());
   for (const auto& [name, shape] : shapes) out.weights.emplace_back(name, byName.at(name).to(at::kFloat).contiguous());
   return out;
 }

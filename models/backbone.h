@@ -25,6 +25,13 @@ struct Capabilities {
   bool learnedSigma = false;  ///< output carries a variance channel block
   bool auxLoss = false;       ///< returns an auxiliary loss (MoE load balancing)
   Prediction prediction = Prediction::Epsilon;
+  std::int64_t inChannels = 0;    ///< channels of x
+  std::int64_t sizeMultiple = 1;  ///< height and width must be multiples of this (the patch size)
+  std::int64_t trainedHeight = 0, trainedWidth = 0;  ///< the grid the model was made for
+  std::int64_t numClasses = 0;    ///< class labels 0 … numClasses − 1
+  bool nullClass = false;         ///< label numClasses is the null class (classifier-free guidance)
+  /// Channels the reference guidance rule guides (GuidanceConfig::channels; 0 = all).
+  std::int64_t guidedChannels = 0;
 };
 
 /// One input struct for every backbone, because their signatures really differ.

@@ -332,6 +332,12 @@ Capabilities DiTImpl::capabilities() const {
                     : p == "score"  ? Prediction::Score
                     : caps.learnedSigma ? Prediction::EpsilonAndSigma
                                         : Prediction::Epsilon;
+  caps.inChannels = m_config.inChannels;
+  caps.sizeMultiple = m_config.patchSize;
+  caps.trainedHeight = caps.trainedWidth = m_config.inputSize;
+  caps.numClasses = m_config.numClasses;
+  caps.nullClass = m_config.classDropoutProb > 0;
+  caps.guidedChannels = m_config.cfgChannels >= m_config.inChannels ? 0 : m_config.cfgChannels;
   return caps;
 }
 

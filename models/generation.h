@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// Generation from a model file: the backbone, its process and the samplers, with
+// guidance, per-image seeds, given noise, observers and cancellation. Used by
+// `tessera-cli sample`, the benchmarks and (later) the studio's generation job.
+#pragma once
+
+#include "core/guidance/guidance.h"
+#include "core/samplers/sampler.h"
+#include "core/util/error.h"
+#include "models/model_file.h"
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+/// What generation needs to know about a model, from its backbone and description.
+struct ModelTraits {
+  std::int64_t channels = 0;
+  std::int64_t sizeMultiple = 1;
+  std::int64_t trainedHeight = 0, trainedWidth = 0;
+  std::int64_t numClasses = 0;
+  bool nullClass = false;
+  std::vector<std::string> classNames;  ///< empty when the model has none
+  std::int64_t guidedChannels = 0;      ///< the reference guidance rule (0 = all channels)
+  /// "image" (pixels in [-1, 1], written as PNG) or "latent" (no autoencoder: tensors only).
+  std::string dataKind = "latent";
+};
+Result<ModelTraits> modelTraits(const LoadedModel& model);
+
+/// A class given as an index ("3") or a name ("Trouser", case-insensitive).
+Result<std::int64_t> resolveClass(const ModelTraits& traits, const std::string& token);
+/// Checks H×W for the model, naming the nearest valid sizes when it is not.
+Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int64_t width);
+
+struct GenerationRequest {
+  std::vector<std::int64_t> classes;  ///< one per image
+  std::int64_t height = 0, width = 0; ///< 0: the trained size
+  std::string sampler = "ddim";
+  SamplerOptions options;
+  GuidanceConfig guidance;            ///< channels −1 → the model's reference rule
+  bool referenceGuidanceRule = true;  ///< use ModelTraits::guidedChannels (the DiT/SiT quirk) when the model has one
+  std::uint64_t seed = 0;             ///< image i uses seed + i, for its noise and its step noise
+  std::int64_t batch = 8;             ///< images per forward batch
+  std::optional<at::Tensor> noise;      ///< (n, C, H, W): the initial noise instead of the seeds'
+  std::optional<at::Tensor> stepNoise;  ///< (steps, n, C, H, W): each step's noise instead of the seeds'
+  bool recordTrajectory = false;      ///< keep every state and x0 estimate (host copies)
+  StepObserver* observer = nullptr;   ///< every step of every batch
+  const CancelToken* cancel = nullptr;
+  std::function<void(std::int64_t done, std::int64_t total)> onImages;  ///< after each batch
+};
+
+struct GenerationResult {
+  at::Tensor samples;          ///< (n, C, H, W) float on the CPU, in the model's data range
+  std::vector<double> times;   ///< every state's time in the model's convention
+  std::vector<double> taus;    ///< the same as progress τ
+  std::int64_t steps = 0, nfe = 0, forwardRows = 0;
+  double seconds = 0;
+  bool cancelled = false;
+  std::int64_t completed = 0;  ///< images finished (all unless cancelled)
+  at::Tensor trajectoryX;      ///< (states, n, C, H, W) when recorded
+  at::Tensor trajectoryX0;     ///< (steps, n, C, H, W) when recorded
+  nlohmann::json settings;     ///< everything needed to reproduce the run (sampler, grid, guidance, seeds…)
+};
+
+/// Validates the request against the model and samples. Bad input (sizes, classes,
+/// steps, guidance, noise shapes) fails with a message naming it.
+Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request);
+
+/// Per-image noise from seeds: image i draws from its own CPU generator seeded with
+/// seed + i (first its initial noise, then one draw per stochastic step), so that a
+/// seed means the same image alone or in any batch, on any device.
+class SeededNoise final : public NoiseSource {
+public:
+  SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vector<std::int64_t> shape);
+  /// The initial noise (count, C, H, W).
+  at::Tensor initial();
+  at::Tensor draw(std::int64_t step, const at::Tensor& like) override;
+
+private:
+  std::vector<at::Generator> m_generators;
+  std::vector<std::int64_t> m_shape;
+};
+
+}  // namespace tessera

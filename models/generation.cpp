@@ -73,10 +73,7 @@ SeededNoise::SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vecto
 
 at::Tensor SeededNoise::initial() {
   std::vector<at::Tensor> rows;
-  for (auto& g : m_generators) {
-    std::lock_guard<std::mutex> lock(g.mutex());
-    rows.push_back(at::randn(m_shape, g, at::TensorOptions(at::kFloat)));
-  }
+  for (auto& g : m_generators) rows.push_back(at::randn(m_shape, g, at::TensorOptions(at::kFloat)));  // randn locks g
   return at::stack(rows, 0);
 }
 

@@ -46,5 +46,6 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global);
 Command addBenchCommand(CLI::App& app, const GlobalOptions& global);
 Command addImportCommand(CLI::App& app, const GlobalOptions& global);
 Command addForwardCommand(CLI::App& app, const GlobalOptions& global);
+Command addSampleCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace tessera::cli

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
       addInfoCommand(app, global),
       addImportCommand(app, global),
       addForwardCommand(app, global),
+      addSampleCommand(app, global),
       addBenchCommand(app, global),
   };
 

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera-cli sample --model MODEL [--class K|NAME[,…]] [--size WxH] [--sampler NAME] [--steps N]
+//                    [--cfg S] [--seed N] [-n N] [--batch B] [--noise Z] [--step-noise N] [--trajectory T] --out DIR
+#include "app/cli/command.h"
+#include "core/formats/png.h"
+#include "core/formats/safetensors.h"
+#include "core/samplers/time_grid.h"
+#include "core/util/progress.h"
+#include "models/generation.h"
+
+#include <ATen/ATen.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <regex>
+#include <sstream>
+
+namespace tessera::cli {
+namespace {
+
+struct SampleOptions {
+  std::string model, classes, size, sampler = "auto", out, noise, stepNoise, trajectory, cfgInterval, cfgChannels = "reference";
+  std::int64_t count = 1, batch = 8;
+  std::uint64_t seed = 0;
+  double cfg = std::nan("");
+  SamplerOptions sampling;
+  std::string gallery;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, sep);) parts.push_back(part);
+  return parts;
+}
+
+Result<at::Tensor> loadTensor(const std::string& path, const std::string& name, const std::string& flag) {
+  auto file = SafetensorsFile::open(path);
+  if (!file) return fail(flag + ": " + file.error().message());
+  if (!file->contains(name)) return fail(flag + ": " + path + " has no tensor '" + name + "'");
+  auto t = file->load(name);
+  if (!t) return fail(flag + ": " + t.error().message());
+  return *t;
+}
+
+Image8 toImage(const at::Tensor& chw) {
+  const at::Tensor u8 = ((chw.clamp(-1, 1) + 1.0) * 127.5).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  Image8 img;
+  img.height = chw.size(1);
+  img.width = chw.size(2);
+  img.channels = chw.size(0);
+  img.pixels.assign(u8.data_ptr<std::uint8_t>(), u8.data_ptr<std::uint8_t>() + u8.numel());
+  return img;
+}
+
+/// Steps of every batch on one bar.
+class ProgressObserver final : public StepObserver {
+public:
+  ProgressObserver(Progress& progress, std::int64_t stepsPerBatch) : m_progress(progress), m_perBatch(stepsPerBatch) {}
+  void onStart(const at::Tensor&, double, double) override { m_base = m_done; }
+  void onStep(const StepEvent& e) override {
+    m_done = m_base + e.index + 1;
+    m_progress.update(m_done, "nfe " + std::to_string(e.nfe));
+  }
+
+private:
+  Progress& m_progress;
+  std::int64_t m_perBatch, m_done = 0, m_base = 0;
+};
+
+CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
+  if (!o.gallery.empty()) return badInput("--gallery: the gallery database arrives with the studio (issue 6); write PNGs with --out");
+  auto loaded = loadModelFile(o.model);
+  if (!loaded) return badInput(loaded.error().message());
+  auto traits = modelTraits(*loaded);
+  if (!traits) return badInput(traits.error().message());
+  const nlohmann::json defaults = loaded->description.value("defaults", nlohmann::json::object());
+
+  GenerationRequest r;
+  if (o.count < 1) return badInput("-n: at least one image, got " + std::to_string(o.count));
+  if (o.batch < 1) return badInput("--batch: at least 1, got " + std::to_string(o.batch));
+  // Classes: one per image, a shorter list repeats; none given cycles through the classes.
+  std::vector<std::int64_t> listed;
+  for (const auto& token : split(o.classes, ',')) {
+    if (token.empty()) return badInput("--class: empty entry in '" + o.classes + "'");
+    auto k = resolveClass(*traits, token);
+    if (!k) return badInput("--class: " + k.error().message());
+    listed.push_back(*k);
+  }
+  for (std::int64_t i = 0; i < o.count; ++i)
+    r.classes.push_back(listed.empty() ? i % traits->numClasses : listed[static_cast<std::size_t>(i) % listed.size()]);
+
+  if (!o.size.empty()) {
+    std::smatch m;
+    if (!std::regex_match(o.size, m, std::regex(R"((\d{1,6})[xX](\d{1,6}))")))
+      return badInput("--size: expected WxH (e.g. 32x32), got '" + o.size + "'");
+    r.width = std::stoll(m[1]);
+    r.height = std::stoll(m[2]);
+    if (auto ok = checkSize(*traits, r.height, r.width); !ok) return badInput("--size: " + ok.error().message());
+  }
+  r.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
+  if (!samplerRegistry().find(r.sampler)) {
+    std::string names;
+    for (const auto& s : samplerRegistry().names()) names += (names.empty() ? "" : ", ") + s;
+    return badInput("--sampler: unknown sampler '" + r.sampler + "' (expected one of: " + names + ")");
+  }
+  r.options = o.sampling;
+  if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
+  r.guidance.scale = std::isnan(o.cfg) ? defaults.value("cfg", 1.0) : o.cfg;
+  if (!std::isfinite(r.guidance.scale)) return badInput("--cfg: expected a finite guidance scale, got " + std::to_string(r.guidance.scale));
+  if (!o.cfgInterval.empty()) {
+    const auto parts = split(o.cfgInterval, ',');
+    try {
+      if (parts.size() != 2) throw std::invalid_argument("count");
+      r.guidance.low = std::stod(parts[0]);
+      r.guidance.high = std::stod(parts[1]);
+    } catch (...) {
+      return badInput("--cfg-interval: expected LO,HI (progress from 0 = noise to 1 = data), got '" + o.cfgInterval + "'");
+    }
+  }
+  if (o.cfgChannels == "all") {
+    r.referenceGuidanceRule = false;
+  } else if (o.cfgChannels != "reference") {
+    try {
+      r.guidance.channels = std::stoll(o.cfgChannels);
+      r.referenceGuidanceRule = false;
+    } catch (...) {
+      return badInput("--cfg-channels: expected reference, all or a channel count, got '" + o.cfgChannels + "'");
+    }
+    if (r.guidance.channels < 1) return badInput("--cfg-channels: a count must be at least 1");
+  }
+  if (auto ok = r.guidance.validate(); !ok) return badInput("--cfg: " + ok.error().message());
+  r.seed = o.seed;
+  r.batch = o.batch;
+  if (!o.noise.empty()) {
+    auto z = loadTensor(o.noise, "z", "--noise");
+    if (!z) return badInput(z.error().message());
+    r.noise = *z;
+  }
+  if (!o.stepNoise.empty()) {
+    auto s = loadTensor(o.stepNoise, "noise", "--step-noise");
+    if (!s) return badInput(s.error().message());
+    r.stepNoise = *s;
+  }
+  r.recordTrajectory = !o.trajectory.empty();
+
+  std::error_code ec;
+  std::filesystem::create_directories(o.out, ec);
+  if (ec) return runtimeFailure(o.out + ": cannot create the output folder: " + ec.message());
+
+  const SamplerEntry* entry = samplerRegistry().find(r.sampler);
+  auto space = makeSamplingSpace(*loaded->process);
+  if (!space) return badInput(space.error().message());
+  auto grid = samplerGrid(*entry, r.options, **space);
+  if (!grid) return badInput(grid.error().message());
+  const std::int64_t batches = (o.count + o.batch - 1) / o.batch;
+  const std::int64_t stepsPerBatch = static_cast<std::int64_t>(grid->size()) - 1 + (entry->family == SamplerFamily::Sde && r.options.lastStep != "none");
+  Progress progress("sample", stepsPerBatch * batches, Progress::chooseMode(global.json, global.quiet), std::cerr);
+  ProgressObserver observer(progress, stepsPerBatch);
+  r.observer = &observer;
+
+  auto result = generate(*loaded, r);
+  if (!result) return badInput(result.error().message());
+  progress.finish();
+
+  nlohmann::json model{{"file", std::filesystem::path(o.model).filename().string()},
+                       {"backbone", loaded->description["backbone"].value("kind", "")},
+                       {"size_bytes", std::filesystem::file_size(o.model, ec)}};
+  nlohmann::json summary{{"event", "done"}, {"out", o.out}, {"images", result->completed}, {"nfe", result->nfe},
+                         {"steps", result->steps}, {"seconds", result->seconds}, {"settings", result->settings}};
+  if (traits->dataKind == "image" && (traits->channels == 1 || traits->channels == 3)) {
+    nlohmann::json files = nlohmann::json::array();
+    for (std::int64_t i = 0; i < result->completed; ++i) {
+      const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(i);
+      const std::int64_t k = r.classes[static_cast<std::size_t>(i)];
+      char name[96];
+      std::snprintf(name, sizeof name, "%05lld_seed%llu_class%lld.png", static_cast<long long>(i),
+                    static_cast<unsigned long long>(seed), static_cast<long long>(k));
+      const std::string path = (std::filesystem::path(o.out) / name).string();
+      nlohmann::json meta = result->settings;
+      meta.erase("classes");
+      meta["image"] = {{"index", i}, {"seed", seed}, {"class", k}};
+      if (!traits->classNames.empty()) meta["image"]["class_name"] = traits->classNames[static_cast<std::size_t>(k)];
+      meta["model"] = model;
+      meta["software"] = std::string("tessera ") + TESSERA_VERSION_STRING;
+      auto ok = writePng(path, toImage(result->samples[i]), {{"tessera", meta.dump()}});
+      if (!ok) return runtimeFailure(ok.error().message());
+      files.push_back(path);
+      if (global.json) std::cout << nlohmann::json{{"event", "image"}, {"index", i}, {"seed", seed}, {"class", k}, {"path", path}}.dump() << std::endl;
+    }
+    summary["files"] = files;
+  } else if (result->completed > 0) {
+    const std::string path = (std::filesystem::path(o.out) / "samples.safetensors").string();
+    nlohmann::json meta = result->settings;
+    meta["model"] = model;
+    auto ok = writeSafetensors(path, {{"samples", result->samples.contiguous()}}, {{"tessera.sample", meta.dump()}});
+    if (!ok) return runtimeFailure(ok.error().message());
+    summary["files"] = {path};
+    summary["note"] = "no PNG written: this model's output is a " + traits->dataKind +
+                      " tensor without an autoencoder to decode it; the samples are in " + path;
+    spdlog::warn("{}", summary["note"].get<std::string>());
+  }
+  if (r.recordTrajectory && result->trajectoryX.defined()) {
+    const at::Tensor t = at::tensor(result->times, at::TensorOptions(at::kDouble));
+    const at::Tensor tau = at::tensor(result->taus, at::TensorOptions(at::kDouble));
+    auto ok = writeSafetensors(o.trajectory, {{"x_t", result->trajectoryX.contiguous()}, {"x0", result->trajectoryX0.contiguous()},
+                                              {"t", t}, {"tau", tau}}, {{"tessera.sample", result->settings.dump()}});
+    if (!ok) return runtimeFailure(ok.error().message());
+    summary["trajectory"] = o.trajectory;
+  }
+  if (result->cancelled) summary["cancelled"] = true;
+  std::cout << summary.dump(global.json ? -1 : 2) << std::endl;
+  return {};
+}
+
+}  // namespace
+
+Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
+  auto* sub = app.add_subcommand("sample", "Generate images (or latents) from a model");
+  auto o = std::make_shared<SampleOptions>();
+  auto& s = o->sampling;
+  sub->add_option("--model", o->model, "Tessera model file")->required();
+  sub->add_option("--class", o->classes, "Class index or name; a comma list gives one per image (default: all classes in turn)");
+  sub->add_option("--size", o->size, "WxH in the model's data cells (default: the trained size)");
+  sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");
+  sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid)")->capture_default_str();
+  sub->add_option("--grid", s.grid, "default, uniform, quadratic, shifted, karras, respaced")->capture_default_str();
+  sub->add_option("--cfg", o->cfg, "Classifier-free guidance scale (1 = none, one forward per step)");
+  sub->add_option("--cfg-interval", o->cfgInterval, "LO,HI: guide only while the progress (0 noise … 1 data) lies in [LO, HI]");
+  sub->add_option("--cfg-channels", o->cfgChannels, "reference (the model's rule: 3 for DiT/SiT imports), all, or a count")->capture_default_str();
+  sub->add_option("--eta", s.eta, "DDIM noise (0 = deterministic)")->capture_default_str();
+  sub->add_option("--shift", s.shift, "Shifted grid: time shift (0 = sqrt of the area ratio to the trained size)");
+  sub->add_option("--rho", s.rho, "Karras grid exponent")->capture_default_str();
+  sub->add_option("--atol", s.atol, "dopri5 absolute tolerance")->capture_default_str();
+  sub->add_option("--rtol", s.rtol, "dopri5 relative tolerance")->capture_default_str();
+  sub->add_option("--diffusion-form", s.diffusionForm, "SDE: constant, SBDM, sigma, linear, decreasing, increasing-decreasing")->capture_default_str();
+  sub->add_option("--diffusion-norm", s.diffusionNorm, "SDE: diffusion norm")->capture_default_str();
+  sub->add_option("--last-step", s.lastStep, "SDE: Mean, Tweedie, Euler or none")->capture_default_str();
+  sub->add_option("--last-step-size", s.lastStepSize, "SDE: size of the last step")->capture_default_str();
+  sub->add_option("--seed", o->seed, "Seed of image 0; image i uses seed + i")->capture_default_str();
+  sub->add_option("-n", o->count, "Number of images")->capture_default_str();
+  sub->add_option("--batch", o->batch, "Images per batch")->capture_default_str();
+  sub->add_option("--noise", o->noise, "safetensors with z (n, C, H, W): the initial noise");
+  sub->add_option("--step-noise", o->stepNoise, "safetensors with noise (steps, n, C, H, W): each stochastic step's noise");
+  sub->add_option("--trajectory", o->trajectory, "Write x_t, x0, t (model time) and tau of every step to this safetensors file");
+  sub->add_option("--gallery", o->gallery, "Gallery database (arrives with the studio)");
+  sub->add_option("--out", o->out, "Output folder")->required();
+  return {sub, [o, &global]() { return runSample(*o, global); }};
+}
+
+}  // namespace tessera::cli

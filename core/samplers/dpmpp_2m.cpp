@@ -31,7 +31,8 @@ public:
       // α_n (1 − e^{−h}) = α_n − σ_n α_c / σ_c, finite at both ends.
       const double dataScale = n.alpha - n.sigma * c.alpha / c.sigma;
       at::Tensor D = d.x0;
-      if (previous.defined() && std::isfinite(h) && std::isfinite(hPrevious)) {
+      const bool final = i + 2 == g.size();  // into the data: first order (k-diffusion, DPM-Solver's lower_order_final)
+      if (previous.defined() && !final && std::isfinite(h) && std::isfinite(hPrevious)) {
         const double r = hPrevious / h;
         D = (1 + 1 / (2 * r)) * d.x0 - (1 / (2 * r)) * previous;
       }

@@ -188,6 +188,7 @@ Schedule InterpolantSpace::schedule(double t) const {
     s = {t, 1.0 - t, 1.0, -1.0};
   } else if (c.path == "gvp") {
     s = {std::sin(t * kPi / 2), std::cos(t * kPi / 2), kPi / 2 * std::cos(t * kPi / 2), -kPi / 2 * std::sin(t * kPi / 2)};
+    if (t == 1.0) s.sigma = s.dAlpha = 0.0;  // exactly, not cos(π/2) ≈ 6e-17
   } else {
     const double smin = c.vpSigmaMin, smax = c.vpSigmaMax;
     const double m = -0.25 * (1 - t) * (1 - t) * (smax - smin) - 0.5 * (1 - t) * smin;

@@ -4,6 +4,8 @@
 // σ²_{c|n} = σ_c² − (α_c/α_n)² σ_n² is the variance of the forward step n → c.
 #include "core/samplers/steps.h"
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 
 namespace tessera {
@@ -34,6 +36,21 @@ public:
 };
 
 }  // namespace
+
+Result<at::Tensor> invertDDIM(Denoiser& denoiser, at::Tensor x, const std::vector<double>& grid) {
+  if (grid.size() < 2) return fail("ddim inversion: the grid needs at least two times");
+  const SamplingSpace& space = denoiser.space();
+  try {
+    for (std::size_t i = grid.size() - 1; i > 0; --i) {
+      const Denoised d = denoiser(x, std::min(grid[i], space.lastEvaluable()));
+      const Schedule to = space.schedule(grid[i - 1]);
+      x = to.alpha * d.x0 + to.sigma * d.eps;
+    }
+  } catch (const c10::Error& e) {
+    return fail(std::string("ddim inversion: ") + e.what_without_backtrace());
+  }
+  return x;
+}
 
 void registerSampler_ddim(SamplerRegistry& registry) {
   SamplerEntry e;

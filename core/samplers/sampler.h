@@ -170,6 +170,12 @@ Result<SampleResult> runSampling(const std::string& sampler, const SamplerOption
                                  at::Tensor x, NoiseSource* noise = nullptr, StepObserver* observer = nullptr,
                                  const CancelToken* cancel = nullptr);
 
+/// DDIM inversion (Song et al. 2021): deterministic DDIM run from the data back to the
+/// noise along `grid` (a sampler's grid, first = noise). A DDPM model, which cannot be
+/// evaluated at clean data, is evaluated at its step 0 for the first inversion step,
+/// as the reference's ddim_reverse_sample does.
+Result<at::Tensor> invertDDIM(Denoiser& denoiser, at::Tensor data, const std::vector<double>& grid);
+
 /// Validates options and returns the grid a sampler would use (for display and export).
 Result<std::vector<double>> samplerGrid(const SamplerEntry& entry, const SamplerOptions& options, const SamplingSpace& space);
 

@@ -26,7 +26,8 @@ struct SampleOptions {
   std::string model, classes, size, sampler = "auto", out, noise, stepNoise, trajectory, cfgInterval, cfgChannels = "reference";
   std::int64_t count = 1, batch = 8;
   std::uint64_t seed = 0;
-  double cfg = std::nan("");
+  double cfg = 1.0;
+  CLI::Option* cfgOption = nullptr;  ///< given or not: the model's default otherwise
   SamplerOptions sampling;
   std::string gallery;
 };
@@ -110,7 +111,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   }
   r.options = o.sampling;
   if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
-  r.guidance.scale = std::isnan(o.cfg) ? defaults.value("cfg", 1.0) : o.cfg;
+  r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
   if (!std::isfinite(r.guidance.scale)) return badInput("--cfg: expected a finite guidance scale, got " + std::to_string(r.guidance.scale));
   if (!o.cfgInterval.empty()) {
     const auto parts = split(o.cfgInterval, ',');
@@ -229,7 +230,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");
   sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid)")->capture_default_str();
   sub->add_option("--grid", s.grid, "default, uniform, quadratic, shifted, karras, respaced")->capture_default_str();
-  sub->add_option("--cfg", o->cfg, "Classifier-free guidance scale (1 = none, one forward per step)");
+  o->cfgOption = sub->add_option("--cfg", o->cfg, "Classifier-free guidance scale (1 = none, one forward per step; default: the model's)");
   sub->add_option("--cfg-interval", o->cfgInterval, "LO,HI: guide only while the progress (0 noise … 1 data) lies in [LO, HI]");
   sub->add_option("--cfg-channels", o->cfgChannels, "reference (the model's rule: 3 for DiT/SiT imports), all, or a count")->capture_default_str();
   sub->add_option("--eta", s.eta, "DDIM noise (0 = deterministic)")->capture_default_str();

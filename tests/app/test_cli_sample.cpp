@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera-cli sample: the official samplers' trajectories reproduced from the same noise,
+// PNGs with their parameters, latents without an autoencoder, and bad input.
+#include "core/formats/png.h"
+#include "core/formats/safetensors.h"
+#include "models/model_file.h"
+#include "models/registry.h"
+#include "models/state_dict.h"
+#include "tests/app/cli_runner.h"
+
+#include <ATen/ATen.h>
+#include <QDir>
+#include <QFile>
+#include <QTemporaryDir>
+#include <QtTest>
+
+using tessera::test::cli;
+using tessera::test::data;
+using tessera::test::json;
+using namespace tessera;
+
+namespace {
+
+at::Tensor must(const Result<at::Tensor>& r) {
+  if (!r) qFatal("%s", r.error().message().c_str());
+  return r.value();
+}
+
+at::Tensor tensor(const QString& file, const char* name) {
+  auto f = SafetensorsFile::open(file.toStdString());
+  if (!f) qFatal("%s", f.error().message().c_str());
+  return must(f->load(name));
+}
+
+/// A tiny pixel-space DiT with class names, written as a model file.
+QString imageModel(const QTemporaryDir& dir) {
+  const auto* entry = backboneRegistry().find("dit");
+  nlohmann::json config = entry->tiny["config"];
+  config["in_channels"] = 1;
+  config["cfg_channels"] = 1;
+  config["learn_sigma"] = false;
+  auto built = entry->factory(Config::fromJson(config, "tiny"), BuildOptions());
+  if (!built) qFatal("%s", built.error().message().c_str());
+  torch::manual_seed(3);
+  {
+    torch::NoGradGuard guard;
+    for (auto& p : (*built)->named_parameters())
+      if (p.key().find("final_layer") != std::string::npos) p.value().normal_(0, 0.05);
+  }
+  GaussianDiffusionConfig process;
+  process.learnSigma = false;
+  nlohmann::json description{{"backbone", {{"kind", "dit"}, {"config", config}}},
+                             {"process", process.toJson()},
+                             {"classes", {{"count", 10}, {"null_class", true},
+                                          {"names", {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                                     "Sneaker", "Bag", "Ankle boot"}}}},
+                             {"data", {{"kind", "image"}, {"channels", 1}, {"size", {8, 8}}}}};
+  const QString path = dir.filePath(QStringLiteral("image.safetensors"));
+  auto ok = writeModelFile(path.toStdString(), description, stateDict(**built));
+  if (!ok) qFatal("%s", ok.error().message().c_str());
+  return path;
+}
+
+QString import(const QTemporaryDir& dir, const QString& family, const char* fixture) {
+  const QString out = dir.filePath(QString::fromLatin1(fixture) + QStringLiteral(".safetensors"));
+  auto r = cli({QStringLiteral("-q"), QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"),
+                data("dit/") + QString::fromLatin1(fixture) + QStringLiteral(".pt"), QStringLiteral("--out"), out,
+                QStringLiteral("--heads"), QStringLiteral("4")});
+  if (r.code != 0) qFatal("import failed: %s", r.err.constData());
+  return out;
+}
+
+}  // namespace
+
+class TestCliSample : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void officialTrajectories_data() {
+    QTest::addColumn<QString>("family");
+    QTest::addColumn<QString>("weights");
+    QTest::addColumn<QString>("sampler");
+    QTest::addColumn<int>("steps");
+    QTest::addColumn<QString>("fixture");
+    QTest::addColumn<QString>("classes");
+    QTest::addColumn<bool>("stepNoise");
+    QTest::newRow("DiT ddim (eta 0, ddim10)") << "dit" << "dit_p2_sigma" << "ddim" << 10 << "dit_ddim10_cfg4" << "1,7" << false;
+    QTest::newRow("DiT ddpm (learned sigma, \"10\")") << "dit" << "dit_p2_sigma" << "ddpm" << 10 << "dit_ddpm10_cfg4" << "1,7" << true;
+    QTest::newRow("DiT ddpm (fixed variance)") << "dit" << "dit_p4_nosigma" << "ddpm" << 10 << "dit_p4_ddpm10_cfg4" << "1,7" << true;
+    QTest::newRow("SiT euler") << "sit" << "sit_p2_sigma" << "euler" << 10 << "sit_euler10_cfg4" << "3,9" << false;
+    QTest::newRow("SiT heun") << "sit" << "sit_p2_sigma" << "heun" << 10 << "sit_heun10_cfg4" << "3,9" << false;
+    QTest::newRow("SiT sde-euler (sample.py defaults)") << "sit" << "sit_p2_sigma" << "sde-euler" << 7 << "sit_sde_euler7_cfg4" << "3,9" << true;
+    QTest::newRow("SiT sde-heun") << "sit" << "sit_p2_sigma" << "sde-heun" << 7 << "sit_sde_heun7_cfg4" << "3,9" << true;
+  }
+  void officialTrajectories() {
+    QFETCH(QString, family);
+    QFETCH(QString, weights);
+    QFETCH(QString, sampler);
+    QFETCH(int, steps);
+    QFETCH(QString, fixture);
+    QFETCH(QString, classes);
+    QFETCH(bool, stepNoise);
+    QTemporaryDir dir;
+    const QString model = import(dir, family, weights.toLatin1().constData());
+    const QString ref = data("samplers/") + fixture + QStringLiteral(".safetensors");
+    const QString traj = dir.filePath(QStringLiteral("t.safetensors"));
+    QStringList args{QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--sampler"), sampler,
+                     QStringLiteral("--steps"), QString::number(steps), QStringLiteral("--cfg"), QStringLiteral("4"),
+                     QStringLiteral("--class"), classes, QStringLiteral("-n"), QStringLiteral("2"), QStringLiteral("--noise"), ref,
+                     QStringLiteral("--trajectory"), traj, QStringLiteral("--out"), dir.filePath(QStringLiteral("out"))};
+    if (stepNoise) args << QStringLiteral("--step-noise") << ref;
+    auto r = cli(args);
+    QVERIFY2(r.code == 0, r.err.constData());
+    const at::Tensor expected = tensor(ref, "x_t"), got = tensor(traj, "x_t");
+    QCOMPARE(got.sizes().vec(), expected.sizes().vec());
+    for (std::int64_t i = 0; i < expected.size(0); ++i) {
+      const double rel = ((got[i] - expected[i]).norm() / expected[i].norm()).item<double>();
+      QVERIFY2(rel < 1e-4, qPrintable(QStringLiteral("state %1: relative difference %2").arg(i).arg(rel)));
+    }
+    if (sampler == QLatin1String("ddim")) {
+      const at::Tensor x0 = tensor(ref, "x0"), gotX0 = tensor(traj, "x0");
+      QVERIFY(((gotX0 - x0).norm() / x0.norm()).item<double>() < 1e-4);
+    }
+    // t: the model's own time of every state (DDPM indices ending at −1 for the data)
+    const at::Tensor t = tensor(traj, "t");
+    QCOMPARE(t.size(0), expected.size(0));
+    if (family == QLatin1String("dit"))
+      QCOMPARE(t[0].item<double>(), sampler == QLatin1String("ddim") ? 900.0 : 999.0);
+    QCOMPARE(t[-1].item<double>(), family == QLatin1String("dit") ? -1.0 : 1.0);
+    QVERIFY(!QDir(dir.filePath(QStringLiteral("out"))).entryList({QStringLiteral("*.png")}).size());  // latents: no PNG
+    QVERIFY(QFile::exists(dir.filePath(QStringLiteral("out/samples.safetensors"))));
+    QVERIFY(r.out.contains("no PNG written"));
+  }
+
+  void pngsCarryTheirParameters() {
+    QTemporaryDir dir;
+    const QString model = imageModel(dir);
+    const QString out = dir.filePath(QStringLiteral("png"));
+    auto r = cli({QStringLiteral("--json"), QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model,
+                  QStringLiteral("--class"), QStringLiteral("Trouser,bag"), QStringLiteral("-n"), QStringLiteral("3"),
+                  QStringLiteral("--size"), QStringLiteral("8x12"), QStringLiteral("--steps"), QStringLiteral("6"),
+                  QStringLiteral("--cfg"), QStringLiteral("2.5"), QStringLiteral("--seed"), QStringLiteral("40"),
+                  QStringLiteral("--sampler"), QStringLiteral("dpmpp-2m"), QStringLiteral("--batch"), QStringLiteral("2"),
+                  QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const QStringList files = QDir(out).entryList({QStringLiteral("*.png")}, QDir::Files, QDir::Name);
+    QCOMPARE(files, (QStringList{QStringLiteral("00000_seed40_class1.png"), QStringLiteral("00001_seed41_class8.png"),
+                                 QStringLiteral("00002_seed42_class1.png")}));
+    auto png = readPng(QDir(out).filePath(files[1]).toStdString());
+    QVERIFY(png);
+    QCOMPARE(png->image.width, std::int64_t(8));
+    QCOMPARE(png->image.height, std::int64_t(12));
+    QCOMPARE(png->image.channels, std::int64_t(1));
+    const auto meta = nlohmann::json::parse(png->text.at("tessera"));
+    QCOMPARE(meta["sampler"].get<std::string>(), std::string("dpmpp-2m"));
+    QCOMPARE(meta["steps"].get<int>(), 6);
+    QCOMPARE(meta["guidance"]["scale"].get<double>(), 2.5);
+    QCOMPARE(meta["image"]["seed"].get<int>(), 41);
+    QCOMPARE(meta["image"]["class_name"].get<std::string>(), std::string("Bag"));
+    QCOMPARE(meta["size"]["width"].get<int>(), 8);
+    // the same settings again: the same bytes; image 2 alone (seed 42) matches too
+    const QString again = dir.filePath(QStringLiteral("again"));
+    r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--class"),
+             QStringLiteral("1"), QStringLiteral("--size"), QStringLiteral("8x12"), QStringLiteral("--steps"), QStringLiteral("6"),
+             QStringLiteral("--cfg"), QStringLiteral("2.5"), QStringLiteral("--seed"), QStringLiteral("42"),
+             QStringLiteral("--sampler"), QStringLiteral("dpmpp-2m"), QStringLiteral("--out"), again});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto alone = readPng(QDir(again).filePath(QStringLiteral("00000_seed42_class1.png")).toStdString());
+    auto batched = readPng(QDir(out).filePath(files[2]).toStdString());
+    QVERIFY(alone && batched);
+    QVERIFY(alone->image.pixels == batched->image.pixels);
+  }
+
+  void badInput_data() {
+    QTest::addColumn<QStringList>("args");
+    QTest::addColumn<QString>("message");
+    QTest::newRow("unknown sampler") << QStringList{QStringLiteral("--sampler"), QStringLiteral("plms")} << "dpmpp-2m, euler, heun";
+    QTest::newRow("size") << QStringList{QStringLiteral("--size"), QStringLiteral("7x8")} << "nearest valid sizes: 6x8, 8x8";
+    QTest::newRow("class index") << QStringList{QStringLiteral("--class"), QStringLiteral("10")} << "classes 0 to 9";
+    QTest::newRow("class name") << QStringList{QStringLiteral("--class"), QStringLiteral("Hat")} << "T-shirt/top, Trouser";
+    QTest::newRow("steps") << QStringList{QStringLiteral("--steps"), QStringLiteral("0")} << "--steps: at least 1";
+    QTest::newRow("cfg inf") << QStringList{QStringLiteral("--cfg"), QStringLiteral("inf")} << "finite guidance scale";
+    QTest::newRow("cfg nan") << QStringList{QStringLiteral("--cfg"), QStringLiteral("nan")} << "finite guidance scale";
+    QTest::newRow("noise shape") << QStringList{QStringLiteral("--noise"), data("samplers/dit_ddim10_cfg4.safetensors")} << "(1, 1, 8, 8)";
+    QTest::newRow("grid") << QStringList{QStringLiteral("--grid"), QStringLiteral("cosine")} << "uniform, quadratic";
+  }
+  void badInput() {
+    QFETCH(QStringList, args);
+    QFETCH(QString, message);
+    QTemporaryDir dir;
+    const QString model = imageModel(dir);
+    auto r = cli(QStringList{QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--out"), dir.filePath(QStringLiteral("o"))} + args);
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains(message.toUtf8()), r.err.constData());
+  }
+};
+
+QTEST_APPLESS_MAIN(TestCliSample)
+#include "test_cli_sample.moc"

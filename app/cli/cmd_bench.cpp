@@ -14,6 +14,9 @@
 #include <regex>
 
 namespace tessera::cli {
+
+void addBenchSample(CLI::App& bench, std::function<CommandResult()>& run, const GlobalOptions& global);
+
 namespace {
 
 struct BenchOptions {
@@ -90,9 +93,12 @@ Command addBenchCommand(CLI::App& app, const GlobalOptions& global) {
                       "OpenBLAS kernels to compare, each in its own process (e.g. Prescott,Haswell,SkylakeX)")
       ->delimiter(',');
   blasCmd->add_option("--seconds", options->seconds, "Minimum measuring time per size")->capture_default_str();
-  return {sub, [options, blasCmd, &global]() -> CommandResult {
+  std::function<CommandResult()> sampleRun;
+  addBenchSample(*sub, sampleRun, global);
+  return {sub, [options, blasCmd, sampleRun, &global]() -> CommandResult {
             if (blasCmd->parsed()) return runBlas(*options, global);
-            return badInput("bench: name a benchmark (blas)");
+            if (auto r = sampleRun(); r || !r.error().message.empty()) return r;
+            return badInput("bench: name a benchmark (blas, sample)");
           }};
 }
 

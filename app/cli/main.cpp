@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli: the headless contract of DESIGN.md.
 #include "app/cli/command.h"
+#include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 
@@ -32,6 +33,7 @@ int reportError(const GlobalOptions& global, ExitCode code, const std::string& m
 
 int main(int argc, char** argv) {
   tessera::blas::selectKernelOrReexec(argv);
+  tessera::system::tuneAllocator();
 
   CLI::App app{"Tessera: class-conditional diffusion models, headless.", "tessera-cli"};
   app.set_version_flag("--version", std::string("tessera-cli ") + TESSERA_VERSION_STRING + " (LibTorch " +

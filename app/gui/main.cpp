@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera: the studio. Wiring only; the window and panels live in widgets/.
+#include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 #include "widgets/icons.h"
@@ -17,6 +18,7 @@
 
 int main(int argc, char** argv) {
   tessera::blas::selectKernelOrReexec(argv);
+  tessera::system::tuneAllocator();
 
   QApplication app(argc, argv);
   QApplication::setApplicationName(QStringLiteral("Tessera"));

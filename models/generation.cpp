@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <cctype>
@@ -81,6 +83,22 @@ at::Tensor SeededNoise::draw(std::int64_t, const at::Tensor& like) {
   TORCH_CHECK(like.size(0) == static_cast<std::int64_t>(m_generators.size()), "seeded noise: batch of ", like.size(0),
               " for ", m_generators.size(), " generators");
   return initial().to(like.options());
+}
+
+Result<void> moveModel(LoadedModel& model, const std::string& device) {
+  std::optional<at::Device> d;
+  try {
+    d.emplace(device);
+  } catch (const c10::Error&) {
+    return fail("device '" + device + "' is not a device name (expected cpu, cuda or cuda:N)");
+  }
+  if (d->is_cuda() && !torch::cuda::is_available())
+    return fail("device '" + device + "': no CUDA device is available to this LibTorch (" TORCH_VERSION ")");
+  if (!d->is_cpu() && !d->is_cuda()) return fail("device '" + device + "': only cpu and cuda are supported");
+  if (d->is_cuda() && d->has_index() && d->index() >= static_cast<int>(torch::cuda::device_count()))
+    return fail("device '" + device + "': there are " + std::to_string(torch::cuda::device_count()) + " CUDA devices");
+  model.backbone->to(*d);
+  return {};
 }
 
 Result<ModelTraits> modelTraits(const LoadedModel& model) {

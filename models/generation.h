@@ -72,6 +72,11 @@ struct GenerationResult {
 /// steps, guidance, noise shapes) fails with a message naming it.
 Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request);
 
+/// Moves the model to "cpu", "cuda" or "cuda:N", failing clearly when that device is
+/// not there. The noise is still drawn on the CPU (SeededNoise), so a seed means the
+/// same picture on every device, up to arithmetic.
+Result<void> moveModel(LoadedModel& model, const std::string& device);
+
 /// Per-image noise from seeds: image i draws from its own CPU generator seeded with
 /// seed + i (first its initial noise, then one draw per stochastic step), so that a
 /// seed means the same image alone or in any batch, on any device.

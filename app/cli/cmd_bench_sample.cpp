@@ -67,6 +67,7 @@ struct BenchSampleOptions {
   std::int64_t channels = 4, steps = 10, repeats = 3;
   std::vector<std::int64_t> batches{1, 8};
   double cfg = 1.0;
+  std::string device = "cpu";
 };
 
 CommandResult runBenchSample(const BenchSampleOptions& o, const GlobalOptions&) {
@@ -74,6 +75,8 @@ CommandResult runBenchSample(const BenchSampleOptions& o, const GlobalOptions&) 
   if (!model) return badInput(model.error().message());
   auto traits = modelTraits(*model);
   if (!traits) return badInput(traits.error().message());
+  if (auto moved = moveModel(*model, o.device); !moved) return badInput("--device: " + moved.error().message());
+  const bool cuda = o.device.rfind("cuda", 0) == 0;
   GenerationRequest r;
   r.sampler = o.sampler;
   r.options.steps = o.steps;
@@ -117,6 +120,8 @@ CommandResult runBenchSample(const BenchSampleOptions& o, const GlobalOptions&) 
     j["per_step_ms"] = 1000.0 * median / static_cast<double>(nfe);
     j["images_per_s"] = static_cast<double>(batch) / median;
     j["peak_rss_mib"] = peakRssMiB();
+    j["device"] = o.device;
+    if (cuda) j["note"] = "GPU timings include the host-side noise draws and copies";
     j["threads"] = at::get_num_threads();
     j["blas_kernel"] = k.active;
     j["libtorch"] = TORCH_VERSION;
@@ -136,6 +141,7 @@ void addBenchSample(CLI::App& bench, std::function<CommandResult()>& run, const 
   cmd->add_option("--steps", o->steps, "Sampler steps")->capture_default_str();
   cmd->add_option("--cfg", o->cfg, "Guidance scale (1: one forward per step)")->capture_default_str();
   cmd->add_option("--batches", o->batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "Timed runs per batch size (the median is reported)")->capture_default_str();
   run = [o, cmd, &global]() -> CommandResult {
     if (!cmd->parsed()) return badInput("");

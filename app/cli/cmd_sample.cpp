@@ -30,6 +30,7 @@ struct SampleOptions {
   CLI::Option* cfgOption = nullptr;  ///< given or not: the model's default otherwise
   SamplerOptions sampling;
   std::string gallery;
+  std::string device = "cpu";
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -79,6 +80,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (!loaded) return badInput(loaded.error().message());
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
+  if (auto moved = moveModel(*loaded, o.device); !moved) return badInput("--device: " + moved.error().message());
   const nlohmann::json defaults = loaded->description.value("defaults", nlohmann::json::object());
 
   GenerationRequest r;
@@ -248,6 +250,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--noise", o->noise, "safetensors with z (n, C, H, W): the initial noise");
   sub->add_option("--step-noise", o->stepNoise, "safetensors with noise (steps, n, C, H, W): each stochastic step's noise");
   sub->add_option("--trajectory", o->trajectory, "Write x_t, x0, t (model time) and tau of every step to this safetensors file");
+  sub->add_option("--device", o->device, "cpu, cuda or cuda:N (the noise is drawn on the CPU either way)")->capture_default_str();
   sub->add_option("--gallery", o->gallery, "Gallery database (arrives with the studio)");
   sub->add_option("--out", o->out, "Output folder")->required();
   return {sub, [o, &global]() { return runSample(*o, global); }};

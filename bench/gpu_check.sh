@@ -65,5 +65,5 @@ echo "== bench sample on CUDA"
 for p in DiT-S/2 DiT-XL/2; do
   $cli bench sample --device cuda --preset $p --steps 20 --cfg 4 --batches 1,8,32 --repeats 3
 done
-$cli bench sample --device cpu --threads 16 --preset DiT-S/2 --steps 5 --cfg 4 --batches 1,8 --repeats 2
+$cli --threads 16 bench sample --device cpu --preset DiT-S/2 --steps 5 --cfg 4 --batches 1,8 --repeats 2
 rm -rf "$w"

@@ -98,9 +98,8 @@ Result<void> moveModel(LoadedModel& model, const std::string& device) {
   if (!d->is_cpu() && !d->is_cuda()) return fail("device '" + device + "': only cpu and cuda are supported");
   if (d->is_cuda() && d->has_index() && d->index() >= static_cast<int>(torch::cuda::device_count()))
     return fail("device '" + device + "': there are " + std::to_string(torch::cuda::device_count()) + " CUDA devices");
-  // cuDNN convolutions default to TF32 on Ampere and later (about 1e-3 relative after a
-  // few steps of the reference fixtures); the only convolution here is the patch
-  // embedding, so full precision costs nothing and keeps CPU and GPU samples alike.
+  // cuDNN convolutions default to TF32 on Ampere and later; the only convolution here is
+  // the patch embedding, so full precision costs nothing and keeps CPU and GPU alike.
   if (d->is_cuda()) at::globalContext().setAllowTF32CuDNN(false);
   model.backbone->to(*d);
   return {};

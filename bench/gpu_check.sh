@@ -7,8 +7,20 @@
 # libraries that image lacks travel in .devdeps/usr (copied from Debian 12:
 # nlohmann-json, tl-expected, CLI11, spdlog, fmt, libpng, zlib).
 #
-#   bench/gpu_check.sh OUT_DIR
+#   bench/gpu_check.sh --prepare     here: fills .devdeps/usr (add /.devdeps/ to .git/info/exclude)
+#   bench/gpu_check.sh OUT_DIR       there, with .devdeps carried
 set -uo pipefail
+if [ "${1:-}" = --prepare ]; then
+  d=$(cd "$(dirname "$0")/.." && pwd)/.devdeps/usr
+  a=/usr/lib/x86_64-linux-gnu
+  mkdir -p "$d/include" "$a" "$d/lib/x86_64-linux-gnu/cmake" "$d/share/cmake"
+  cp -r /usr/include/{nlohmann,tl,CLI,spdlog,fmt} /usr/include/{png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} "$d/include/"
+  cp -a $a/libspdlog.so* $a/libfmt.so* $a/libpng16.so* "$d/lib/x86_64-linux-gnu/"
+  cp -L $a/libz.so "$d/lib/x86_64-linux-gnu/libz.so"
+  cp -r $a/cmake/spdlog $a/cmake/fmt "$d/lib/x86_64-linux-gnu/cmake/"
+  cp -r /usr/share/cmake/{CLI11,nlohmann_json,tl-expected} "$d/share/cmake/"
+  exit 0
+fi
 out=${1:-/tmp/gpu_check}
 mkdir -p "$out"
 exec > >(tee "$out/gpu_check.log") 2>&1

@@ -13,7 +13,7 @@ set -uo pipefail
 if [ "${1:-}" = --prepare ]; then
   d=$(cd "$(dirname "$0")/.." && pwd)/.devdeps/usr
   a=/usr/lib/x86_64-linux-gnu
-  mkdir -p "$d/include" "$a" "$d/lib/x86_64-linux-gnu/cmake" "$d/share/cmake"
+  mkdir -p "$d/include" "$d/lib/x86_64-linux-gnu/cmake" "$d/share/cmake"
   cp -r /usr/include/{nlohmann,tl,CLI,spdlog,fmt} /usr/include/{png.h,pngconf.h,pnglibconf.h,zlib.h,zconf.h} "$d/include/"
   cp -a $a/libspdlog.so* $a/libfmt.so* $a/libpng16.so* "$d/lib/x86_64-linux-gnu/"
   cp -L $a/libz.so "$d/lib/x86_64-linux-gnu/libz.so"

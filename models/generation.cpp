@@ -24,9 +24,9 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string shapeText(const at::Tensor& t) {
+std::string shapeText(at::IntArrayRef sizes) {
   std::string s = "(";
-  for (std::int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  for (std::size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
   return s + ")";
 }
 
@@ -84,6 +84,17 @@ at::Tensor SeededNoise::draw(std::int64_t, const at::Tensor& like) {
   TORCH_CHECK(like.size(0) == static_cast<std::int64_t>(m_generators.size()), "seeded noise: batch of ", like.size(0),
               " for ", m_generators.size(), " generators");
   return initial().to(like.options());
+}
+
+ModelFn modelFunction(const LoadedModel& model) {
+  auto backbone = model.backbone;
+  return [backbone](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+    BackboneInput in;
+    in.x = x;
+    in.t = t;
+    in.y = y;
+    return backbone->forward(in).prediction;
+  };
 }
 
 Result<void> moveModel(LoadedModel& model, const std::string& device) {
@@ -216,10 +227,8 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
 
   const std::vector<std::int64_t> imageShape{traits->channels, H, W};
   auto expectShape = [&](const at::Tensor& t, std::vector<std::int64_t> shape, const std::string& what) -> Result<void> {
-    if (t.sizes().vec() != shape || !at::isFloatingType(t.scalar_type())) {
-      at::Tensor expected = at::empty(shape, at::TensorOptions().device(at::kMeta));
-      return fail(what + ": expected floats of shape " + shapeText(expected) + ", got " + shapeText(t));
-    }
+    if (t.sizes().vec() != shape || !at::isFloatingType(t.scalar_type()))
+      return fail(what + ": expected floats of shape " + shapeText(shape) + ", got " + shapeText(t.sizes()));
     return {};
   };
   if (request.noise) {
@@ -241,14 +250,7 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     device = p.device();
     break;
   }
-  auto backbone = model.backbone;
-  ModelFn fn = [backbone](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-    BackboneInput in;
-    in.x = x;
-    in.t = t;
-    in.y = y;
-    return backbone->forward(in).prediction;
-  };
+  const ModelFn fn = modelFunction(model);
 
   GenerationResult result;
   std::vector<at::Tensor> samples, trajX, trajX0;

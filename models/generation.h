@@ -72,6 +72,9 @@ struct GenerationResult {
 /// steps, guidance, noise shapes) fails with a message naming it.
 Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request);
 
+/// The backbone as samplers see it: (x, t, y) → its prediction.
+ModelFn modelFunction(const LoadedModel& model);
+
 /// Moves the model to "cpu", "cuda" or "cuda:N", failing clearly when that device is
 /// not there. The noise is still drawn on the CPU (SeededNoise), so a seed means the
 /// same picture on every device, up to arithmetic.

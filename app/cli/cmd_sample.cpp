@@ -62,7 +62,7 @@ Image8 toImage(const at::Tensor& chw) {
 /// Steps of every batch on one bar.
 class ProgressObserver final : public StepObserver {
 public:
-  ProgressObserver(Progress& progress, std::int64_t stepsPerBatch) : m_progress(progress), m_perBatch(stepsPerBatch) {}
+  explicit ProgressObserver(Progress& progress) : m_progress(progress) {}
   void onStart(const at::Tensor&, double, double) override { m_base = m_done; }
   void onStep(const StepEvent& e) override {
     m_done = m_base + e.index + 1;
@@ -71,7 +71,7 @@ public:
 
 private:
   Progress& m_progress;
-  std::int64_t m_perBatch, m_done = 0, m_base = 0;
+  std::int64_t m_done = 0, m_base = 0;
 };
 
 CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
@@ -163,7 +163,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   const std::int64_t batches = (o.count + o.batch - 1) / o.batch;
   const std::int64_t stepsPerBatch = static_cast<std::int64_t>(grid->size()) - 1 + (entry->family == SamplerFamily::Sde && r.options.lastStep != "none");
   Progress progress("sample", stepsPerBatch * batches, Progress::chooseMode(global.json, global.quiet), std::cerr);
-  ProgressObserver observer(progress, stepsPerBatch);
+  ProgressObserver observer(progress);
   r.observer = &observer;
 
   auto result = generate(*loaded, r);

@@ -99,14 +99,7 @@ private Q_SLOTS:
     const auto m = tinyModel("dit", false);
     const at::Tensor z = at::randn({2, 1, 8, 8});
     auto space = *makeSamplingSpace(*m.process);
-    auto backbone = m.backbone;
-    ModelFn fn = [backbone](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
-      BackboneInput in;
-      in.x = x;
-      in.t = t;
-      in.y = y;
-      return backbone->forward(in).prediction;
-    };
+    const ModelFn fn = modelFunction(m);
     c10::InferenceMode guard;
     const at::Tensor labels = at::tensor({2, 3}, at::kLong);
     SamplerOptions o;
@@ -115,7 +108,9 @@ private Q_SLOTS:
     const at::Tensor image = runSampling("ddim", o, d1, z)->x;
     const auto grid = *samplerGrid(*samplerRegistry().find("ddim"), o, *space);
     Denoiser d2(*space, fn, labels, at::Tensor(), GuidanceConfig());
-    const at::Tensor inverted = *invertDDIM(d2, image, grid);
+    auto inversion = invertDDIM(d2, image, grid);
+    QVERIFY(inversion);
+    const at::Tensor inverted = inversion.value();
     Denoiser d3(*space, fn, labels, at::Tensor(), GuidanceConfig());
     const at::Tensor again = runSampling("ddim", o, d3, inverted)->x;
     qInfo("inversion: noise recovered to %.2e, image to %.2e", relative(inverted, z), relative(again, image));

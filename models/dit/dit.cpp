@@ -5,6 +5,7 @@
 #include "models/common/embeddings.h"
 #include "models/probe.h"
 
+#include <c10/core/InferenceMode.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
 
@@ -17,6 +18,17 @@ namespace {
 
 at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
   return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);  // (N,T,D) with (N,D) broadcast over tokens
+}
+
+/// tanh-approximated GELU. Without autograd, the same function as x·sigmoid(2z) with
+/// z = √(2/π)(x + 0.044715 x³), computed in place on the linear layer's fresh output:
+/// LibTorch 1.13's gelu(tanh) kernel takes about 1.3× as long (256×1536, 2 threads).
+at::Tensor geluTanh(at::Tensor x) {
+  if (!c10::InferenceMode::is_enabled()) return at::gelu(x, "tanh");
+  constexpr double k = 1.5957691216057308;  // 2·√(2/π)
+  at::Tensor z = x * x;
+  z.mul_(0.044715 * k).add_(k).mul_(x).sigmoid_();
+  return x.mul_(z);
 }
 
 nn::LayerNorm plainLayerNorm(std::int64_t hidden) {
@@ -191,7 +203,7 @@ MlpImpl::MlpImpl(std::int64_t hidden, std::int64_t inner) {
   fc2 = register_module("fc2", nn::Linear(inner, hidden));
 }
 
-at::Tensor MlpImpl::forward(const at::Tensor& x) { return fc2->forward(at::gelu(fc1->forward(x), "tanh")); }
+at::Tensor MlpImpl::forward(const at::Tensor& x) { return fc2->forward(geluTanh(fc1->forward(x))); }
 
 DiTBlockImpl::DiTBlockImpl(std::int64_t hidden, std::int64_t heads, std::int64_t mlpHidden) {
   norm1 = register_module("norm1", plainLayerNorm(hidden));

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// tessera-cli info MODEL | info --system
+// tessera-cli info MODEL | info --system | info --data fashion-native [--split train]
 #include "app/cli/command.h"
 #include "core/formats/safetensors.h"
 #include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
+#include "core/data/fashion_native.h"
 #include "core/system/system_info.h"
 #include "models/model_file.h"
 
@@ -85,8 +86,23 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
   auto system = std::make_shared<bool>(false);
   sub->add_option("MODEL", *path, "A .safetensors model or a torch.save checkpoint (.pt/.pth)");
   sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s");
-  return {sub, [path, system, &global]() -> CommandResult {
+  auto data = std::make_shared<std::string>();
+  auto split = std::make_shared<std::string>("train");
+  sub->add_option("--data", *data, "Describe a data set: fashion-native (widths and heights of the crops)");
+  sub->add_option("--split", *split, "train or test")->capture_default_str();
+  return {sub, [path, system, data, split, &global]() -> CommandResult {
             const int indent = global.json ? -1 : 2;
+            if (!data->empty()) {
+              if (*data != "fashion-native") return badInput("--data: unknown data set '" + *data + "' (expected fashion-native)");
+              auto set = loadFashionNative(*split);
+              if (!set) return badInput("--data fashion-native: " + set.error().message());
+              nlohmann::json out = sizeDistribution(*set);
+              out["data"] = *data;
+              out["split"] = *split;
+              out["crop"] = {{"threshold", NativeCropOptions().threshold}, {"margin", NativeCropOptions().margin}};
+              std::cout << out.dump(indent) << std::endl;
+              return {};
+            }
             if (*system) {
               if (!path->empty()) return badInput("give either MODEL or --system, not both");
               std::cout << systemInfoJson(querySystemInfo(/*measureGemm=*/true), indent) << std::endl;

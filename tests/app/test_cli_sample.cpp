@@ -171,6 +171,19 @@ private Q_SLOTS:
     QVERIFY(alone->image.pixels == batched->image.pixels);
   }
 
+  void nativeDataReport() {  // the fashion-native crops' widths and heights (training issue, data part)
+    auto r = cli({QStringLiteral("--json"), QStringLiteral("info"), QStringLiteral("--data"), QStringLiteral("fashion-native"),
+                  QStringLiteral("--split"), QStringLiteral("test")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const auto j = nlohmann::json::parse(r.out.toStdString());
+    QCOMPARE(j["images"].get<int>(), 10000);
+    QCOMPARE(j["per_class"][1]["name"].get<std::string>(), std::string("Trouser"));
+    QVERIFY(j["height"]["quantiles"]["50"].get<int>() <= 28);
+    r = cli({QStringLiteral("info"), QStringLiteral("--data"), QStringLiteral("imagenet")});
+    QCOMPARE(r.code, 2);
+    QVERIFY(r.err.contains("fashion-native"));
+  }
+
   void badInput_data() {
     QTest::addColumn<QStringList>("args");
     QTest::addColumn<QString>("message");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reads the real Fashion-MNIST files of Debian's dataset-fashion-mnist package.
 #include "core/data/fashion_mnist.h"
+#include "core/data/fashion_native.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -62,6 +63,46 @@ private Q_SLOTS:
     auto missing = loadFashionMnist("train", "/nonexistent");
     QVERIFY(!missing);
     QVERIFY(missing.error().message().find("dataset-fashion-mnist") != std::string::npos);
+  }
+
+  void boundingBoxes() {
+    at::Tensor img = at::zeros({28, 28}, at::kByte);
+    CropBox b = boundingBox(img);  // nothing above the threshold: the whole frame
+    QCOMPARE(b.height, std::int64_t(28));
+    QCOMPARE(b.width, std::int64_t(28));
+    img[3][5] = 200;
+    img[6][9] = 17;  // just above the default threshold of 16
+    img[20][20] = 16;  // not above it
+    b = boundingBox(img);
+    QCOMPARE((std::vector<std::int64_t>{b.top, b.left, b.height, b.width}), (std::vector<std::int64_t>{2, 4, 6, 7}));
+    img[27][0] = 255;  // the margin is clamped to the frame
+    b = boundingBox(img, {16, 2});
+    QCOMPARE((std::vector<std::int64_t>{b.top, b.left, b.height, b.width}), (std::vector<std::int64_t>{1, 0, 27, 12}));
+  }
+
+  void nativeCrops() {
+    auto data = loadFashionMnist("test");
+    QVERIFY(data);
+    const NativeSet set = cropNative(*data);
+    QCOMPARE(set.images.size(), std::size_t(10000));
+    for (std::size_t i = 0; i < set.images.size(); i += 7) {
+      const CropBox& b = set.boxes[i];
+      QVERIFY(b.top >= 0 && b.left >= 0 && b.height >= 1 && b.width >= 1 && b.top + b.height <= 28 && b.left + b.width <= 28);
+      QCOMPARE(set.images[i].sizes().vec(), (std::vector<std::int64_t>{b.height, b.width}));
+      // everything outside the box (grown by the margin) is at or below the threshold
+      at::Tensor outside = data->images[static_cast<std::int64_t>(i)].clone();
+      outside.narrow(0, b.top, b.height).narrow(1, b.left, b.width).zero_();
+      QVERIFY(outside.max().item<int>() <= 16);
+      QVERIFY(set.images[i].equal(data->images[static_cast<std::int64_t>(i)].narrow(0, b.top, b.height).narrow(1, b.left, b.width)));
+    }
+    // objects have their own shapes: trousers tall and narrow, sneakers wide and low
+    const auto stats = sizeDistribution(set);
+    QCOMPARE(stats["images"].get<int>(), 10000);
+    QVERIFY(stats["per_class"][1]["mean_aspect_h_over_w"].get<double>() > 1.5);  // Trouser
+    QVERIFY(stats["per_class"][7]["mean_aspect_h_over_w"].get<double>() < 0.8);  // Sneaker
+    std::int64_t total = 0;
+    for (const auto& v : stats["width"]["histogram"]) total += v.get<std::int64_t>();
+    QCOMPARE(total, std::int64_t(10000));
   }
 };
 

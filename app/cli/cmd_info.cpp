@@ -5,12 +5,15 @@
 #include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
 #include "core/data/fashion_native.h"
+#include "core/data/image_folder.h"
 #include "core/system/system_info.h"
 #include "models/model_file.h"
 
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+
+#include <spdlog/spdlog.h>
 #include <iostream>
 
 namespace tessera::cli {
@@ -88,12 +91,23 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s");
   auto data = std::make_shared<std::string>();
   auto split = std::make_shared<std::string>("train");
-  sub->add_option("--data", *data, "Describe a data set: fashion-native (widths and heights of the crops)");
+  sub->add_option("--data", *data, "Describe a data set: fashion-native (widths and heights of the crops) or an image folder (classes, counts, unreadable files)");
   sub->add_option("--split", *split, "train or test")->capture_default_str();
   return {sub, [path, system, data, split, &global]() -> CommandResult {
             const int indent = global.json ? -1 : 2;
             if (!data->empty()) {
-              if (*data != "fashion-native") return badInput("--data: unknown data set '" + *data + "' (expected fashion-native)");
+              std::error_code dirError;
+              if (std::filesystem::is_directory(*data, dirError)) {  // an image folder
+                auto folder = loadImageFolder(*data);
+                if (!folder) return badInput("--data: " + folder.error().message());
+                for (const auto& s : folder->skipped) spdlog::warn("skipped {}: {}", s.path, s.reason);
+                nlohmann::json out = folder->summary();
+                out["data"] = *data;
+                std::cout << out.dump(indent) << std::endl;
+                return {};
+              }
+              if (*data != "fashion-native")
+                return badInput("--data: unknown data set '" + *data + "' (expected fashion-native or an image folder)");
               auto set = loadFashionNative(*split);
               if (!set) return badInput("--data fashion-native: " + set.error().message());
               nlohmann::json out = sizeDistribution(*set);

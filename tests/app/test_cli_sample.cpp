@@ -182,6 +182,26 @@ private Q_SLOTS:
     r = cli({QStringLiteral("info"), QStringLiteral("--data"), QStringLiteral("imagenet")});
     QCOMPARE(r.code, 2);
     QVERIFY(r.err.contains("fashion-native"));
+    // an image folder: classes, counts and the unreadable files
+    QTemporaryDir dir;
+    QDir(dir.path()).mkpath(QStringLiteral("shoes"));
+    Image8 img;
+    img.width = 4;
+    img.height = 3;
+    img.channels = 1;
+    img.pixels.assign(12, 7);
+    QVERIFY(writePng(dir.filePath(QStringLiteral("shoes/a.png")).toStdString(), img));
+    QFile junk(dir.filePath(QStringLiteral("shoes/b.jpg")));
+    QVERIFY(junk.open(QIODevice::WriteOnly));
+    junk.write("not a jpeg");
+    junk.close();
+    r = cli({QStringLiteral("--json"), QStringLiteral("info"), QStringLiteral("--data"), dir.path()});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const auto folder = nlohmann::json::parse(r.out.toStdString());
+    QCOMPARE(folder["images"].get<int>(), 1);
+    QCOMPARE(folder["classes"][0]["name"].get<std::string>(), std::string("shoes"));
+    QCOMPARE(folder["skipped"].get<int>(), 1);
+    QVERIFY(r.err.contains("b.jpg"));
   }
 
   void badInput_data() {

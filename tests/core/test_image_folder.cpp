@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// Image folders: classes from sub-folders, grey and colour images of any size, and
+// corrupt or foreign files skipped with their names.
+#include "core/data/image_folder.h"
+#include "core/formats/png.h"
+
+#include <ATen/ATen.h>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace tessera;
+
+namespace {
+
+void writeImage(const std::string& path, std::int64_t w, std::int64_t h, std::int64_t channels, std::uint8_t base) {
+  Image8 img;
+  img.width = w;
+  img.height = h;
+  img.channels = channels;
+  img.pixels.resize(static_cast<std::size_t>(w * h * channels));
+  for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(base + i % 7);
+  if (!writePng(path, img)) qFatal("cannot write %s", path.c_str());
+}
+
+}  // namespace
+
+class TestImageFolder : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void classesImagesAndSkippedFiles() {
+    QTemporaryDir tmp;
+    const std::string root = tmp.path().toStdString();
+    std::filesystem::create_directories(root + "/dogs");
+    std::filesystem::create_directories(root + "/cats");
+    writeImage(root + "/cats/a.png", 12, 9, 1, 10);
+    writeImage(root + "/cats/b.png", 5, 20, 1, 50);
+    writeImage(root + "/dogs/c.png", 7, 6, 3, 100);
+    std::ofstream(root + "/dogs/broken.png") << "\x89PNG\r\n\x1a\n this is not really a png";
+    std::ofstream(root + "/dogs/notes.txt") << "hello";
+    std::ofstream(root + "/dogs/.hidden") << "ignored";
+
+    auto set = loadImageFolder(root);
+    QVERIFY2(set, set ? "" : set.error().message().c_str());
+    QCOMPARE(set->classNames, (std::vector<std::string>{"cats", "dogs"}));
+    QCOMPARE(set->images.size(), std::size_t(3));
+    QCOMPARE(set->labels, (std::vector<std::int64_t>{0, 0, 1}));
+    QCOMPARE(set->channels, 3);  // one colour image: everything becomes RGB
+    QCOMPARE(set->images[1].sizes().vec(), (std::vector<std::int64_t>{3, 20, 5}));
+    QCOMPARE(set->images[2].sizes().vec(), (std::vector<std::int64_t>{3, 6, 7}));
+    // RGB order: the first pixel of c.png was written as (100, 101, 102)
+    QCOMPARE(set->images[2][0][0][0].item<int>(), 100);
+    QCOMPARE(set->images[2][1][0][0].item<int>(), 101);
+    QCOMPARE(set->images[2][2][0][0].item<int>(), 102);
+    QCOMPARE(set->skipped.size(), std::size_t(2));
+    QVERIFY(set->skipped[0].path.find("broken.png") != std::string::npos);
+    QVERIFY(set->skipped[1].path.find("notes.txt") != std::string::npos);
+    const auto summary = set->summary();
+    QCOMPARE(summary["skipped"].get<int>(), 2);
+    QCOMPARE(summary["classes"][0]["images"].get<int>(), 2);
+
+    ImageFolderOptions grey;
+    grey.channels = 1;
+    auto g = loadImageFolder(root, grey);
+    QVERIFY(g);
+    QCOMPARE(g->images[2].sizes().vec(), (std::vector<std::int64_t>{1, 6, 7}));
+  }
+
+  void badFolders() {
+    QTemporaryDir tmp;
+    const std::string root = tmp.path().toStdString();
+    auto r = loadImageFolder(root + "/missing");
+    QVERIFY(!r && r.error().message().find("not a folder") != std::string::npos);
+    r = loadImageFolder(root);
+    QVERIFY(!r && r.error().message().find("no class sub-folders") != std::string::npos);
+    std::filesystem::create_directories(root + "/only");
+    std::ofstream(root + "/only/x.jpg") << "garbage";
+    r = loadImageFolder(root);
+    QVERIFY(!r && r.error().message().find("no readable image") != std::string::npos);
+    ImageFolderOptions bad;
+    bad.channels = 2;
+    QVERIFY(!loadImageFolder(root, bad));
+  }
+};
+
+QTEST_APPLESS_MAIN(TestImageFolder)
+#include "test_image_folder.moc"

@@ -144,8 +144,6 @@ Result<ModelTraits> modelTraits(const LoadedModel& model) {
         if (size.size() == 2) t.trainedHeight = size[0], t.trainedWidth = size[1];
       }
     }
-    if (d.contains("guidance") && d["guidance"].contains("channels") && d["guidance"]["channels"].is_number_integer())
-      t.guidedChannels = d["guidance"]["channels"].get<std::int64_t>();
   } catch (const nlohmann::json::exception& e) {
     return fail(model.path + ": malformed model description: " + e.what());
   }

@@ -43,7 +43,7 @@ struct GenerationRequest {
   std::int64_t height = 0, width = 0; ///< 0: the trained size
   std::string sampler = "ddim";
   SamplerOptions options;
-  GuidanceConfig guidance;            ///< channels −1 → the model's reference rule
+  GuidanceConfig guidance;            ///< channels 0 + referenceGuidanceRule → the model's rule
   bool referenceGuidanceRule = true;  ///< use ModelTraits::guidedChannels (the DiT/SiT quirk) when the model has one
   std::uint64_t seed = 0;             ///< image i uses seed + i, for its noise and its step noise
   std::int64_t batch = 8;             ///< images per forward batch

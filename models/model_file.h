@@ -15,7 +15,9 @@ namespace tessera {
 
 /// Metadata key of a Tessera model file holding its pipeline description as JSON:
 /// {"format": 1, "backbone": {"kind", "config"}, "process": {...}, "classes": {...},
-///  "source": {...}}.
+///  "source": {...}}, and optionally "data": {"kind": "image" | "latent", "channels",
+///  "size": [H, W]} (what `sample` writes: PNGs or tensors) and "defaults": {"sampler",
+///  "cfg"} (what `sample` uses when not told).
 inline constexpr const char* kModelMetadataKey = "tessera.model";
 inline constexpr int kModelFormatVersion = 1;
 

@@ -15,7 +15,8 @@
 
 namespace tessera::cli {
 
-void addBenchSample(CLI::App& bench, std::function<CommandResult()>& run, const GlobalOptions& global);
+/// Adds `bench sample` (cmd_bench_sample.cpp); run() is called when it was chosen.
+Command addBenchSample(CLI::App& bench, const GlobalOptions& global);
 
 namespace {
 
@@ -93,11 +94,10 @@ Command addBenchCommand(CLI::App& app, const GlobalOptions& global) {
                       "OpenBLAS kernels to compare, each in its own process (e.g. Prescott,Haswell,SkylakeX)")
       ->delimiter(',');
   blasCmd->add_option("--seconds", options->seconds, "Minimum measuring time per size")->capture_default_str();
-  std::function<CommandResult()> sampleRun;
-  addBenchSample(*sub, sampleRun, global);
-  return {sub, [options, blasCmd, sampleRun, &global]() -> CommandResult {
+  const Command sample = addBenchSample(*sub, global);
+  return {sub, [options, blasCmd, sample, &global]() -> CommandResult {
             if (blasCmd->parsed()) return runBlas(*options, global);
-            if (auto r = sampleRun(); r || !r.error().message.empty()) return r;
+            if (sample.node->parsed()) return sample.run();
             return badInput("bench: name a benchmark (blas, sample)");
           }};
 }

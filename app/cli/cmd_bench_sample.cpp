@@ -133,7 +133,7 @@ CommandResult runBenchSample(const BenchSampleOptions& o, const GlobalOptions&) 
   return {};
 }
 
-void addBenchSample(CLI::App& bench, std::function<CommandResult()>& run, const GlobalOptions& global) {
+Command addBenchSample(CLI::App& bench, const GlobalOptions& global) {
   auto o = std::make_shared<BenchSampleOptions>();
   auto* cmd = bench.add_subcommand("sample", "Sampling speed: per-step latency and images/s per batch size");
   cmd->add_option("--model", o->model, "Tessera model file (default: a randomly initialised --preset)");
@@ -146,10 +146,7 @@ void addBenchSample(CLI::App& bench, std::function<CommandResult()>& run, const 
   cmd->add_option("--batches", o->batches, "Batch sizes")->delimiter(',')->capture_default_str();
   cmd->add_option("--device", o->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "Timed runs per batch size (the median is reported)")->capture_default_str();
-  run = [o, cmd, &global]() -> CommandResult {
-    if (!cmd->parsed()) return badInput("");
-    return runBenchSample(*o, global);
-  };
+  return {cmd, [o, &global]() { return runBenchSample(*o, global); }};
 }
 
 }  // namespace tessera::cli

@@ -151,24 +151,26 @@ SamplingSpace::Ancestral DiffusionSpace::ancestral(const Denoised& d, const at::
                                                    std::size_t step) const {
   // On integer steps ending at clean data, the reference's respaced process: its learned
   // range (or fixed large) variance and its posterior mean.
-  bool integer = grid.size() >= 2 && grid.back() == 1.0;
-  std::vector<std::int64_t> keep;
-  for (std::size_t i = 0; integer && i + 1 < grid.size(); ++i) {
-    const double k = modelTime(grid[i]);
-    integer = k == std::round(k) && k >= 0;
-    keep.push_back(static_cast<std::int64_t>(k));
+  if (m_respacedFor != grid) {  // once per grid, not per step
+    m_respacedFor = grid;
+    m_respaced.reset();
+    bool integer = grid.size() >= 2 && grid.back() == 1.0;
+    std::vector<std::int64_t> keep;
+    for (std::size_t i = grid.size() - 1; integer && i-- > 0;) {  // ascending original steps
+      const double k = modelTime(grid[i]);
+      integer = k == std::round(k) && k >= 0;
+      keep.push_back(static_cast<std::int64_t>(k));
+    }
+    if (integer) {
+      auto respaced = m_diffusion.respaced(keep);
+      TORCH_CHECK(respaced, "ddpm: ", respaced ? std::string() : respaced.error().message());
+      m_respaced = std::move(*respaced);
+    }
   }
-  if (!integer) {
+  if (!m_respaced) {
     TORCH_CHECK(!m_diffusion.config().learnSigma, "ddpm: a model with learned variance needs a grid of integer "
                 "timesteps ending at the data (the default respaced grid)");
     return SamplingSpace::ancestral(d, x, grid, step);
-  }
-  if (!m_respaced || m_respacedFor != grid) {
-    std::vector<std::int64_t> sorted(keep.rbegin(), keep.rend());
-    auto respaced = m_diffusion.respaced(sorted);
-    TORCH_CHECK(respaced, "ddpm: ", respaced ? std::string() : respaced.error().message());
-    m_respaced = std::move(*respaced);
-    m_respacedFor = grid;
   }
   const auto index = static_cast<std::int64_t>(grid.size() - 2 - step);  // respaced step index
   const at::Tensor t = at::full({x.size(0)}, index, at::TensorOptions(at::kLong).device(x.device()));

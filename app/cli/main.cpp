@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
       addImportCommand(app, global),
       addForwardCommand(app, global),
       addSampleCommand(app, global),
+      addTrainCommand(app, global, argc, argv),
+      addEvalCommand(app, global),
       addBenchCommand(app, global),
   };
 
@@ -84,5 +86,5 @@ int main(int argc, char** argv) {
       return reportError(global, kRuntimeFailure, what);
     }
   }
-  return reportError(global, kBadInput, "no subcommand given (expected one of: info, import, forward, bench; run 'tessera-cli --help')");
+  return reportError(global, kBadInput, "no subcommand given (expected one of: info, import, forward, sample, train, eval, bench; run 'tessera-cli --help')");
 }

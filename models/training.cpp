@@ -999,6 +999,19 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   if (stopped && step > startStep && step % s.checkpointEvery != 0) {
     if (auto ok = writeCheckpoint(step, elapsedBefore + (nowSeconds() - runStart), lastLoss); !ok) return fail(ok.error());
   }
+  // Data-parallel ranks must hold the same weights: compare each with the ranks' mean.
+  double rankDifference = 0;
+  if (world > 1) {
+    torch::NoGradGuard g;
+    std::vector<at::Tensor> flat;
+    for (const auto& p : params) flat.push_back(p.detach().reshape({-1}).to(at::kDouble).to(at::kCPU));
+    const at::Tensor mine = at::cat(flat);
+    at::Tensor mean = mine.clone();
+    (*dp)->allReduceSum({mean});
+    at::Tensor diff = (mean / static_cast<double>(world) - mine).abs().max().reshape({1});
+    (*dp)->allReduceSum({diff});
+    rankDifference = diff.item<double>();
+  }
   (*dp)->barrier();
   bar.finish();
   summary.steps = step;
@@ -1008,6 +1021,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   summary.checkpointPath = lastCheckpoint;
   nlohmann::json done = summary.json();
   done["event"] = stopped ? "stopped" : "done";
+  done["world_size"] = world;
+  if (world > 1) done["rank_max_difference"] = rankDifference;
   events.emit(done);
   return summary;
 }

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: Apache-2.0
+// The trainer on tiny models: the loss falls on an overfit batch for both processes, a
+// resumed run reproduces the uninterrupted run's losses exactly, a non-finite loss stops
+// the run and keeps the last good checkpoint, --init remaps the class table by name, and
+// bad configurations are refused naming the field.
+#include "core/formats/safetensors.h"
+#include "models/model_file.h"
+#include "models/training.h"
+
+#include <ATen/ATen.h>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+using namespace tessera;
+
+namespace {
+
+nlohmann::json tinyConfig(const std::string& process) {
+  nlohmann::json p = process == "ddpm"
+                         ? nlohmann::json{{"kind", "gaussian_diffusion"}, {"learn_sigma", true}}
+                         : nlohmann::json{{"kind", "interpolant"}, {"path", "linear"}, {"prediction", "velocity"}};
+  nlohmann::json cfg = {{"patch_size", 4}, {"hidden_size", 64}, {"depth", 2}, {"num_heads", 4}};
+  if (process != "ddpm") cfg["learn_sigma"] = false;
+  return {{"model", {{"backbone", process == "ddpm" ? "dit" : "sit"}, {"config", cfg}, {"process", p}}},
+          {"data", {{"source", "fashion-mnist"}, {"batch", 16}, {"size", {28, 28}}, {"validation", 32}}},
+          {"train", {{"steps", 6}, {"lr", 1e-3}, {"warmup", 2}, {"ema", 0.9}, {"limit", 400}}},
+          {"log", {{"every", 1}}},
+          {"checkpoint", {{"every", 3}}},
+          {"validation", {{"every", 3}, {"timesteps", 2}}},
+          {"samples", {{"every", 0}}}};
+}
+
+std::string writeConfig(const QTemporaryDir& dir, const std::string& name, const nlohmann::json& config) {
+  const std::string path = dir.path().toStdString() + "/" + name;
+  std::ofstream(path) << config.dump(2);
+  return path;
+}
+
+struct Run {
+  Result<TrainSummary> summary;
+  std::vector<nlohmann::json> events;
+  std::vector<double> losses() const {
+    std::vector<double> l;
+    for (const auto& e : events)
+      if (e["event"] == "step") l.push_back(e["last_loss"].get<double>());
+    return l;
+  }
+  std::vector<double> validation() const {
+    std::vector<double> v;
+    for (const auto& e : events)
+      if (e["event"] == "validation") v.push_back(e["loss_ema"].get<double>());
+    return v;
+  }
+};
+
+Run train(const std::string& config, const std::string& out, bool resume = false, const std::string& init = {}) {
+  std::ostringstream events;
+  TrainRequest r;
+  r.configPath = config;
+  r.outDir = out;
+  r.resume = resume;
+  r.initModel = init;
+  r.events = &events;
+  Run run{runTraining(r), {}};
+  std::istringstream in(events.str());
+  for (std::string line; std::getline(in, line);) run.events.push_back(nlohmann::json::parse(line));
+  return run;
+}
+
+double mean(const std::vector<double>& v, std::size_t from, std::size_t to) {
+  double s = 0;
+  for (std::size_t i = from; i < to; ++i) s += v[i];
+  return s / static_cast<double>(to - from);
+}
+
+}  // namespace
+
+class TestTraining : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void overfitBatchLossFalls_data() {
+    QTest::addColumn<QString>("process");
+    QTest::newRow("ddpm-learned-sigma") << "ddpm";
+    QTest::newRow("linear-velocity") << "interpolant";
+  }
+  void overfitBatchLossFalls() {
+    QFETCH(QString, process);
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig(process.toStdString());
+    c["train"]["limit"] = 16;  // one batch, seen again and again
+    c["train"]["steps"] = 120;
+    c["train"]["lr"] = 2e-3;
+    c["validation"]["every"] = 0;
+    c["checkpoint"]["every"] = 1000;
+    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
+    const auto l = run.losses();
+    QCOMPARE(l.size(), std::size_t(120));
+    const double first = mean(l, 0, 20), last = mean(l, 100, 120);
+    QVERIFY2(last < 0.6 * first, qPrintable(QStringLiteral("loss %1 -> %2").arg(first).arg(last)));
+  }
+
+  void resumedRunReproducesTheUninterruptedOne() {
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig("ddpm");
+    c["data"]["flip"] = true;
+    const std::string full = writeConfig(dir, "full.json", c);
+    c["train"]["steps"] = 3;
+    const std::string half = writeConfig(dir, "half.json", c);
+    const std::string a = dir.path().toStdString() + "/a", b = dir.path().toStdString() + "/b";
+    const Run straight = train(full, a);
+    QVERIFY2(straight.summary, straight.summary ? "" : straight.summary.error().message().c_str());
+    const Run first = train(half, b);
+    QVERIFY(first.summary);
+    const Run resumed = train(full, b, /*resume=*/true);
+    QVERIFY2(resumed.summary, resumed.summary ? "" : resumed.summary.error().message().c_str());
+    QCOMPARE(resumed.summary->startStep, std::int64_t(3));
+    const auto whole = straight.losses(), tail = resumed.losses();
+    QCOMPARE(tail.size(), std::size_t(3));
+    for (std::size_t i = 0; i < 3; ++i) QCOMPARE(tail[i], whole[i + 3]);  // exactly, not approximately
+    QCOMPARE(resumed.validation().back(), straight.validation().back());
+    // Same weights at the end.
+    auto wa = SafetensorsFile::open(a + "/checkpoints/step_00000006.safetensors");
+    auto wb = SafetensorsFile::open(b + "/checkpoints/step_00000006.safetensors");
+    QVERIFY(wa && wb);
+    for (const auto& e : wa->entries()) QVERIFY2(at::equal(*wa->load(e.name), *wb->load(e.name)), e.name.c_str());
+    // Resuming with a different model is refused.
+    c["train"]["steps"] = 9;
+    c["model"]["config"]["depth"] = 3;
+    const Run changed = train(writeConfig(dir, "changed.json", c), b, true);
+    QVERIFY(!changed.summary);
+    QVERIFY2(changed.summary.error().message().find("'model' section differs") != std::string::npos,
+             changed.summary.error().message().c_str());
+  }
+
+  void nonFiniteLossStopsAndKeepsTheLastCheckpoint() {
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig("interpolant");
+    c["checkpoint"]["every"] = 2;
+    const std::string out = dir.path().toStdString() + "/run";
+    qputenv("TESSERA_TRAIN_FAULT_NAN_STEP", "3");  // the fourth step's loss becomes NaN
+    const Run run = train(writeConfig(dir, "c.json", c), out);
+    qunsetenv("TESSERA_TRAIN_FAULT_NAN_STEP");
+    QVERIFY(!run.summary);
+    const std::string m = run.summary.error().message();
+    QVERIFY2(m.find("NaN at step 3") != std::string::npos, m.c_str());
+    QVERIFY2(m.find("step_00000002.safetensors") != std::string::npos, m.c_str());
+    QCOMPARE(run.events.back()["event"].get<std::string>(), std::string("error"));
+    QCOMPARE(QString::fromStdString(newestCheckpoint(out)), QString::fromStdString(out + "/checkpoints/step_00000002.safetensors"));
+    auto model = loadModelFile(out + "/model.safetensors");
+    QVERIFY2(model, model ? "" : model.error().message().c_str());
+    QCOMPARE(model->description["source"]["training"]["step"].get<int>(), 2);
+  }
+
+  void initRemapsTheClassTableByName() {
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig("ddpm");
+    c["train"]["steps"] = 2;
+    const std::string base = dir.path().toStdString() + "/base";
+    QVERIFY(train(writeConfig(dir, "base.json", c), base).summary);
+    auto before = loadModelFile(base + "/model.safetensors");
+    QVERIFY(before);
+
+    c["data"]["classes"] = {"Bag", "Trouser"};
+    c["train"]["lr"] = 0.0;  // keep the weights as initialised
+    c["train"]["steps"] = 1;
+    const std::string tuned = dir.path().toStdString() + "/tuned";
+    const Run run = train(writeConfig(dir, "tune.json", c), tuned, false, base + "/model.safetensors");
+    QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
+    auto after = loadModelFile(tuned + "/model.safetensors");
+    QVERIFY(after);
+    QCOMPARE(after->description["classes"]["names"], nlohmann::json({"Bag", "Trouser"}));
+    QCOMPARE(after->backbone->capabilities().numClasses, std::int64_t(2));
+    at::Tensor oldTable, newTable;
+    for (const auto& p : before->backbone->named_parameters())
+      if (p.key() == "y_embedder.embedding_table.weight") oldTable = p.value();
+    for (const auto& p : after->backbone->named_parameters())
+      if (p.key() == "y_embedder.embedding_table.weight") newTable = p.value();
+    QCOMPARE(newTable.size(0), std::int64_t(3));
+    QVERIFY(at::allclose(newTable[0], oldTable[8], 1e-6, 1e-7));   // Bag (EMA of unchanged weights: equal up to rounding)
+    QVERIFY(at::allclose(newTable[1], oldTable[1], 1e-6, 1e-7));   // Trouser
+    QVERIFY(at::allclose(newTable[2], oldTable[10], 1e-6, 1e-7));  // the null class
+    const auto& start = run.events.front();
+    QCOMPARE(start["init"]["resized"][0]["classes_matched_by_name"].get<int>(), 2);
+  }
+
+  void badConfigurationsNameTheField() {
+    QTemporaryDir dir;
+    const std::string out = dir.path().toStdString() + "/run";
+    nlohmann::json c = tinyConfig("ddpm");
+    c["train"]["lerning_rate"] = 1;
+    Run r = train(writeConfig(dir, "a.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("lerning_rate") != std::string::npos, r.summary.error().message().c_str());
+
+    c = tinyConfig("ddpm");
+    c["data"]["size"] = {30, 30};  // not a multiple of the patch size 4
+    r = train(writeConfig(dir, "b.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("multiple of patch_size 4") != std::string::npos,
+             r.summary.error().message().c_str());
+
+    c = tinyConfig("ddpm");
+    c["model"]["process"]["learn_sigma"] = false;  // the backbone still predicts a variance
+    r = train(writeConfig(dir, "c.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("learn_sigma") != std::string::npos, r.summary.error().message().c_str());
+
+    c = tinyConfig("ddpm");
+    c["data"]["classes"] = {"Trousers"};
+    r = train(writeConfig(dir, "d.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("no class 'Trousers'") != std::string::npos,
+             r.summary.error().message().c_str());
+
+    c = tinyConfig("ddpm");
+    c["model"]["config"]["num_classes"] = 7;
+    r = train(writeConfig(dir, "e.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("num_classes") != std::string::npos, r.summary.error().message().c_str());
+
+    // A run directory with checkpoints is not overwritten by accident.
+    c = tinyConfig("ddpm");
+    c["train"]["steps"] = 3;
+    QVERIFY(train(writeConfig(dir, "f.json", c), out).summary);
+    r = train(writeConfig(dir, "f.json", c), out);
+    QVERIFY(!r.summary);
+    QVERIFY2(r.summary.error().message().find("--resume") != std::string::npos, r.summary.error().message().c_str());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestTraining)
+#include "test_training.moc"

@@ -15,6 +15,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
@@ -270,6 +271,38 @@ Result<Built> buildModel(const nlohmann::json& model, const nlohmann::json& back
   }
   return Built{*net, std::move(*process), backboneConfig};
 }
+
+// ---------------------------------------------------------------------------------------
+// bf16 autocast on CUDA for the forward pass (no loss scaling needed, unlike fp16).
+
+class CudaBf16Autocast {
+public:
+  explicit CudaBf16Autocast(bool enable) : m_on(enable) {
+    if (!m_on) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaBf16Autocast() {
+    if (!m_on) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+  }
+  CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+  CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+private:
+  bool m_on;
+};
 
 // ---------------------------------------------------------------------------------------
 // Optimiser state in safetensors
@@ -773,7 +806,9 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     return d;
   };
   // Per-sample losses of one batch (local rows).
+  const bool autocastBf16 = s.precision == "bf16";
   auto lossOf = [&](BackboneImpl& model, const Draws& d) {
+    CudaBf16Autocast autocast(autocastBf16);
     const at::Tensor x0 = d.x0.to(dev), noise = d.noise.to(dev), t = d.t.to(dev), y = d.labels.to(dev);
     if (process.diffusion) {
       const at::Tensor xt = process.diffusion->qSample(x0, t, noise);

@@ -17,6 +17,7 @@ namespace tessera::cli {
 
 /// Adds `bench sample` (cmd_bench_sample.cpp); run() is called when it was chosen.
 Command addBenchSample(CLI::App& bench, const GlobalOptions& global);
+Command addBenchTrain(CLI::App& bench, const GlobalOptions& global);
 
 namespace {
 
@@ -95,10 +96,12 @@ Command addBenchCommand(CLI::App& app, const GlobalOptions& global) {
       ->delimiter(',');
   blasCmd->add_option("--seconds", options->seconds, "Minimum measuring time per size")->capture_default_str();
   const Command sample = addBenchSample(*sub, global);
-  return {sub, [options, blasCmd, sample, &global]() -> CommandResult {
+  const Command train = addBenchTrain(*sub, global);
+  return {sub, [options, blasCmd, sample, train, &global]() -> CommandResult {
             if (blasCmd->parsed()) return runBlas(*options, global);
             if (sample.node->parsed()) return sample.run();
-            return badInput("bench: name a benchmark (blas, sample)");
+            if (train.node->parsed()) return train.run();
+            return badInput("bench: name a benchmark (blas, sample, train)");
           }};
 }
 

@@ -6,6 +6,7 @@
 // One JSON document on stdout: class accuracy, FD against the Fashion-MNIST test split,
 // the floor (the same FD for as many real training images), precision and recall.
 #include "app/cli/command.h"
+#include "core/system/resources.h"
 #include "core/data/fashion_mnist.h"
 #include "core/eval/evaluator.h"
 #include "core/formats/safetensors.h"
@@ -118,7 +119,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     samples = realImages(*train, o.perClass, o.seed + 1, &labels);
     result["model"] = "real:fashion-mnist/train";
   } else {
-    auto loaded = loadModelFile(o.model);
+    auto loaded = loadModelFile(resolveModelArgument(o.model));
     if (!loaded) return badInput(loaded.error().message());
     if (auto ok = moveModel(*loaded, o.device); !ok) return badInput(ok.error().message());
     auto traits = modelTraits(*loaded);
@@ -179,7 +180,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
 Command addEvalCommand(CLI::App& app, const GlobalOptions& global) {
   auto o = std::make_shared<EvalOptions>();
   CLI::App* sub = app.add_subcommand("eval", "Sample quality of a Fashion-MNIST model: class accuracy, FD, precision/recall");
-  sub->add_option("--model", o->model, "Model file to evaluate")->check(CLI::ExistingFile);
+  sub->add_option("--model", o->model, "Model file to evaluate, or a shipped model's name (dit-fashion, sit-fashion)");
   sub->add_flag("--real", o->real, "Evaluate real training images instead of samples (the floor a perfect model reaches)");
   sub->add_option("-n", o->perClass, "Samples per class (default 100)")->check(CLI::Range(2, 100000));
   sub->add_option("--sampler", o->sampler, "Sampler (default: the model's)");

@@ -2,6 +2,7 @@
 // tessera-cli sample --model MODEL [--class K|NAME[,…]] [--size WxH] [--sampler NAME] [--steps N]
 //                    [--cfg S] [--seed N] [-n N] [--batch B] [--noise Z] [--step-noise N] [--trajectory T] --out DIR
 #include "app/cli/command.h"
+#include "core/system/resources.h"
 #include "core/formats/png.h"
 #include "core/formats/safetensors.h"
 #include "core/samplers/time_grid.h"
@@ -76,7 +77,7 @@ private:
 
 CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (!o.gallery.empty()) return badInput("--gallery: the gallery database arrives with the studio (issue 6); write PNGs with --out");
-  auto loaded = loadModelFile(o.model);
+  auto loaded = loadModelFile(resolveModelArgument(o.model));
   if (!loaded) return badInput(loaded.error().message());
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
@@ -226,7 +227,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   auto* sub = app.add_subcommand("sample", "Generate images (or latents) from a model");
   auto o = std::make_shared<SampleOptions>();
   auto& s = o->sampling;
-  sub->add_option("--model", o->model, "Tessera model file")->required();
+  sub->add_option("--model", o->model, "Tessera model file, or a shipped model's name (dit-fashion, sit-fashion)")->required();
   sub->add_option("--class", o->classes, "Class index or name; a comma list gives one per image (default: all classes in turn)");
   sub->add_option("--size", o->size, "WxH in the model's data cells (default: the trained size)");
   sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");

@@ -3,6 +3,7 @@
 
 #include "core/data/fashion_mnist.h"
 #include "core/formats/safetensors.h"
+#include "core/system/resources.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -243,18 +244,8 @@ PrecisionRecall precisionRecall(const at::Tensor& real, const at::Tensor& genera
 }
 
 std::string defaultEvaluatorPath() {
-  const std::string name = "models/fashion-evaluator.safetensors";
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("TESSERA_RESOURCES"); env && *env) candidates.emplace_back(fs::path(env) / name);
-  std::error_code ec;
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) candidates.emplace_back(exe.parent_path().parent_path() / "share" / "tessera" / name);
-#ifdef TESSERA_SOURCE_RESOURCES
-  candidates.emplace_back(fs::path(TESSERA_SOURCE_RESOURCES) / name);
-#endif
-  for (const auto& c : candidates)
-    if (fs::exists(c, ec)) return c.string();
-  return candidates.empty() ? name : candidates.back().string();
+  const std::string found = findResource("models/fashion-evaluator.safetensors");
+  return found.empty() ? std::string("resources/models/fashion-evaluator.safetensors") : found;
 }
 
 }  // namespace tessera

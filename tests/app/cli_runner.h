@@ -17,7 +17,8 @@ struct Run {
   QByteArray err;
 };
 
-inline Run cli(const QStringList& args, const QMap<QString, QString>& env = {}, const QStringList& unset = {}) {
+inline Run cli(const QStringList& args, const QMap<QString, QString>& env = {}, const QStringList& unset = {},
+               int timeoutMs = 120000) {
   QProcess p;
   QProcessEnvironment e = QProcessEnvironment::systemEnvironment();
   // Already what the program would set for itself: no re-execution (about 0.4 s a call)
@@ -27,7 +28,7 @@ inline Run cli(const QStringList& args, const QMap<QString, QString>& env = {}, 
   for (auto it = env.begin(); it != env.end(); ++it) e.insert(it.key(), it.value());
   p.setProcessEnvironment(e);
   p.start(QStringLiteral(TESSERA_CLI), args);
-  if (!p.waitForFinished(120000)) return {};
+  if (!p.waitForFinished(timeoutMs)) return {};
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(), p.readAllStandardError()};
 }
 

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: Apache-2.0
+// tessera-cli bench train --config CFG.json [--steps N] [--warmup W] [--repeats R]: training
+// throughput of a configuration (steps/s, images/s, the time spent waiting for batches,
+// peak memory) as JSON lines, one per repeat. The run is the real trainer in a temporary
+// directory, with validation, sample grids and intermediate checkpoints switched off.
+#include "app/cli/command.h"
+#include "core/system/blas.h"
+#include "models/training.h"
+
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <unistd.h>
+
+namespace tessera::cli {
+namespace {
+
+struct BenchTrainOptions {
+  std::string config;
+  std::int64_t steps = 20, warmup = 3, repeats = 1;
+};
+
+double peakRssMiB() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+CommandResult runBenchTrain(const BenchTrainOptions& o) {
+  auto config = Config::fromFile(o.config);
+  if (!config) return badInput(config.error().message());
+  auto resolved = checkTrainingConfig(*config);
+  if (!resolved) return badInput(resolved.error().message());
+  nlohmann::json c = config->json();
+  c["train"]["steps"] = o.warmup + o.steps;
+  c["log"] = {{"every", 1}};
+  c["checkpoint"] = {{"every", 1LL << 40}, {"keep", 1}};
+  c["validation"] = {{"every", 0}};
+  c["samples"] = {{"every", 0}};
+  if (c.contains("data")) c["data"]["validation"] = 0;
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("tessera-bench-train-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string cfgPath = (dir / "config.json").string();
+  std::ofstream(cfgPath) << c.dump();
+  for (std::int64_t r = 0; r < o.repeats; ++r) {
+    std::ofstream("/proc/self/clear_refs") << "5";
+    std::ostringstream events;
+    TrainRequest req;
+    req.configPath = cfgPath;
+    req.outDir = (dir / ("run" + std::to_string(r))).string();
+    req.events = &events;
+    auto summary = runTraining(req);
+    if (!summary) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      return runtimeFailure("bench train: " + summary.error().message());
+    }
+    // Per-step events after the warm-up: images/s from their step times, and the waits.
+    std::istringstream in(events.str());
+    double seconds = 0, waits = 0;
+    std::int64_t steps = 0, batch = 0;
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j["event"] == "start") batch = j["config"]["data"]["batch"].get<std::int64_t>();
+      if (j["event"] != "step" || j["step"].get<std::int64_t>() <= o.warmup) continue;
+      const double stepSeconds = static_cast<double>(batch) / j["images_per_s"].get<double>();
+      seconds += stepSeconds;
+      waits += j["data_wait_fraction"].get<double>() * stepSeconds;
+      ++steps;
+    }
+    nlohmann::json out = {{"bench", "train"},
+                          {"impl", "tessera"},
+                          {"config", o.config},
+                          {"model", (*resolved)["model"]},
+                          {"batch", batch},
+                          {"steps", steps},
+                          {"seconds", seconds},
+                          {"steps_per_s", static_cast<double>(steps) / seconds},
+                          {"images_per_s", static_cast<double>(steps * batch) / seconds},
+                          {"data_wait_fraction", seconds > 0 ? waits / seconds : 0.0},
+                          {"peak_rss_mib", peakRssMiB()},
+                          {"threads", at::get_num_threads()},
+                          {"blas_kernel", blas::kernelState().active},
+                          {"libtorch", TORCH_VERSION}};
+    std::cout << out.dump() << std::endl;
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return {};
+}
+
+}  // namespace
+
+Command addBenchTrain(CLI::App& bench, const GlobalOptions&) {
+  auto o = std::make_shared<BenchTrainOptions>();
+  CLI::App* sub = bench.add_subcommand("train", "Training throughput of a configuration (steps/s, images/s, data waits, memory)");
+  sub->add_option("--config", o->config, "Training configuration (JSON)")->required()->check(CLI::ExistingFile);
+  sub->add_option("--steps", o->steps, "Measured steps")->check(CLI::Range(1, 100000))->capture_default_str();
+  sub->add_option("--warmup", o->warmup, "Steps before measuring")->check(CLI::Range(0, 1000))->capture_default_str();
+  sub->add_option("--repeats", o->repeats, "Runs (one JSON line each)")->check(CLI::Range(1, 100))->capture_default_str();
+  return {sub, [o]() -> CommandResult { return runBenchTrain(*o); }};
+}
+
+}  // namespace tessera::cli

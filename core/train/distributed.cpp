@@ -2,9 +2,11 @@
 #include "core/train/distributed.h"
 
 #include <ATen/ATen.h>
+#ifdef TESSERA_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -49,16 +51,23 @@ Result<DistributedEnv> distributedEnvFromEnvironment() {
   return env;
 }
 
+#ifdef TESSERA_HAVE_GLOO
 struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 };
+#else
+struct DataParallel::Impl {};
+#endif
 
 Result<std::unique_ptr<DataParallel>> DataParallel::join(const DistributedEnv& env) {
   std::unique_ptr<DataParallel> dp(new DataParallel());
   dp->m_env = env;
   dp->m_impl = std::make_unique<Impl>();
   if (!env.active()) return dp;
+#ifndef TESSERA_HAVE_GLOO
+  return fail("data-parallel: this build has no Gloo (c10d's CPU backend; build with Gloo's headers, Debian: libgloo-dev)");
+#else
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(env.masterPort);
@@ -79,12 +88,14 @@ Result<std::unique_ptr<DataParallel>> DataParallel::join(const DistributedEnv& e
                 e.what());
   }
   return dp;
+#endif
 }
 
 DataParallel::~DataParallel() = default;
 
 void DataParallel::allReduceSum(const std::vector<at::Tensor>& tensors) {
   if (!m_env.active() || tensors.empty()) return;
+#ifdef TESSERA_HAVE_GLOO
   std::vector<at::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
   std::vector<at::Tensor> buffer{at::cat(flat)};
@@ -95,10 +106,12 @@ void DataParallel::allReduceSum(const std::vector<at::Tensor>& tensors) {
     t.copy_(buffer[0].slice(0, offset, offset + n).view_as(t));
     offset += n;
   }
+#endif
 }
 
 void DataParallel::broadcastFromRankZero(const std::vector<at::Tensor>& tensors) {
   if (!m_env.active() || tensors.empty()) return;
+#ifdef TESSERA_HAVE_GLOO
   std::vector<at::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
   std::vector<at::Tensor> buffer{at::cat(flat)};
@@ -111,11 +124,14 @@ void DataParallel::broadcastFromRankZero(const std::vector<at::Tensor>& tensors)
     t.copy_(buffer[0].slice(0, offset, offset + n).view_as(t));
     offset += n;
   }
+#endif
 }
 
 void DataParallel::barrier() {
   if (!m_env.active()) return;
+#ifdef TESSERA_HAVE_GLOO
   m_impl->group->barrier()->wait();
+#endif
 }
 
 int freeLocalPort() {

@@ -18,6 +18,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 
 namespace tessera::cli {
@@ -119,7 +120,9 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     samples = realImages(*train, o.perClass, o.seed + 1, &labels);
     result["model"] = "real:fashion-mnist/train";
   } else {
-    auto loaded = loadModelFile(resolveModelArgument(o.model));
+    const std::string modelPath = resolveModelArgument(o.model);
+    if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
+    auto loaded = loadModelFile(modelPath);
     if (!loaded) return badInput(loaded.error().message());
     if (auto ok = moveModel(*loaded, o.device); !ok) return badInput(ok.error().message());
     auto traits = modelTraits(*loaded);

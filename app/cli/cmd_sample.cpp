@@ -77,7 +77,9 @@ private:
 
 CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (!o.gallery.empty()) return badInput("--gallery: the gallery database arrives with the studio (issue 6); write PNGs with --out");
-  auto loaded = loadModelFile(resolveModelArgument(o.model));
+  const std::string modelPath = resolveModelArgument(o.model);
+  if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
+  auto loaded = loadModelFile(modelPath);
   if (!loaded) return badInput(loaded.error().message());
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());

@@ -37,6 +37,13 @@ std::string resolveModelArgument(const std::string& argument) {
   return found.empty() ? argument : found;
 }
 
+std::string missingModelMessage(const std::string& argument) {
+  std::string names;
+  for (const auto& n : shippedModelNames()) names += (names.empty() ? "" : ", ") + n;
+  return "--model " + argument + ": no such file, and no shipped model of that name (shipped: " +
+         (names.empty() ? std::string("none found") : names) + ")";
+}
+
 std::vector<std::string> shippedModelNames() {
   std::set<std::string> names;
   std::error_code ec;

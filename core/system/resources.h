@@ -17,6 +17,8 @@ std::string findResource(const std::string& relative);
 /// shipped model ("dit-fashion" → …/models/dit-fashion.safetensors). Unknown names are
 /// returned unchanged, so that the error names what the user typed.
 std::string resolveModelArgument(const std::string& argument);
+/// The error for a model argument that names no file and no shipped model.
+std::string missingModelMessage(const std::string& argument);
 /// Names of the shipped models (files in models/ with a Tessera model description).
 std::vector<std::string> shippedModelNames();
 

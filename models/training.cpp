@@ -72,6 +72,7 @@ struct Settings {
   std::vector<std::string> sampleClasses;
   std::string samplesSampler;
   double samplesCfg = 4.0;
+  bool samplesClip = false;
   std::uint64_t samplesSeed = 0;
   nlohmann::json resolved;  ///< the whole configuration with defaults
 };
@@ -157,7 +158,8 @@ Result<Settings> parseSettings(const Config& c) {
   TESSERA_TRY(c.rejectUnknown("validation", {"every", "timesteps"}));
   TESSERA_TRY(take(c.integer("validation.every", 500, 0, 1LL << 40), s.validationEvery));
   TESSERA_TRY(take(c.integer("validation.timesteps", 4, 1, 1000), s.validationTimesteps));
-  TESSERA_TRY(c.rejectUnknown("samples", {"every", "classes", "per_class", "steps", "sampler", "cfg", "seed"}));
+  TESSERA_TRY(c.rejectUnknown("samples", {"every", "classes", "per_class", "steps", "sampler", "cfg", "seed", "clip_x0"}));
+  TESSERA_TRY(take(c.boolean("samples.clip_x0", false), s.samplesClip));
   TESSERA_TRY(take(c.integer("samples.every", 1000, 0, 1LL << 40), s.samplesEvery));
   TESSERA_TRY(take(c.integer("samples.per_class", 1, 1, 64), s.samplesPerClass));
   TESSERA_TRY(take(c.integer("samples.steps", 50, 1, 10000), s.samplesSteps));
@@ -195,7 +197,8 @@ Result<Settings> parseSettings(const Config& c) {
       {"validation", {{"every", s.validationEvery}, {"timesteps", s.validationTimesteps}}},
       {"samples",
        {{"every", s.samplesEvery}, {"per_class", s.samplesPerClass}, {"steps", s.samplesSteps},
-        {"sampler", s.samplesSampler}, {"cfg", s.samplesCfg}, {"seed", s.samplesSeed}, {"classes", s.sampleClasses}}}};
+        {"sampler", s.samplesSampler}, {"cfg", s.samplesCfg}, {"seed", s.samplesSeed}, {"classes", s.sampleClasses},
+        {"clip_x0", s.samplesClip}}}};
   return s;
 }
 
@@ -649,6 +652,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
                                             .eps(s.eps)
                                             .weight_decay(s.weightDecay));
 
+  if (!request.resume && !newestCheckpoint(request.outDir).empty())
+    return fail("--out " + runDir.string() + " already holds checkpoints; use --resume to continue it or choose another directory");
   auto dp = DataParallel::join(*envDist);
   if (!dp) return fail(dp.error());
   const int world = (*dp)->worldSize(), rank = (*dp)->rank();
@@ -690,9 +695,6 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
         setAdamState(optimizer, params[i], adamStep, m1, m2);
       }
     }
-  } else if (leader) {
-    if (fs::exists(runDir / "checkpoints", ec) && !newestCheckpoint(request.outDir).empty())
-      return fail("--out " + runDir.string() + " already holds checkpoints; use --resume to continue it or choose another directory");
   }
   if (leader) {
     if (auto ok = writeFileAtomically(savedConfig.string(), s.resolved.dump(2) + "\n"); !ok) return fail(ok.error());
@@ -719,7 +721,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
         {"null_class", caps.nullClass},
         {"names", data->classNames}}},
       {"data", {{"kind", "image"}, {"channels", data->channels}, {"size", {s.batching.height, s.batching.width}}}},
-      {"defaults", {{"sampler", samplerName}, {"cfg", caps.nullClass ? s.samplesCfg : 1.0}}},
+      {"defaults",
+       {{"sampler", samplerName}, {"steps", s.samplesSteps}, {"cfg", caps.nullClass ? s.samplesCfg : 1.0}, {"clip_x0", s.samplesClip}}},
       {"source", {{"trained_by", "tessera-cli train"}, {"data", data->summary}}},
   };
   description["process"]["kind"] = process.kind();
@@ -882,6 +885,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     g.classes = classes;
     g.sampler = samplerName;
     g.options.steps = s.samplesSteps;
+    g.options.clipDenoised = s.samplesClip;
     g.guidance.scale = caps.nullClass ? s.samplesCfg : 1.0;
     g.seed = s.samplesSeed;
     g.batch = 64;
@@ -931,7 +935,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   std::int64_t step = startStep;
   bool stopped = false;
   while (step < s.steps) {
-    if (request.stop && request.stop->load()) {
+    if (world == 1 && request.stop && request.stop->load()) {
       stopped = true;
       break;
     }
@@ -954,13 +958,17 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
       if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
       grads.push_back(p.grad());
     }
-    at::Tensor lossBuf = lossSumLocal.detach().to(at::kDouble).to(at::kCPU).reshape({1});
-    if (step == faultStep) lossBuf.fill_(std::nan(""));
+    // [loss sum, stop requests]: ranks decide to stop together, after the same step.
+    at::Tensor lossBuf = at::zeros({2}, at::kDouble);
+    lossBuf[0] = lossSumLocal.detach().to(at::kDouble).to(at::kCPU).item<double>();
+    lossBuf[1] = request.stop && request.stop->load() ? 1.0 : 0.0;
+    if (step == faultStep) lossBuf[0] = std::nan("");
     if (world > 1) {
       (*dp)->allReduceSum(grads);
       (*dp)->allReduceSum({lossBuf});
     }
-    const double loss = lossBuf.item<double>() / static_cast<double>(batch.size());
+    const double loss = lossBuf[0].item<double>() / static_cast<double>(batch.size());
+    const bool stopAfterThisStep = world > 1 && lossBuf[1].item<double>() > 0;
     if (!std::isfinite(loss)) {
       const std::string where = lastCheckpoint.empty() ? "no checkpoint was written yet"
                                                        : "the last good checkpoint is " + lastCheckpoint;
@@ -1028,6 +1036,10 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     }
     if (s.samplesEvery > 0 && (step % s.samplesEvery == 0 || last)) {
       if (auto ok = writeSamples(step); !ok) return fail(ok.error());
+    }
+    if (stopAfterThisStep && !last) {
+      stopped = true;
+      break;
     }
   }
   if (next.valid()) next.wait();

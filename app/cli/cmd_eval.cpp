@@ -30,7 +30,8 @@ struct EvalOptions {
   double cfg = 1.0;
   CLI::Option* cfgOption = nullptr;
   std::uint64_t seed = 0;
-  bool real = false, record = false;
+  bool real = false, record = false, recordDefaults = false;
+  std::string clip = "auto";
 };
 
 /// `perClass` real training images of each class, drawn with a fixed seed.
@@ -51,7 +52,9 @@ at::Tensor realImages(const FashionMnistSplit& train, std::int64_t perClass, std
   return train.images.index_select(0, at::tensor(chosen, at::kLong)).unsqueeze(1).to(at::kFloat).div(127.5).sub(1.0);
 }
 
-CommandResult recordInModel(const std::string& path, const nlohmann::json& result) {
+/// Appends `result` to the model's "evaluation" list; with `setDefaults`, the evaluated
+/// sampling settings become the model's defaults (what `sample` uses when not told).
+CommandResult recordInModel(const std::string& path, const nlohmann::json& result, bool setDefaults) {
   auto file = SafetensorsFile::open(path);
   if (!file) return runtimeFailure(file.error().message());
   auto all = file->loadAll();
@@ -60,6 +63,13 @@ CommandResult recordInModel(const std::string& path, const nlohmann::json& resul
   nlohmann::json& evals = description["evaluation"];
   if (!evals.is_array()) evals = nlohmann::json::array();
   evals.push_back(result);
+  if (setDefaults && result.contains("sampling")) {
+    const nlohmann::json& s = result["sampling"];
+    description["defaults"] = {{"sampler", s["sampler"]},
+                               {"steps", s["steps"]},
+                               {"cfg", s["guidance"]["scale"]},
+                               {"clip_x0", s["options"].value("clip_denoised", false)}};
+  }
   NamedTensors weights;
   for (const auto& e : file->entries()) weights.emplace_back(e.name, all->at(e.name));
   if (auto ok = writeModelFile(path, description, weights); !ok) return runtimeFailure(ok.error().message());
@@ -135,6 +145,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
       for (std::int64_t i = 0; i < o.perClass; ++i) r.classes.push_back(k);
     r.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
     r.options.steps = o.steps;
+    r.options.clipDenoised = o.clip == "auto" ? defaults.value("clip_x0", false) : o.clip == "on";
     r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
     r.seed = o.seed;
     r.batch = o.batch;
@@ -171,8 +182,8 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
   result["evaluator"] = {{"path", evaluatorPath}, {"test_accuracy", evaluator->info.value("test_accuracy", 0.0)}};
   result["seed"] = o.seed;
   result["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (o.record && !o.real) {
-    if (auto ok = recordInModel(o.model, result); !ok) return ok;
+  if ((o.record || o.recordDefaults) && !o.real) {
+    if (auto ok = recordInModel(resolveModelArgument(o.model), result, o.recordDefaults); !ok) return ok;
   }
   std::cout << result.dump(global.json ? -1 : 2) << std::endl;
   return {};
@@ -195,6 +206,9 @@ Command addEvalCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--evaluator", o->evaluator, "Evaluator file (default: the shipped one)");
   sub->add_option("--data-dir", o->dataDir, "Fashion-MNIST folder (default: the Debian package's)");
   sub->add_flag("--record", o->record, "Append the results to the model file's metadata (atomically)");
+  sub->add_flag("--record-defaults", o->recordDefaults, "--record, and make the evaluated sampler, steps, guidance and clipping the model's defaults");
+  sub->add_option("--clip-x0", o->clip, "Clamp every data estimate to [-1, 1]: on, off, auto (the model's default)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))->capture_default_str();
   sub->add_option("--train-evaluator", o->trainEvaluator, "Train the evaluator CNN and write it here");
   sub->add_option("--epochs", o->epochs, "Evaluator training epochs")->check(CLI::Range(1, 1000));
   return {sub, [o, &global]() -> CommandResult { return runEval(*o, global); }};

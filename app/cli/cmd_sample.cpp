@@ -29,6 +29,8 @@ struct SampleOptions {
   std::uint64_t seed = 0;
   double cfg = 1.0;
   CLI::Option* cfgOption = nullptr;  ///< given or not: the model's default otherwise
+  std::string clip = "auto";         ///< clamp data estimates: on, off, auto (the model's default)
+  CLI::Option* stepsOption = nullptr;  ///< given or not: the model's default otherwise
   SamplerOptions sampling;
   std::string gallery;
   std::string device = "cpu";
@@ -115,6 +117,8 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     return badInput("--sampler: unknown sampler '" + r.sampler + "' (expected one of: " + names + ")");
   }
   r.options = o.sampling;
+  if (!o.stepsOption->count()) r.options.steps = defaults.value("steps", r.options.steps);
+  r.options.clipDenoised = o.clip == "auto" ? defaults.value("clip_x0", false) : o.clip == "on";
   if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
   r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
   if (!std::isfinite(r.guidance.scale)) return badInput("--cfg: expected a finite guidance scale, got " + std::to_string(r.guidance.scale));
@@ -233,12 +237,14 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--class", o->classes, "Class index or name; a comma list gives one per image (default: all classes in turn)");
   sub->add_option("--size", o->size, "WxH in the model's data cells (default: the trained size)");
   sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");
-  sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid)")->capture_default_str();
+  o->stepsOption = sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid; default: the model's, else 50)")->capture_default_str();
   sub->add_option("--grid", s.grid, "default, uniform, quadratic, shifted, karras, respaced")->capture_default_str();
   o->cfgOption = sub->add_option("--cfg", o->cfg, "Classifier-free guidance scale (1 = none, one forward per step; default: the model's)");
   sub->add_option("--cfg-interval", o->cfgInterval, "LO,HI: guide only while the progress (0 noise … 1 data) lies in [LO, HI]");
   sub->add_option("--cfg-channels", o->cfgChannels, "reference (the model's rule: 3 for DiT/SiT imports), all, or a count")->capture_default_str();
   sub->add_option("--eta", s.eta, "DDIM noise (0 = deterministic)")->capture_default_str();
+  sub->add_option("--clip-x0", o->clip, "Clamp every data estimate to [-1, 1] (pixel models): on, off, auto (the model's default)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))->capture_default_str();
   sub->add_option("--shift", s.shift, "Shifted grid: time shift (0 = sqrt of the area ratio to the trained size)");
   sub->add_option("--rho", s.rho, "Karras grid exponent")->capture_default_str();
   sub->add_option("--atol", s.atol, "dopri5 absolute tolerance")->capture_default_str();

@@ -16,7 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <iostream>
@@ -82,17 +84,26 @@ CommandResult launchRanks(const TrainOptions& o, const GlobalOptions& global, in
     g_children.push_back(pid);
   }
   int firstFailure = 0;
-  std::size_t remaining = g_children.size();
-  while (remaining > 0) {
+  std::vector<pid_t> alive = g_children;
+  std::chrono::steady_clock::time_point killAt{};
+  while (!alive.empty()) {
     int status = 0;
-    const pid_t pid = ::wait(&status);
+    const pid_t pid = ::waitpid(-1, &status, firstFailure ? WNOHANG : 0);
     if (pid < 0) break;
-    --remaining;
+    if (pid == 0) {
+      // A rank failed: give the others 5 s to stop on their own (they usually fail the
+      // same way and report it), then kill them, since they may be blocked in a
+      // collective waiting for the failed one.
+      if (std::chrono::steady_clock::now() >= killAt)
+        for (pid_t p : alive) ::kill(p, SIGKILL);
+      ::usleep(50000);
+      continue;
+    }
+    alive.erase(std::remove(alive.begin(), alive.end(), pid), alive.end());
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     if (code != 0 && firstFailure == 0) {
       firstFailure = code;
-      for (pid_t p : g_children)
-        if (p != pid) ::kill(p, SIGTERM);
+      killAt = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     }
   }
   if (firstFailure != 0)

@@ -57,7 +57,14 @@ Denoised Denoiser::operator()(const at::Tensor& x, double tau) {
     m_rows += B;
   }
   ++m_nfe;
-  return m_space.interpret(out, x, tau);
+  Denoised d = m_space.interpret(out, x, tau);
+  if (m_clip) {
+    d.x0 = d.x0.clamp(-1.0, 1.0);
+    const Schedule s = m_space.schedule(tau);
+    if (s.sigma > 0) d.eps = (x - s.alpha * d.x0) / s.sigma;
+    d.clipped = true;
+  }
+  return d;
 }
 
 // ---- context ---------------------------------------------------------------------------
@@ -88,7 +95,7 @@ void SamplingContext::finishStep(double tau, double tauNext, const at::Tensor& x
 nlohmann::json SamplerOptions::toJson() const {
   return {{"steps", steps}, {"grid", grid}, {"eta", eta}, {"shift", shift}, {"rho", rho}, {"atol", atol}, {"rtol", rtol},
           {"diffusion_form", diffusionForm}, {"diffusion_norm", diffusionNorm}, {"last_step", lastStep},
-          {"last_step_size", lastStepSize}};
+          {"last_step_size", lastStepSize}, {"clip_denoised", clipDenoised}};
 }
 
 // ---- registry --------------------------------------------------------------------------

@@ -30,6 +30,8 @@ public:
   /// `nullLabels` (the null class per image) is needed when guidance is on.
   Denoiser(const SamplingSpace& space, ModelFn model, at::Tensor labels, at::Tensor nullLabels, GuidanceConfig guidance);
   Denoised operator()(const at::Tensor& x, double tau);
+  /// SamplerOptions::clipDenoised.
+  void setClipDenoised(bool clip) { m_clip = clip; }
 
   const SamplingSpace& space() const { return m_space; }
   const GuidanceConfig& guidance() const { return m_guidance; }
@@ -43,6 +45,7 @@ private:
   at::Tensor m_labels, m_nullLabels, m_bothLabels;
   GuidanceConfig m_guidance;
   std::int64_t m_nfe = 0, m_rows = 0;
+  bool m_clip = false;
 };
 
 /// One finished step, as observers see it. Tensors live on the sampling device; an
@@ -95,6 +98,9 @@ struct SamplerOptions {
   double diffusionNorm = 1.0;
   std::string lastStep = "Mean";  ///< SDE: Mean, Tweedie, Euler or none
   double lastStepSize = 0.04;
+  /// Clamp every data estimate to [−1, 1] (pixel models; DDPM's clip_denoised) and
+  /// recompute the noise estimate from it. Off for latent models, whose data is unbounded.
+  bool clipDenoised = false;
   nlohmann::json toJson() const;
 };
 

@@ -176,7 +176,7 @@ SamplingSpace::Ancestral DiffusionSpace::ancestral(const Denoised& d, const at::
   const at::Tensor t = at::full({x.size(0)}, index, at::TensorOptions(at::kLong).device(x.device()));
   const auto p = m_respaced->interpret(d.output, x, t);
   Ancestral a;
-  a.mean = p.mean;
+  a.mean = d.clipped ? m_respaced->qPosterior(d.x0, x, t).mean : p.mean;
   if (index > 0) a.logVariance = p.logVariance;
   return a;
 }
@@ -241,11 +241,13 @@ Denoised InterpolantSpace::interpret(const at::Tensor& output, const at::Tensor&
 }
 
 at::Tensor InterpolantSpace::velocity(const Denoised& d, const at::Tensor& x, double tau) const {
+  if (d.clipped) return SamplingSpace::velocity(d, x, tau);  // from the clamped x0 and its eps
   if (m_interpolant.config().prediction == "velocity") return d.prediction;  // SiT's velocity_ode, unchanged
   return m_interpolant.toVelocity(d.prediction, x, modelTimes(tau, x));
 }
 
 at::Tensor InterpolantSpace::score(const Denoised& d, const at::Tensor& x, double tau) const {
+  if (d.clipped) return SamplingSpace::score(d, x, tau);
   const std::string& p = m_interpolant.config().prediction;
   if (p == "score") return d.prediction;
   if (p == "noise") return m_interpolant.scoreFromNoise(d.prediction, x, modelTimes(tau, x));

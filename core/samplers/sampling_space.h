@@ -27,6 +27,9 @@ struct Denoised {
   at::Tensor prediction;  ///< its first C channels: what the network predicts (eps, velocity, …)
   at::Tensor x0;          ///< the data estimate
   at::Tensor eps;         ///< the noise estimate, consistent with x0: x = α x0 + σ eps
+  /// x0 was clamped to the data range (SamplerOptions::clipDenoised) and eps recomputed;
+  /// steps then use x0 and eps rather than the raw prediction.
+  bool clipped = false;
 };
 
 /// How a family of samplers uses time; it selects the default interval of the grid.

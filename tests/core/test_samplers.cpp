@@ -281,6 +281,53 @@ private Q_SLOTS:
     QCOMPARE(samplerRegistry().names().size(), std::size_t(8));
   }
 
+  void clipDenoisedKeepsEstimatesInTheDataRange_data() {
+    QTest::addColumn<QString>("process");
+    QTest::addColumn<QString>("sampler");
+    for (const char* smp : {"ddim", "euler", "heun", "ddpm", "dpmpp-2m"}) QTest::newRow(smp) << "ddpm-eps" << smp;
+    for (const char* smp : {"euler", "heun"}) QTest::newRow(qPrintable(QStringLiteral("linear-%1").arg(QLatin1String(smp)))) << "linear-velocity" << smp;
+  }
+  void clipDenoisedKeepsEstimatesInTheDataRange() {
+    QFETCH(QString, process);
+    QFETCH(QString, sampler);
+    auto sp = space(process);
+    // A network whose data estimate is 5 everywhere, far outside [-1, 1].
+    ModelFn wild = [sp, process](const at::Tensor& x, const at::Tensor& t, const at::Tensor&) {
+      const double tau = sp->tauFromModelTime(t[0].item<double>());
+      const Schedule s = sp->schedule(tau);
+      const at::Tensor eps = s.sigma > 0 ? (x - s.alpha * 5.0) / s.sigma : at::zeros_like(x);
+      if (process == QLatin1String("ddpm-eps")) return eps;
+      return s.dAlpha * at::full_like(x, 5.0) + s.dSigma * eps;
+    };
+    class RangeObserver final : public StepObserver {
+    public:
+      void onStep(const StepEvent& e) override { worst = std::max(worst, e.denoised->x0.abs().max().item<double>()); }
+      double worst = 0;
+    };
+    for (bool clip : {false, true}) {
+      SamplerOptions o;
+      o.steps = 10;
+      o.clipDenoised = clip;
+      Denoiser denoiser(*sp, wild, at::zeros({2}, at::kLong), at::Tensor(), GuidanceConfig());
+      denoiser.setClipDenoised(clip);
+      GeneratorNoise noise(3);
+      RangeObserver observer;
+      auto r = runSampling(sampler.toStdString(), o, denoiser, at::randn({2, 1, 2, 2}), &noise, &observer);
+      QVERIFY2(r, r ? "" : r.error().message().c_str());
+      const double last = r->x.abs().max().item<double>();
+      if (clip) {
+        QVERIFY2(observer.worst <= 1.0 + 1e-6, qPrintable(QStringLiteral("x0 estimate %1").arg(observer.worst)));
+        // Steps that land on the last data estimate end inside the range; Heun averages
+        // two slopes, so its end lies near it (clipping bounds the estimates, not the ODE).
+        const double bound = sampler == QLatin1String("heun") ? 1.5 : 1.0 + 1e-3;
+        QVERIFY2(last <= bound, qPrintable(QStringLiteral("sample %1").arg(last)));
+      } else {
+        QVERIFY(observer.worst > 4.0);
+        QVERIFY(last > 4.0);
+      }
+    }
+  }
+
   void eulerOnDdpmIsDdim() {
     // In EDM coordinates an Euler step is a DDIM step: same grid, same result.
     auto sp = space(QStringLiteral("ddpm-eps"));

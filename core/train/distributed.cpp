@@ -93,37 +93,40 @@ Result<std::unique_ptr<DataParallel>> DataParallel::join(const DistributedEnv& e
 
 DataParallel::~DataParallel() = default;
 
-void DataParallel::allReduceSum(const std::vector<at::Tensor>& tensors) {
-  if (!m_env.active() || tensors.empty()) return;
-#ifdef TESSERA_HAVE_GLOO
+namespace {
+
+/// Runs one collective on all `tensors` at once: flattened into one buffer, then copied back.
+template <typename Collective>
+void onOneBuffer(const std::vector<at::Tensor>& tensors, Collective&& collective) {
   std::vector<at::Tensor> flat;
   for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
   std::vector<at::Tensor> buffer{at::cat(flat)};
-  m_impl->group->allreduce(buffer)->wait();
+  collective(buffer);
   std::int64_t offset = 0;
   for (const auto& t : tensors) {
     const std::int64_t n = t.numel();
     t.copy_(buffer[0].slice(0, offset, offset + n).view_as(t));
     offset += n;
   }
+}
+
+}  // namespace
+
+void DataParallel::allReduceSum(const std::vector<at::Tensor>& tensors) {
+  if (!m_env.active() || tensors.empty()) return;
+#ifdef TESSERA_HAVE_GLOO
+  onOneBuffer(tensors, [&](std::vector<at::Tensor>& buffer) { m_impl->group->allreduce(buffer)->wait(); });
 #endif
 }
 
 void DataParallel::broadcastFromRankZero(const std::vector<at::Tensor>& tensors) {
   if (!m_env.active() || tensors.empty()) return;
 #ifdef TESSERA_HAVE_GLOO
-  std::vector<at::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.reshape({-1}));
-  std::vector<at::Tensor> buffer{at::cat(flat)};
-  c10d::BroadcastOptions options;
-  options.rootRank = 0;
-  m_impl->group->broadcast(buffer, options)->wait();
-  std::int64_t offset = 0;
-  for (const auto& t : tensors) {
-    const std::int64_t n = t.numel();
-    t.copy_(buffer[0].slice(0, offset, offset + n).view_as(t));
-    offset += n;
-  }
+  onOneBuffer(tensors, [&](std::vector<at::Tensor>& buffer) {
+    c10d::BroadcastOptions options;
+    options.rootRank = 0;
+    m_impl->group->broadcast(buffer, options)->wait();
+  });
 #endif
 }
 

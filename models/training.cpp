@@ -405,15 +405,14 @@ at::ScalarType dtypeNamed(const std::string& name) {
 // ---------------------------------------------------------------------------------------
 // --init: weights from an existing model, class tables remapped by name
 
-Result<nlohmann::json> initFrom(BackboneImpl& net, const std::string& path, const std::vector<std::string>& newNames) {
-  auto loaded = loadModelFile(path);
-  if (!loaded) return fail(loaded.error().withContext("--init"));
+Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded, const std::vector<std::string>& newNames) {
+  const std::string& path = loaded.path;
   std::vector<std::string> oldNames;
-  if (loaded->description.contains("classes") && loaded->description["classes"].contains("names"))
-    oldNames = loaded->description["classes"]["names"].get<std::vector<std::string>>();
-  const std::int64_t oldClasses = loaded->backbone->capabilities().numClasses;
+  if (loaded.description.contains("classes") && loaded.description["classes"].contains("names"))
+    oldNames = loaded.description["classes"]["names"].get<std::vector<std::string>>();
+  const std::int64_t oldClasses = loaded.backbone->capabilities().numClasses;
   const std::int64_t newClasses = static_cast<std::int64_t>(newNames.size());
-  NamedTensors source = stateDict(*loaded->backbone);
+  NamedTensors source = stateDict(*loaded.backbone);
   std::map<std::string, at::Tensor> byName(source.begin(), source.end());
   nlohmann::json report = {{"from", path}, {"copied", 0}, {"resized", nlohmann::json::array()}};
   std::int64_t copied = 0;
@@ -605,7 +604,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   }
 
   if (initModel) {
-    auto report = initFrom(*net, request.initModel, data->classNames);
+    auto report = initFrom(*net, *initModel, data->classNames);  // the model loaded above, not read again
     if (!report) return fail(report.error());
     initReport = *report;
     initModel.reset();

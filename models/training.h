@@ -53,8 +53,9 @@ struct TrainSummary {
 /// checkpoint, which stays loadable.
 Result<TrainSummary> runTraining(const TrainRequest& request);
 
-/// Checks a configuration without training: every field, the model it builds, the data
-/// it names. Returns the configuration with defaults filled in.
+/// Checks a configuration without training or loading anything: every field and its
+/// range, unknown keys. Returns the configuration with defaults filled in. (Contradictions
+/// between the model and the data surface when a run starts.)
 Result<nlohmann::json> checkTrainingConfig(const Config& config);
 
 /// The newest checkpoint of a run directory that opens and validates ("" when none).

@@ -3,6 +3,7 @@
 // peak memory, as JSON lines (one per batch size).
 #include "app/cli/command.h"
 #include "core/system/blas.h"
+#include "core/system/system_info.h"
 #include "models/dit/dit.h"
 #include "models/generation.h"
 #include "models/registry.h"
@@ -20,14 +21,6 @@
 namespace tessera::cli {
 namespace {
 
-/// Peak resident memory since the last reset (VmHWM), in MiB.
-double peakRssMiB() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
-}
-void resetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 Result<LoadedModel> benchModel(const std::string& model, const std::string& preset, std::int64_t channels) {
   if (!model.empty()) return loadModelFile(model);

@@ -5,6 +5,7 @@
 // directory, with validation, sample grids and intermediate checkpoints switched off.
 #include "app/cli/command.h"
 #include "core/system/blas.h"
+#include "core/system/system_info.h"
 #include "models/training.h"
 
 #include <ATen/Parallel.h>
@@ -25,12 +26,6 @@ struct BenchTrainOptions {
   std::int64_t steps = 20, warmup = 3, repeats = 1;
 };
 
-double peakRssMiB() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
-}
 
 CommandResult runBenchTrain(const BenchTrainOptions& o) {
   auto config = Config::fromFile(o.config);
@@ -50,7 +45,7 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
   const std::string cfgPath = (dir / "config.json").string();
   std::ofstream(cfgPath) << c.dump();
   for (std::int64_t r = 0; r < o.repeats; ++r) {
-    std::ofstream("/proc/self/clear_refs") << "5";
+    resetPeakRss();
     std::ostringstream events;
     TrainRequest req;
     req.configPath = cfgPath;

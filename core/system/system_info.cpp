@@ -10,6 +10,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cstdlib>
 #include <thread>
 
@@ -77,5 +78,14 @@ std::string systemInfoJson(const SystemInfo& s, int indent) {
   j["omp_wait_policy"] = s.ompWaitPolicy;
   return j.dump(indent);
 }
+
+double peakRssMiB() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+void resetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 }  // namespace tessera

@@ -36,6 +36,11 @@ void setThreadCount(int threads);
 /// The number of hardware threads, at least 1.
 int hardwareThreadCount();
 
+/// Peak resident memory of this process since start or the last resetPeakRss() (VmHWM), MiB.
+double peakRssMiB();
+/// Restarts the peak-memory measurement (/proc/self/clear_refs).
+void resetPeakRss();
+
 /// The info as a JSON object text (pretty when `indent` >= 0).
 std::string systemInfoJson(const SystemInfo& info, int indent = 2);
 

@@ -59,12 +59,14 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(tl-expected REQUIRED)
 find_package(ZLIB REQUIRED)
 find_package(PNG REQUIRED)
+find_package(SQLiteCpp REQUIRED)  # Debian: libsqlitecpp-dev (pulls in SQLite3)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of model files and images
 # OpenCV: only core, imgproc and imgcodecs (Debian's per-module -dev packages, which
 # ship no CMake package file; libopencv-dev would pull in some 65 packages more).
 find_path(TESSERA_OPENCV_INCLUDE opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)
 add_library(tessera_opencv INTERFACE)
 target_include_directories(tessera_opencv SYSTEM INTERFACE ${TESSERA_OPENCV_INCLUDE})
-foreach(_module core imgproc imgcodecs)
+foreach(_module core imgproc imgcodecs videoio)
   find_library(TESSERA_OPENCV_${_module} opencv_${_module} REQUIRED)
   target_link_libraries(tessera_opencv INTERFACE ${TESSERA_OPENCV_${_module}})
 endforeach()

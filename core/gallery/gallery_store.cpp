@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "core/gallery/gallery_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <variant>
+
+namespace tessera {
+namespace {
+
+// Migration i takes the schema from version i to i + 1; each runs in one transaction.
+// Never edit a released step: add a new one.
+const char* const kMigrations[] = {
+    // 0 → 1
+    R"sql(
+CREATE TABLE images(
+  id INTEGER PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  model_name TEXT NOT NULL,
+  model_path TEXT NOT NULL,
+  model_hash TEXT NOT NULL,
+  backbone TEXT NOT NULL,
+  process TEXT NOT NULL,
+  sampler TEXT NOT NULL,
+  steps INTEGER NOT NULL,
+  cfg REAL NOT NULL,
+  cfg_low REAL NOT NULL,
+  cfg_high REAL NOT NULL,
+  seed INTEGER NOT NULL,
+  class_index INTEGER NOT NULL,
+  class_name TEXT NOT NULL,
+  width INTEGER NOT NULL,
+  height INTEGER NOT NULL,
+  settings TEXT NOT NULL,
+  software TEXT NOT NULL,
+  seconds REAL NOT NULL,
+  rating INTEGER NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5),
+  note TEXT NOT NULL DEFAULT '',
+  trashed_at TEXT,
+  png_sha256 TEXT NOT NULL
+);
+CREATE TABLE image_data(
+  image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+  png BLOB NOT NULL,
+  thumbnail BLOB NOT NULL
+);
+CREATE TABLE tags(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE COLLATE NOCASE
+);
+CREATE TABLE image_tags(
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  tag_id INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+  PRIMARY KEY (image_id, tag_id)
+) WITHOUT ROWID;
+CREATE INDEX image_tags_tag ON image_tags(tag_id);
+CREATE INDEX images_created ON images(trashed_at, created_at);
+CREATE INDEX images_model ON images(model_name);
+CREATE INDEX images_class ON images(class_index);
+CREATE INDEX images_rating ON images(rating);
+CREATE VIRTUAL TABLE gallery_fts USING fts5(model_name, backbone, sampler, class_name, tags, note);
+)sql",
+};
+constexpr int kMigrationCount = static_cast<int>(sizeof kMigrations / sizeof kMigrations[0]);
+static_assert(kMigrationCount == GalleryStore::kSchemaVersion, "one migration per schema version");
+
+std::string describe(const std::exception& e) { return e.what(); }
+
+/// Runs `body`, turning SQLite's exceptions into an Error that names the gallery file.
+template <class F>
+auto guarded(const std::string& path, const char* what, F&& body) -> Result<decltype(body())> {
+  try {
+    if constexpr (std::is_void_v<decltype(body())>) {
+      body();
+      return {};
+    } else {
+      return body();
+    }
+  } catch (const std::exception& e) {
+    return fail(path + ": gallery " + what + " failed: " + describe(e));
+  }
+}
+
+/// Free text → an FTS5 query: each whitespace-separated word quoted (so no user text
+/// is FTS syntax) and prefix-matched; words are ANDed.
+std::string ftsQuery(const std::string& text) {
+  std::istringstream in(text);
+  std::string out;
+  for (std::string word; in >> word;) {
+    std::string quoted = "\"";
+    for (char c : word) {
+      if (c == '"') quoted += "\"\"";
+      else quoted += c;
+    }
+    quoted += "\"*";
+    out += (out.empty() ? "" : " ") + quoted;
+  }
+  return out;
+}
+
+using Param = std::variant<std::int64_t, double, std::string>;
+
+void bindAll(SQLite::Statement& s, const std::vector<Param>& params) {
+  int i = 1;
+  for (const auto& p : params) {
+    if (const auto* v = std::get_if<std::int64_t>(&p)) s.bind(i, static_cast<std::int64_t>(*v));
+    else if (const auto* d = std::get_if<double>(&p)) s.bind(i, *d);
+    else s.bind(i, std::get<std::string>(p));
+    ++i;
+  }
+}
+
+std::string blobOf(SQLite::Column c) {
+  if (c.isNull()) return {};
+  const auto* data = static_cast<const char*>(c.getBlob());
+  return std::string(data, data + c.getBytes());
+}
+
+}  // namespace
+
+GalleryStore::GalleryStore(GalleryStore&&) noexcept = default;
+GalleryStore& GalleryStore::operator=(GalleryStore&&) noexcept = default;
+GalleryStore::~GalleryStore() = default;
+
+std::string GalleryStore::nowIso() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+Result<GalleryStore> GalleryStore::open(const std::string& path) {
+  GalleryStore store;
+  store.m_path = path;
+  try {
+    store.m_db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
+    // The first statement reads the header: a file that is not a database fails here.
+    int version = 0;
+    try {
+      version = store.m_db->execAndGet("PRAGMA user_version").getInt();
+    } catch (const SQLite::Exception& e) {
+      return fail(path + ": not a Tessera gallery (SQLite says: " + e.what() +
+                  "); expected a gallery database, or a new file name to create one");
+    }
+    if (version > kSchemaVersion)
+      return fail(path + ": gallery schema version " + std::to_string(version) + " is newer than this Tessera understands (" +
+                  std::to_string(kSchemaVersion) + "); open it with a newer Tessera");
+    if (version == 0) {
+      const int tables = store.m_db->execAndGet("SELECT count(*) FROM sqlite_master WHERE type = 'table'").getInt();
+      if (tables > 0)
+        return fail(path + ": a SQLite database of another kind (" + std::to_string(tables) +
+                    " tables, no Tessera schema version); expected a Tessera gallery");
+    } else {
+      for (const char* table : {"images", "image_data", "tags", "image_tags", "gallery_fts"})
+        if (!store.m_db->tableExists(table))
+          return fail(path + ": damaged gallery: table '" + std::string(table) + "' is missing (schema version " +
+                      std::to_string(version) + ")");
+    }
+    store.m_db->exec("PRAGMA journal_mode = WAL");
+    store.m_db->exec("PRAGMA foreign_keys = ON");
+    store.m_db->exec("PRAGMA synchronous = NORMAL");  // WAL + NORMAL: a killed process loses nothing committed
+  } catch (const std::exception& e) {
+    return fail(path + ": cannot open the gallery: " + describe(e));
+  }
+  if (auto ok = store.migrate(); !ok) return fail(ok.error());
+  return store;
+}
+
+Result<void> GalleryStore::migrate() {
+  return guarded(m_path, "migration", [&] {
+    int version = m_db->execAndGet("PRAGMA user_version").getInt();
+    for (; version < kSchemaVersion; ++version) {
+      SQLite::Transaction t(*m_db);
+      m_db->exec(kMigrations[version]);
+      m_db->exec("PRAGMA user_version = " + std::to_string(version + 1));
+      t.commit();
+    }
+  });
+}
+
+void GalleryStore::writeFts(std::int64_t id) {
+  SQLite::Statement del(*m_db, "DELETE FROM gallery_fts WHERE rowid = ?");
+  del.bind(1, static_cast<std::int64_t>(id));
+  del.exec();
+  SQLite::Statement ins(*m_db, R"sql(
+INSERT INTO gallery_fts(rowid, model_name, backbone, sampler, class_name, tags, note)
+SELECT id, model_name, backbone, sampler, class_name,
+       coalesce((SELECT group_concat(t.name, ' ') FROM image_tags it JOIN tags t ON t.id = it.tag_id
+                 WHERE it.image_id = images.id), ''),
+       note
+FROM images WHERE id = ?)sql");
+  ins.bind(1, static_cast<std::int64_t>(id));
+  ins.exec();
+}
+
+std::int64_t GalleryStore::insertOne(GalleryRecord& r, const std::string& png, const std::string& thumbnail) {
+  if (r.createdAt.empty()) r.createdAt = nowIso();
+  if (r.pngSha256.empty()) r.pngSha256 = sha256Hex(png);
+  if (r.rating < 0 || r.rating > 5) throw std::invalid_argument("rating " + std::to_string(r.rating) + " is outside 0…5");
+  SQLite::Statement s(*m_db, R"sql(
+INSERT INTO images(created_at, model_name, model_path, model_hash, backbone, process, sampler, steps, cfg, cfg_low,
+                   cfg_high, seed, class_index, class_name, width, height, settings, software, seconds, rating, note,
+                   trashed_at, png_sha256)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))sql");
+  bindAll(s, {r.createdAt, r.modelName, r.modelPath, r.modelHash, r.backbone, r.process, r.sampler, r.steps, r.cfg,
+              r.cfgLow, r.cfgHigh, static_cast<std::int64_t>(r.seed), r.classIndex, r.className, r.width, r.height,
+              r.settings, r.software, r.seconds, static_cast<std::int64_t>(r.rating), r.note});
+  if (r.trashedAt.empty()) s.bind(22);
+  else s.bind(22, r.trashedAt);
+  s.bind(23, r.pngSha256);
+  s.exec();
+  r.id = m_db->getLastInsertRowid();
+  SQLite::Statement d(*m_db, "INSERT INTO image_data(image_id, png, thumbnail) VALUES (?, ?, ?)");
+  d.bind(1, static_cast<std::int64_t>(r.id));
+  d.bind(2, png.data(), static_cast<int>(png.size()));
+  d.bind(3, thumbnail.data(), static_cast<int>(thumbnail.size()));
+  d.exec();
+  for (const auto& tag : r.tags) {
+    SQLite::Statement t(*m_db, "INSERT INTO tags(name) VALUES (?) ON CONFLICT(name) DO NOTHING");
+    t.bind(1, tag);
+    t.exec();
+    SQLite::Statement link(*m_db, "INSERT OR IGNORE INTO image_tags(image_id, tag_id) SELECT ?, id FROM tags WHERE name = ?");
+    link.bind(1, static_cast<std::int64_t>(r.id));
+    link.bind(2, tag);
+    link.exec();
+  }
+  writeFts(r.id);
+  return r.id;
+}
+
+Result<std::int64_t> GalleryStore::add(GalleryRecord record, const std::string& png, const std::string& thumbnail) {
+  return guarded(m_path, "insert", [&] {
+    SQLite::Transaction t(*m_db);
+    const std::int64_t id = insertOne(record, png, thumbnail);
+    t.commit();
+    return id;
+  });
+}
+
+Result<std::vector<std::int64_t>> GalleryStore::addMany(std::vector<GalleryRecord> records, const std::vector<std::string>& pngs,
+                                                        const std::vector<std::string>& thumbnails) {
+  if (pngs.size() != records.size() || thumbnails.size() != records.size())
+    return fail("gallery addMany: " + std::to_string(records.size()) + " records but " + std::to_string(pngs.size()) +
+                " PNGs and " + std::to_string(thumbnails.size()) + " thumbnails");
+  return guarded(m_path, "insert", [&] {
+    SQLite::Transaction t(*m_db);
+    std::vector<std::int64_t> ids;
+    ids.reserve(records.size());
+    for (std::size_t i = 0; i < records.size(); ++i) ids.push_back(insertOne(records[i], pngs[i], thumbnails[i]));
+    t.commit();
+    return ids;
+  });
+}
+
+Result<std::vector<std::int64_t>> GalleryStore::query(const GalleryFilter& f) const {
+  std::string sql = "SELECT id FROM images WHERE ";
+  std::vector<Param> params;
+  sql += f.trash ? "trashed_at IS NOT NULL" : "trashed_at IS NULL";
+  auto eq = [&](const char* column, const std::string& value) {
+    if (value.empty()) return;
+    sql += std::string(" AND ") + column + " = ?";
+    params.emplace_back(value);
+  };
+  eq("model_name", f.modelName);
+  eq("backbone", f.backbone);
+  eq("sampler", f.sampler);
+  if (f.classIndex) {
+    sql += " AND class_index = ?";
+    params.emplace_back(*f.classIndex);
+  }
+  if (f.minRating > 0) {
+    sql += " AND rating >= ?";
+    params.emplace_back(static_cast<std::int64_t>(f.minRating));
+  }
+  if (!f.from.empty()) {
+    sql += " AND created_at >= ?";
+    params.emplace_back(f.from);
+  }
+  if (!f.to.empty()) {
+    sql += " AND created_at <= ?";  // '~' sorts after every character of an ISO time: the bound is inclusive
+    params.emplace_back(f.to + "~");
+  }
+  if (!f.tag.empty()) {
+    sql += " AND id IN (SELECT it.image_id FROM image_tags it JOIN tags t ON t.id = it.tag_id WHERE t.name = ?)";
+    params.emplace_back(f.tag);
+  }
+  const std::string match = ftsQuery(f.text);
+  if (!match.empty()) {
+    sql += " AND id IN (SELECT rowid FROM gallery_fts WHERE gallery_fts MATCH ?)";
+    params.emplace_back(match);
+  }
+  switch (f.sort) {
+    case GallerySort::Newest: sql += " ORDER BY created_at DESC, id DESC"; break;
+    case GallerySort::Oldest: sql += " ORDER BY created_at ASC, id ASC"; break;
+    case GallerySort::Rating: sql += " ORDER BY rating DESC, created_at DESC, id DESC"; break;
+    case GallerySort::Model: sql += " ORDER BY model_name, created_at DESC, id DESC"; break;
+    case GallerySort::Class: sql += " ORDER BY class_index, created_at DESC, id DESC"; break;
+  }
+  return guarded(m_path, "query", [&] {
+    SQLite::Statement s(*m_db, sql);
+    bindAll(s, params);
+    std::vector<std::int64_t> ids;
+    while (s.executeStep()) ids.push_back(s.getColumn(0).getInt64());
+    return ids;
+  });
+}
+
+Result<GalleryRecord> GalleryStore::record(std::int64_t id) const {
+  auto r = guarded(m_path, "read", [&]() -> std::optional<GalleryRecord> {
+    SQLite::Statement s(*m_db, R"sql(
+SELECT id, created_at, model_name, model_path, model_hash, backbone, process, sampler, steps, cfg, cfg_low, cfg_high,
+       seed, class_index, class_name, width, height, settings, software, seconds, rating, note, trashed_at, png_sha256
+FROM images WHERE id = ?)sql");
+    s.bind(1, static_cast<std::int64_t>(id));
+    if (!s.executeStep()) return std::nullopt;
+    GalleryRecord r;
+    int c = 0;
+    r.id = s.getColumn(c++).getInt64();
+    r.createdAt = s.getColumn(c++).getString();
+    r.modelName = s.getColumn(c++).getString();
+    r.modelPath = s.getColumn(c++).getString();
+    r.modelHash = s.getColumn(c++).getString();
+    r.backbone = s.getColumn(c++).getString();
+    r.process = s.getColumn(c++).getString();
+    r.sampler = s.getColumn(c++).getString();
+    r.steps = s.getColumn(c++).getInt64();
+    r.cfg = s.getColumn(c++).getDouble();
+    r.cfgLow = s.getColumn(c++).getDouble();
+    r.cfgHigh = s.getColumn(c++).getDouble();
+    r.seed = static_cast<std::uint64_t>(s.getColumn(c++).getInt64());
+    r.classIndex = s.getColumn(c++).getInt64();
+    r.className = s.getColumn(c++).getString();
+    r.width = s.getColumn(c++).getInt64();
+    r.height = s.getColumn(c++).getInt64();
+    r.settings = s.getColumn(c++).getString();
+    r.software = s.getColumn(c++).getString();
+    r.seconds = s.getColumn(c++).getDouble();
+    r.rating = s.getColumn(c++).getInt();
+    r.note = s.getColumn(c++).getString();
+    r.trashedAt = s.getColumn(c++).getString();  // NULL reads as ""
+    r.pngSha256 = s.getColumn(c++).getString();
+    SQLite::Statement t(*m_db, "SELECT t.name FROM image_tags it JOIN tags t ON t.id = it.tag_id WHERE it.image_id = ? ORDER BY t.name");
+    t.bind(1, static_cast<std::int64_t>(id));
+    while (t.executeStep()) r.tags.push_back(t.getColumn(0).getString());
+    return r;
+  });
+  if (!r) return fail(r.error());
+  if (!*r) return fail(m_path + ": no gallery image with id " + std::to_string(id));
+  return std::move(**r);
+}
+
+namespace {
+Result<std::string> readBlob(SQLite::Database& db, const std::string& path, const char* column, std::int64_t id) {
+  auto r = guarded(path, "read", [&]() -> std::optional<std::string> {
+    SQLite::Statement s(db, std::string("SELECT ") + column + " FROM image_data WHERE image_id = ?");
+    s.bind(1, static_cast<std::int64_t>(id));
+    if (!s.executeStep()) return std::nullopt;
+    return blobOf(s.getColumn(0));
+  });
+  if (!r) return fail(r.error());
+  if (!*r) return fail(path + ": no image data for gallery id " + std::to_string(id));
+  return std::move(**r);
+}
+}  // namespace
+
+Result<std::string> GalleryStore::png(std::int64_t id) const { return readBlob(*m_db, m_path, "png", id); }
+Result<std::string> GalleryStore::thumbnail(std::int64_t id) const { return readBlob(*m_db, m_path, "thumbnail", id); }
+
+Result<std::int64_t> GalleryStore::count(bool trash) const {
+  return guarded(m_path, "count", [&] {
+    return m_db->execAndGet(trash ? "SELECT count(*) FROM images WHERE trashed_at IS NOT NULL"
+                                  : "SELECT count(*) FROM images WHERE trashed_at IS NULL")
+        .getInt64();
+  });
+}
+
+Result<void> GalleryStore::setRating(std::int64_t id, int stars) {
+  if (stars < 0 || stars > 5) return fail("rating: expected 0 to 5 stars, got " + std::to_string(stars));
+  return guarded(m_path, "rating", [&] {
+    SQLite::Statement s(*m_db, "UPDATE images SET rating = ? WHERE id = ?");
+    s.bind(1, stars);
+    s.bind(2, static_cast<std::int64_t>(id));
+    if (s.exec() != 1) throw std::runtime_error("no image with id " + std::to_string(id));
+  });
+}
+
+Result<void> GalleryStore::setTags(std::int64_t id, const std::vector<std::string>& tags) {
+  for (const auto& tag : tags)
+    if (tag.empty() || tag.find_first_of(" \t\n,") != std::string::npos)
+      return fail("tag '" + tag + "': expected a non-empty word without spaces or commas");
+  return guarded(m_path, "tagging", [&] {
+    SQLite::Transaction t(*m_db);
+    SQLite::Statement exists(*m_db, "SELECT 1 FROM images WHERE id = ?");
+    exists.bind(1, static_cast<std::int64_t>(id));
+    if (!exists.executeStep()) throw std::runtime_error("no image with id " + std::to_string(id));
+    SQLite::Statement clear(*m_db, "DELETE FROM image_tags WHERE image_id = ?");
+    clear.bind(1, static_cast<std::int64_t>(id));
+    clear.exec();
+    for (const auto& tag : tags) {
+      SQLite::Statement ins(*m_db, "INSERT INTO tags(name) VALUES (?) ON CONFLICT(name) DO NOTHING");
+      ins.bind(1, tag);
+      ins.exec();
+      SQLite::Statement link(*m_db, "INSERT OR IGNORE INTO image_tags(image_id, tag_id) SELECT ?, id FROM tags WHERE name = ?");
+      link.bind(1, static_cast<std::int64_t>(id));
+      link.bind(2, tag);
+      link.exec();
+    }
+    m_db->exec("DELETE FROM tags WHERE id NOT IN (SELECT tag_id FROM image_tags)");
+    writeFts(id);
+    t.commit();
+  });
+}
+
+Result<void> GalleryStore::setNote(std::int64_t id, const std::string& note) {
+  return guarded(m_path, "note", [&] {
+    SQLite::Transaction t(*m_db);
+    SQLite::Statement s(*m_db, "UPDATE images SET note = ? WHERE id = ?");
+    s.bind(1, note);
+    s.bind(2, static_cast<std::int64_t>(id));
+    if (s.exec() != 1) throw std::runtime_error("no image with id " + std::to_string(id));
+    writeFts(id);
+    t.commit();
+  });
+}
+
+Result<void> GalleryStore::moveToTrash(const std::vector<std::int64_t>& ids) {
+  return guarded(m_path, "trash", [&] {
+    SQLite::Transaction t(*m_db);
+    const std::string now = nowIso();
+    for (auto id : ids) {
+      SQLite::Statement s(*m_db, "UPDATE images SET trashed_at = ? WHERE id = ? AND trashed_at IS NULL");
+      s.bind(1, now);
+      s.bind(2, static_cast<std::int64_t>(id));
+      s.exec();
+    }
+    t.commit();
+  });
+}
+
+Result<void> GalleryStore::restore(const std::vector<std::int64_t>& ids) {
+  return guarded(m_path, "restore", [&] {
+    SQLite::Transaction t(*m_db);
+    for (auto id : ids) {
+      SQLite::Statement s(*m_db, "UPDATE images SET trashed_at = NULL WHERE id = ?");
+      s.bind(1, static_cast<std::int64_t>(id));
+      s.exec();
+    }
+    t.commit();
+  });
+}
+
+Result<std::int64_t> GalleryStore::emptyTrash() {
+  return guarded(m_path, "emptying the trash", [&] {
+    SQLite::Transaction t(*m_db);
+    m_db->exec("DELETE FROM gallery_fts WHERE rowid IN (SELECT id FROM images WHERE trashed_at IS NOT NULL)");
+    const std::int64_t n = m_db->exec("DELETE FROM images WHERE trashed_at IS NOT NULL");
+    m_db->exec("DELETE FROM tags WHERE id NOT IN (SELECT tag_id FROM image_tags)");
+    t.commit();
+    return n;
+  });
+}
+
+Result<std::vector<std::string>> GalleryStore::distinct(const std::string& what) const {
+  std::string sql;
+  if (what == "model") sql = "SELECT DISTINCT model_name FROM images WHERE trashed_at IS NULL ORDER BY 1";
+  else if (what == "backbone") sql = "SELECT DISTINCT backbone FROM images WHERE trashed_at IS NULL ORDER BY 1";
+  else if (what == "sampler") sql = "SELECT DISTINCT sampler FROM images WHERE trashed_at IS NULL ORDER BY 1";
+  else if (what == "tag") sql = "SELECT name FROM tags ORDER BY name";
+  else return fail("gallery: cannot list distinct '" + what + "' (expected model, backbone, sampler or tag)");
+  return guarded(m_path, "listing", [&] {
+    SQLite::Statement s(*m_db, sql);
+    std::vector<std::string> out;
+    while (s.executeStep()) out.push_back(s.getColumn(0).getString());
+    return out;
+  });
+}
+
+Result<std::string> GalleryStore::integrityCheck() const {
+  return guarded(m_path, "integrity check", [&] {
+    SQLite::Statement s(*m_db, "PRAGMA integrity_check");
+    std::string report;
+    while (s.executeStep()) report += (report.empty() ? "" : "\n") + s.getColumn(0).getString();
+    return report;
+  });
+}
+
+std::string sha256Hex(const std::string& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+Result<std::string> sha256File(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(path + ": cannot open for hashing");
+  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0) EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) return fail(path + ": read error while hashing");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) {
+    out += hex[md[i] >> 4];
+    out += hex[md[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace tessera

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+// The gallery store: schema and migration, round trip of every field and blob, filters,
+// free-text search, sort, ratings, tags, trash/restore/empty, refusal of files that are
+// not galleries, and no committed image lost when a writer is killed mid-stream.
+#include "core/gallery/gallery_store.h"
+
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace tessera;
+
+namespace {
+
+GalleryRecord sample(int i) {
+  GalleryRecord r;
+  r.modelName = i % 2 ? "sit-fashion.safetensors" : "dit-fashion.safetensors";
+  r.modelPath = "/models/" + r.modelName;
+  r.modelHash = sha256Hex(r.modelName);
+  r.backbone = i % 2 ? "sit" : "dit";
+  r.process = i % 2 ? "interpolant" : "gaussian_diffusion";
+  r.sampler = i % 2 ? "euler" : "ddim";
+  r.steps = 50;
+  r.cfg = 2.0;
+  r.cfgLow = 0.1;
+  r.cfgHigh = 0.9;
+  r.seed = 1000 + static_cast<std::uint64_t>(i);
+  r.classIndex = i % 10;
+  r.className = i % 10 == 1 ? "Trouser" : "T-shirt/top";
+  r.width = 28;
+  r.height = 28;
+  r.settings = R"({"seed":)" + std::to_string(1000 + i) + "}";
+  r.software = "tessera test";
+  r.seconds = 0.5;
+  return r;
+}
+
+std::string tmpPath(const QTemporaryDir& dir, const char* name) { return dir.filePath(QString::fromLatin1(name)).toStdString(); }
+
+}  // namespace
+
+class TestGallery : public QObject {
+  Q_OBJECT
+
+private Q_SLOTS:
+  void sha256KnownValue() {
+    // FIPS 180-2 test vector.
+    QCOMPARE(QString::fromStdString(sha256Hex("abc")),
+             QStringLiteral("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+  }
+
+  void roundTripEveryField() {
+    QTemporaryDir dir;
+    auto store = GalleryStore::open(tmpPath(dir, "g.db"));
+    QVERIFY2(store, store ? "" : store.error().message().c_str());
+    GalleryRecord r = sample(1);
+    r.tags = {"keeper", "test"};
+    r.note = "wide legs";
+    r.rating = 4;
+    const std::string png("\x89PNG\0binary\0data", 16), thumb("thumb\0x", 7);
+    auto id = store->add(r, png, thumb);
+    QVERIFY2(id, id ? "" : id.error().message().c_str());
+    auto back = store->record(*id);
+    QVERIFY(back);
+    QCOMPARE(back->id, *id);
+    QVERIFY(!back->createdAt.empty());
+    QCOMPARE(back->modelName, r.modelName);
+    QCOMPARE(back->modelHash, r.modelHash);
+    QCOMPARE(back->backbone, r.backbone);
+    QCOMPARE(back->process, r.process);
+    QCOMPARE(back->sampler, r.sampler);
+    QCOMPARE(back->steps, r.steps);
+    QCOMPARE(back->cfg, r.cfg);
+    QCOMPARE(back->cfgLow, r.cfgLow);
+    QCOMPARE(back->cfgHigh, r.cfgHigh);
+    QCOMPARE(back->seed, r.seed);
+    QCOMPARE(back->classIndex, r.classIndex);
+    QCOMPARE(back->className, r.className);
+    QCOMPARE(back->width, r.width);
+    QCOMPARE(back->settings, r.settings);
+    QCOMPARE(back->rating, 4);
+    QCOMPARE(back->note, r.note);
+    QCOMPARE(back->tags, (std::vector<std::string>{"keeper", "test"}));
+    QVERIFY(back->trashedAt.empty());
+    QCOMPARE(back->pngSha256, sha256Hex(png));
+    QCOMPARE(*store->png(*id), png);  // blobs with NUL bytes intact
+    QCOMPARE(*store->thumbnail(*id), thumb);
+    QVERIFY(!store->record(*id + 100));
+    QCOMPARE(*store->integrityCheck(), std::string("ok"));
+  }
+
+  void schemaVersionAndReopen() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "g.db");
+    {
+      auto store = GalleryStore::open(path);
+      QVERIFY(store);
+      QVERIFY(store->add(sample(0), "png", "t"));
+    }
+    auto again = GalleryStore::open(path);
+    QVERIFY(again);
+    QCOMPARE(*again->count(), std::int64_t{1});
+  }
+
+  void refusesWhatIsNotAGallery() {
+    QTemporaryDir dir;
+    const std::string garbage = tmpPath(dir, "garbage.db");
+    std::ofstream(garbage) << std::string(4096, 'x');
+    auto a = GalleryStore::open(garbage);
+    QVERIFY(!a);
+    QVERIFY2(a.error().message().find("not a Tessera gallery") != std::string::npos, a.error().message().c_str());
+    // The file is left as it was.
+    std::ifstream in(garbage, std::ios::binary);
+    QCOMPARE(std::string(std::istreambuf_iterator<char>(in), {}), std::string(4096, 'x'));
+  }
+
+  void refusesNewerSchema() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "g.db");
+    { QVERIFY(GalleryStore::open(path)); }
+    // Bump the version behind the store's back, as a future Tessera would.
+    const std::string cmd = "python3 -c \"import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                            "c.execute('PRAGMA user_version=7'); c.commit()\" '" + path + "'";
+    QCOMPARE(std::system(cmd.c_str()), 0);
+    auto s = GalleryStore::open(path);
+    QVERIFY(!s);
+    QVERIFY2(s.error().message().find("newer") != std::string::npos, s.error().message().c_str());
+  }
+
+  void filtersSearchAndSort() {
+    QTemporaryDir dir;
+    auto store = GalleryStore::open(tmpPath(dir, "g.db"));
+    QVERIFY(store);
+    std::vector<GalleryRecord> records;
+    for (int i = 0; i < 20; ++i) {
+      GalleryRecord r = sample(i);
+      r.createdAt = "2026-11-" + std::to_string(10 + i) + "T12:00:00.000Z";
+      r.rating = i % 6;
+      records.push_back(r);
+    }
+    auto ids = store->addMany(records, std::vector<std::string>(20, "png"), std::vector<std::string>(20, "t"));
+    QVERIFY(ids);
+    GalleryFilter f;
+    QCOMPARE(store->query(f)->size(), std::size_t{20});
+    QCOMPARE(store->query(f)->front(), ids->back());  // newest first
+    f.sort = GallerySort::Oldest;
+    QCOMPARE(store->query(f)->front(), ids->front());
+    f = {};
+    f.backbone = "sit";
+    QCOMPARE(store->query(f)->size(), std::size_t{10});
+    f.classIndex = 1;
+    QCOMPARE(store->query(f)->size(), std::size_t{2});  // i = 1, 11
+    f = {};
+    f.minRating = 5;
+    QCOMPARE(store->query(f)->size(), std::size_t{3});  // i = 5, 11, 17
+    f = {};
+    f.from = "2026-11-12";
+    f.to = "2026-11-13";  // inclusive: the whole 13th
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    f = {};
+    f.text = "trous";  // prefix of a class name word
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    f.text = "trouser sit";  // both words
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    f.text = "trouser dit";
+    QCOMPARE(store->query(f)->size(), std::size_t{0});
+    f.text = "\"; DROP TABLE images; --";  // text is data, never SQL or FTS syntax
+    QVERIFY(store->query(f));
+    QCOMPARE(*store->count(), std::int64_t{20});
+    f = {};
+    f.sort = GallerySort::Rating;
+    auto byRating = store->query(f);
+    QCOMPARE(store->record(byRating->front())->rating, 5);
+    QCOMPARE(*store->distinct("backbone"), (std::vector<std::string>{"dit", "sit"}));
+    QVERIFY(!store->distinct("x; DROP"));
+  }
+
+  void ratingsTagsNotes() {
+    QTemporaryDir dir;
+    auto store = GalleryStore::open(tmpPath(dir, "g.db"));
+    const auto a = *store->add(sample(0), "p", "t");
+    const auto b = *store->add(sample(1), "p", "t");
+    QVERIFY(store->setRating(a, 3));
+    QVERIFY(!store->setRating(a, 6));
+    QCOMPARE(store->record(a)->rating, 3);
+    QVERIFY(store->setTags(a, {"best", "portfolio"}));
+    QVERIFY(store->setTags(b, {"best"}));
+    QVERIFY(!store->setTags(b, {"two words"}));
+    GalleryFilter f;
+    f.tag = "best";
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    f.tag = "portfolio";
+    QCOMPARE(*store->query(f), std::vector<std::int64_t>{a});
+    f = {};
+    f.text = "portf";  // tags are searchable
+    QCOMPARE(*store->query(f), std::vector<std::int64_t>{a});
+    QVERIFY(store->setTags(a, {}));
+    QCOMPARE(*store->query(f), std::vector<std::int64_t>{});
+    QCOMPARE(*store->distinct("tag"), std::vector<std::string>{"best"});  // unused tags go
+    QVERIFY(store->setNote(b, "lovely drape"));
+    f.text = "drape";
+    QCOMPARE(*store->query(f), std::vector<std::int64_t>{b});
+  }
+
+  void trashRestoreEmpty() {
+    QTemporaryDir dir;
+    auto store = GalleryStore::open(tmpPath(dir, "g.db"));
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 4; ++i) ids.push_back(*store->add(sample(i), "p", "t"));
+    QVERIFY(store->moveToTrash({ids[0], ids[1]}));
+    GalleryFilter f;
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    f.trash = true;
+    QCOMPARE(store->query(f)->size(), std::size_t{2});
+    QVERIFY(!store->record(ids[0])->trashedAt.empty());
+    QVERIFY(store->restore({ids[0]}));
+    QCOMPARE(*store->count(true), std::int64_t{1});
+    QCOMPARE(*store->emptyTrash(), std::int64_t{1});
+    QVERIFY(!store->record(ids[1]));
+    QVERIFY(!store->png(ids[1]));  // the blob went with it (foreign key cascade)
+    QCOMPARE(*store->count(), std::int64_t{3});
+    f = {};
+    f.text = "fashion";
+    QCOMPARE(store->query(f)->size(), std::size_t{3});  // no search row left behind
+    QCOMPARE(*store->integrityCheck(), std::string("ok"));
+  }
+
+  void survivesAKilledWriter() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "g.db");
+    { QVERIFY(GalleryStore::open(path)); }
+    int fds[2];
+    QVERIFY(::pipe(fds) == 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(fds[0]);
+      auto store = GalleryStore::open(path);
+      if (!store) ::_exit(3);
+      const std::string png(20000, 'p');
+      for (int i = 0;; ++i) {
+        if (!store->add(sample(i), png, "t")) ::_exit(4);
+        const char c = 1;  // one byte per committed image
+        if (::write(fds[1], &c, 1) != 1) ::_exit(5);
+      }
+    }
+    ::close(fds[1]);
+    int committed = 0;
+    char c;
+    while (committed < 40 && ::read(fds[0], &c, 1) == 1) ++committed;
+    ::kill(child, SIGKILL);  // mid-stream: likely inside a transaction
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    while (::read(fds[0], &c, 1) == 1) ++committed;
+    ::close(fds[0]);
+    QVERIFY(WIFSIGNALED(status));
+    auto store = GalleryStore::open(path);
+    QVERIFY2(store, store ? "" : store.error().message().c_str());
+    QCOMPARE(*store->integrityCheck(), std::string("ok"));
+    const auto n = *store->count();
+    QVERIFY2(n >= committed && n <= committed + 1, qPrintable(QStringLiteral("%1 rows, %2 reported").arg(n).arg(committed)));
+    const auto all = store->query({});
+    QVERIFY(all);
+    for (auto id : *all) {
+      auto png = store->png(id);
+      QVERIFY2(png, png ? "" : png.error().message().c_str());
+      QCOMPARE(png->size(), std::size_t{20000});
+    }
+  }
+};
+
+QTEST_APPLESS_MAIN(TestGallery)
+#include "test_gallery.moc"

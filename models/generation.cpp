@@ -267,6 +267,7 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     const at::Tensor nulls = traits->nullClass ? at::full({B}, traits->numClasses, labels.options()) : at::Tensor();
     Denoiser denoiser(**space, fn, labels, nulls, guidance);
     denoiser.setClipDenoised(options.clipDenoised);
+    denoiser.setKeepGuidanceParts(request.guidanceParts);
     TrajectoryRecorder recorder;
     Fanout fanout;
     if (request.observer) fanout.targets.push_back(request.observer);

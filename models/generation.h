@@ -50,6 +50,7 @@ struct GenerationRequest {
   std::optional<at::Tensor> noise;      ///< (n, C, H, W): the initial noise instead of the seeds'
   std::optional<at::Tensor> stepNoise;  ///< (steps, n, C, H, W): each step's noise instead of the seeds'
   bool recordTrajectory = false;      ///< keep every state and x0 estimate (host copies)
+  bool guidanceParts = false;         ///< observers also get the conditional-only and unconditional-only x0
   StepObserver* observer = nullptr;   ///< every step of every batch
   const CancelToken* cancel = nullptr;
   std::function<void(std::int64_t done, std::int64_t total)> onImages;  ///< after each batch

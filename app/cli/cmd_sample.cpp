@@ -4,9 +4,12 @@
 #include "app/cli/command.h"
 #include "core/system/resources.h"
 #include "core/formats/png.h"
+#include "core/gallery/gallery_store.h"
+#include "core/util/atomic_file.h"
 #include "core/formats/safetensors.h"
 #include "core/samplers/time_grid.h"
 #include "core/util/progress.h"
+#include "models/generated_image.h"
 #include "models/generation.h"
 
 #include <ATen/ATen.h>
@@ -52,16 +55,6 @@ Result<at::Tensor> loadTensor(const std::string& path, const std::string& name, 
   return *t;
 }
 
-Image8 toImage(const at::Tensor& chw) {
-  const at::Tensor u8 = ((chw.clamp(-1, 1) + 1.0) * 127.5).round().to(at::kByte).permute({1, 2, 0}).contiguous();
-  Image8 img;
-  img.height = chw.size(1);
-  img.width = chw.size(2);
-  img.channels = chw.size(0);
-  img.pixels.assign(u8.data_ptr<std::uint8_t>(), u8.data_ptr<std::uint8_t>() + u8.numel());
-  return img;
-}
-
 /// Steps of every batch on one bar.
 class ProgressObserver final : public StepObserver {
 public:
@@ -78,7 +71,6 @@ private:
 };
 
 CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
-  if (!o.gallery.empty()) return badInput("--gallery: the gallery database arrives with the studio (issue 6); write PNGs with --out");
   const std::string modelPath = resolveModelArgument(o.model);
   if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
   auto loaded = loadModelFile(modelPath);
@@ -158,6 +150,13 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   }
   r.recordTrajectory = !o.trajectory.empty();
 
+  std::optional<GalleryStore> gallery;  // opened first: a bad gallery fails before any work
+  if (!o.gallery.empty()) {
+    if (traits->dataKind != "image") return badInput("--gallery: this model makes " + traits->dataKind + " tensors, not images");
+    auto store = GalleryStore::open(o.gallery);
+    if (!store) return badInput("--gallery: " + store.error().message());
+    gallery.emplace(std::move(*store));
+  }
   std::error_code ec;
   std::filesystem::create_directories(o.out, ec);
   if (ec) return runtimeFailure(o.out + ": cannot create the output folder: " + ec.message());
@@ -177,32 +176,38 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (!result) return badInput(result.error().message());
   progress.finish();
 
-  nlohmann::json model{{"file", std::filesystem::path(o.model).filename().string()},
+  nlohmann::json model{{"file", std::filesystem::path(modelPath).filename().string()},
                        {"backbone", loaded->description["backbone"].value("kind", "")},
-                       {"size_bytes", std::filesystem::file_size(o.model, ec)}};
+                       {"size_bytes", std::filesystem::file_size(modelPath, ec)}};
   nlohmann::json summary{{"event", "done"}, {"out", o.out}, {"images", result->completed}, {"nfe", result->nfe},
                          {"steps", result->steps}, {"seconds", result->seconds}, {"settings", result->settings}};
   if (traits->dataKind == "image" && (traits->channels == 1 || traits->channels == 3)) {
+    std::string modelHash;
+    auto hash = sha256File(modelPath);
+    if (!hash) return runtimeFailure(hash.error().message());
+    modelHash = *hash;
     nlohmann::json files = nlohmann::json::array();
     for (std::int64_t i = 0; i < result->completed; ++i) {
+      auto image = describeGeneratedImage(*loaded, *traits, *result, r.classes, o.seed, i, modelPath, modelHash);
+      if (!image) return runtimeFailure(image.error().message());
       const std::uint64_t seed = o.seed + static_cast<std::uint64_t>(i);
       const std::int64_t k = r.classes[static_cast<std::size_t>(i)];
       char name[96];
       std::snprintf(name, sizeof name, "%05lld_seed%llu_class%lld.png", static_cast<long long>(i),
                     static_cast<unsigned long long>(seed), static_cast<long long>(k));
       const std::string path = (std::filesystem::path(o.out) / name).string();
-      nlohmann::json meta = result->settings;
-      meta.erase("classes");
-      meta["image"] = {{"index", i}, {"seed", seed}, {"class", k}};
-      if (!traits->classNames.empty()) meta["image"]["class_name"] = traits->classNames[static_cast<std::size_t>(k)];
-      meta["model"] = model;
-      meta["software"] = std::string("tessera ") + TESSERA_VERSION_STRING;
-      auto ok = writePng(path, toImage(result->samples[i]), {{"tessera", meta.dump()}});
-      if (!ok) return runtimeFailure(ok.error().message());
+      if (auto ok = writeFileAtomically(path, image->png); !ok) return runtimeFailure(ok.error().message());
       files.push_back(path);
-      if (global.json) std::cout << nlohmann::json{{"event", "image"}, {"index", i}, {"seed", seed}, {"class", k}, {"path", path}}.dump() << std::endl;
+      nlohmann::json event{{"event", "image"}, {"index", i}, {"seed", seed}, {"class", k}, {"path", path}};
+      if (gallery) {
+        auto id = gallery->add(image->record, image->png, image->thumbnail);
+        if (!id) return runtimeFailure(id.error().message());
+        event["gallery_id"] = *id;
+      }
+      if (global.json) std::cout << event.dump() << std::endl;
     }
     summary["files"] = files;
+    if (gallery) summary["gallery"] = o.gallery;
   } else if (result->completed > 0) {
     const std::string path = (std::filesystem::path(o.out) / "samples.safetensors").string();
     nlohmann::json meta = result->settings;
@@ -260,7 +265,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--step-noise", o->stepNoise, "safetensors with noise (steps, n, C, H, W): each stochastic step's noise");
   sub->add_option("--trajectory", o->trajectory, "Write x_t, x0, t (model time) and tau of every step to this safetensors file");
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N (the noise is drawn on the CPU either way)")->capture_default_str();
-  sub->add_option("--gallery", o->gallery, "Gallery database (arrives with the studio)");
+  sub->add_option("--gallery", o->gallery, "Also store every image in this gallery database (created if missing; the studio's is in its data folder)");
   sub->add_option("--out", o->out, "Output folder")->required();
   return {sub, [o, &global]() { return runSample(*o, global); }};
 }

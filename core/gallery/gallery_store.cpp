@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <ctime>
 #include <fstream>
 #include <sstream>
@@ -143,6 +144,11 @@ std::string GalleryStore::nowIso() {
 Result<GalleryStore> GalleryStore::open(const std::string& path) {
   GalleryStore store;
   store.m_path = path;
+  if (const auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return fail(path + ": cannot create the gallery's folder: " + ec.message());
+  }
   try {
     store.m_db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
     // The first statement reads the header: a file that is not a database fails here.

@@ -42,7 +42,7 @@ Denoiser::Denoiser(const SamplingSpace& space, ModelFn model, at::Tensor labels,
 }
 
 Denoised Denoiser::operator()(const at::Tensor& x, double tau) {
-  at::Tensor out;
+  at::Tensor out, condOut, uncondOut;
   const std::int64_t B = x.size(0);
   if (m_guidance.activeAt(tau)) {
     const at::Tensor both = at::cat({x, x}, 0);  // one batched forward: [cond; uncond]
@@ -51,6 +51,7 @@ Denoised Denoiser::operator()(const at::Tensor& x, double tau) {
     const std::int64_t C = x.size(1);
     const std::int64_t guided = m_guidance.channels > 0 ? std::min(m_guidance.channels, C) : C;
     out = combineGuidance(halves[0], halves[1], m_guidance.scale, guided);
+    if (m_keepParts) condOut = halves[0], uncondOut = halves[1];
     m_rows += 2 * B;
   } else {
     out = m_model(x, m_space.modelTimes(tau, x), m_labels);
@@ -63,6 +64,14 @@ Denoised Denoiser::operator()(const at::Tensor& x, double tau) {
     const Schedule s = m_space.schedule(tau);
     if (s.sigma > 0) d.eps = (x - s.alpha * d.x0) / s.sigma;
     d.clipped = true;
+  }
+  if (condOut.defined()) {
+    auto partX0 = [&](const at::Tensor& o) {
+      at::Tensor x0 = m_space.interpret(o, x, tau).x0;
+      return m_clip ? x0.clamp(-1.0, 1.0) : x0;
+    };
+    d.x0Conditional = partX0(condOut);
+    d.x0Unconditional = partX0(uncondOut);
   }
   return d;
 }

@@ -32,6 +32,9 @@ public:
   Denoised operator()(const at::Tensor& x, double tau);
   /// SamplerOptions::clipDenoised.
   void setClipDenoised(bool clip) { m_clip = clip; }
+  /// Also report each guided step's conditional-only and unconditional-only x0 (for
+  /// observers such as the studio's timeline; costs two reads of the outputs, no forward).
+  void setKeepGuidanceParts(bool keep) { m_keepParts = keep; }
 
   const SamplingSpace& space() const { return m_space; }
   const GuidanceConfig& guidance() const { return m_guidance; }
@@ -46,6 +49,7 @@ private:
   GuidanceConfig m_guidance;
   std::int64_t m_nfe = 0, m_rows = 0;
   bool m_clip = false;
+  bool m_keepParts = false;
 };
 
 /// One finished step, as observers see it. Tensors live on the sampling device; an

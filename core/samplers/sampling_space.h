@@ -30,6 +30,9 @@ struct Denoised {
   /// x0 was clamped to the data range (SamplerOptions::clipDenoised) and eps recomputed;
   /// steps then use x0 and eps rather than the raw prediction.
   bool clipped = false;
+  /// With Denoiser::setKeepGuidanceParts and guidance active at this τ: the data
+  /// estimates of the conditional and the unconditional half on their own (undefined otherwise).
+  at::Tensor x0Conditional, x0Unconditional;
 };
 
 /// How a family of samplers uses time; it selects the default interval of the grid.

@@ -483,7 +483,9 @@ Result<std::vector<std::string>> GalleryStore::distinct(const std::string& what)
   else if (what == "backbone") sql = "SELECT DISTINCT backbone FROM images WHERE trashed_at IS NULL ORDER BY 1";
   else if (what == "sampler") sql = "SELECT DISTINCT sampler FROM images WHERE trashed_at IS NULL ORDER BY 1";
   else if (what == "tag") sql = "SELECT name FROM tags ORDER BY name";
-  else return fail("gallery: cannot list distinct '" + what + "' (expected model, backbone, sampler or tag)");
+  else if (what == "class")
+    sql = "SELECT DISTINCT class_index || ' ' || class_name FROM images WHERE trashed_at IS NULL ORDER BY class_index";
+  else return fail("gallery: cannot list distinct '" + what + "' (expected model, backbone, sampler, class or tag)");
   return guarded(m_path, "listing", [&] {
     SQLite::Statement s(*m_db, sql);
     std::vector<std::string> out;

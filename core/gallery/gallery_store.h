@@ -89,7 +89,8 @@ public:
   /// Deletes everything in the trash for good; returns how many images went.
   Result<std::int64_t> emptyTrash();
 
-  /// Distinct values for the filter menus: "model", "backbone", "sampler" or "tag".
+  /// Distinct values for the filter menus: "model", "backbone", "sampler", "tag" or
+  /// "class" (as "index name").
   Result<std::vector<std::string>> distinct(const std::string& what) const;
   /// PRAGMA integrity_check: "ok" or SQLite's report.
   Result<std::string> integrityCheck() const;

@@ -2,6 +2,10 @@
 #include "widgets/main_window/main_window.h"
 
 #include "widgets/about/about_dialog.h"
+#include "widgets/canvas/image_canvas.h"
+#include "widgets/gallery/gallery_panel.h"
+#include "widgets/generate/generate_panel.h"
+#include "widgets/timeline/timeline_panel.h"
 #include "widgets/icons.h"
 #include "widgets/main_window/system_page.h"
 #include "widgets/preferences/preferences_dialog.h"
@@ -9,6 +13,11 @@
 
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDragEnterEvent>
+#include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QMimeData>
 #include <QDockWidget>
 #include <QLabel>
 #include <QMenuBar>
@@ -26,9 +35,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   setDockNestingEnabled(true);
 
   m_systemPage = new SystemPage(this);
-  setCentralWidget(m_systemPage);
   buildMenus();
   buildStatusBar();
+  buildStudio();
+  setAcceptDrops(true);
 
   QSettings settings;
   if (!restoreGeometry(settings.value(settings::windowGeometry()).toByteArray())) resize(1280, 800);
@@ -42,7 +52,160 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   m_infoWatcher.setFuture(QtConcurrent::run([] { return querySystemInfo(true); }));
 }
 
-MainWindow::~MainWindow() { m_infoWatcher.waitForFinished(); }
+MainWindow::~MainWindow() {
+  if (m_running) m_worker->cancel(m_jobId);
+  m_workerThread.quit();
+  m_workerThread.wait();
+  if (m_gallery) m_gallery->waitForWrites();
+  m_infoWatcher.waitForFinished();
+}
+
+void MainWindow::buildStudio() {
+  m_canvas = new ImageCanvas(this);
+  setCentralWidget(m_canvas);
+  m_generate = new GeneratePanel(this);
+  m_timeline = new TimelinePanel(this);
+  m_gallery = new GalleryPanel(this);
+  auto dock = [this](QWidget* w, const QString& title, const char* name, Qt::DockWidgetArea area) {
+    auto* d = new QDockWidget(title, this);
+    d->setObjectName(QString::fromLatin1(name));
+    d->setWidget(w);
+    addPanel(d, area);
+    return d;
+  };
+  dock(m_generate, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
+  dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
+  QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
+  QDockWidget* systemDock = dock(m_systemPage, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
+  tabifyDockWidget(galleryDock, systemDock);
+  galleryDock->raise();
+  setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
+  setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
+  resizeDocks({galleryDock}, {360}, Qt::Horizontal);
+  resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockTimeline"))}, {210}, Qt::Vertical);
+
+  m_worker = new GenerationWorker;
+  m_worker->moveToThread(&m_workerThread);
+  connect(&m_workerThread, &QThread::finished, m_worker, &QObject::deleteLater);
+  m_workerThread.setObjectName(QStringLiteral("generation"));
+  m_workerThread.start();
+
+  if (const QString error = m_gallery->open(defaultGalleryPath()); !error.isEmpty()) {
+    m_lastError = error;
+    statusBar()->showMessage(tr("Gallery unavailable: %1").arg(error));
+  }
+
+  connect(m_generate, &GeneratePanel::generateRequested, this, &MainWindow::startJob);
+  connect(m_generate, &GeneratePanel::cancelRequested, this, [this] {
+    if (m_running) m_worker->cancel(m_jobId);
+  });
+  connect(m_generate, &GeneratePanel::modelsLoaded, this, [this] {
+    m_modelsReady = true;
+    maybeReady();
+  });
+  connect(m_generate, &GeneratePanel::guidanceIntervalChanged, this, [this](double lo, double hi) {
+    m_timeline->plot()->setInterval(lo, hi, true);
+  });
+  connect(m_timeline, &TimelinePanel::intervalDragged, m_generate, &GeneratePanel::setGuidanceInterval);
+  connect(m_canvas, &ImageCanvas::currentChanged, m_timeline, &TimelinePanel::setImage);
+  connect(m_canvas, &ImageCanvas::pixelHovered, this, [this](const QString& text) {
+    if (!text.isEmpty()) statusBar()->showMessage(text, 3000);
+  });
+  connect(m_gallery, &GalleryPanel::reproduceRequested, this, [this](const QByteArray& settings) {
+    const QString missing = m_generate->applySettings(QJsonDocument::fromJson(settings).object());
+    statusBar()->showMessage(missing.isEmpty() ? tr("Settings restored: Generate makes the same image")
+                                               : tr("Restored, except: %1").arg(missing));
+  });
+  connect(m_gallery, &GalleryPanel::showRequested, this, [this](const QImage& image, const QByteArray& png) {
+    m_canvas->clear(1);
+    m_canvas->setImage(0, image, png);
+  });
+
+  connect(m_worker, &GenerationWorker::started, this, [this](qint64 id, int images, int steps, const NoiseLevels& levels) {
+    if (id != m_jobId) return;
+    m_jobSteps = steps;
+    m_timeline->start(images, steps, levels, m_job.cfg, m_job.cfgLow, m_job.cfgHigh);
+  });
+  connect(m_worker, &GenerationWorker::stepped, this, [this](qint64 id, int step, const QVector<StepFrame>& frames) {
+    if (id != m_jobId) return;
+    m_timeline->addFrames(step, frames);
+    if (step > 0) m_generate->setProgress(++m_stepsDone, m_jobSteps * m_jobBatches);
+  });
+  connect(m_worker, &GenerationWorker::imageReady, this, [this](qint64 id, int index, const QImage& image, const QByteArray& png, qint64) {
+    if (id == m_jobId) m_canvas->setImage(index, image, png);
+  });
+  connect(m_worker, &GenerationWorker::finished, this, [this](qint64 id, bool cancelled, double seconds, const QString& summary) {
+    if (id != m_jobId) return;
+    m_lastSummary = summary;
+    statusBar()->showMessage((cancelled ? tr("Cancelled: %1") : tr("Done: %1")).arg(summary) + tr(" (%1 s in all)").arg(seconds, 0, 'f', 1));
+    endJob();
+  });
+  connect(m_worker, &GenerationWorker::failed, this, [this](qint64 id, const QString& message) {
+    if (id != m_jobId) return;
+    m_lastError = message;
+    statusBar()->showMessage(tr("Generation failed: %1").arg(message));
+    endJob();
+  });
+}
+
+void MainWindow::startJob(GenerationJob job) {
+  if (m_running) return;
+  job.id = ++m_jobId;
+  job.galleryPath = m_gallery->model()->path();
+  m_job = job;
+  m_running = true;
+  m_lastError.clear();
+  m_stepsDone = 0;
+  m_jobBatches = std::max(1, (static_cast<int>(job.classes.size()) + job.batch - 1) / std::max(1, job.batch));
+  m_generate->setRunning(true);
+  m_generate->setProgress(0, 1);
+  m_canvas->clear(static_cast<int>(job.classes.size()));
+  m_timeline->plot()->setInterval(job.cfgLow, job.cfgHigh, job.cfg != 1.0);
+  statusBar()->showMessage(tr("Generating %n image(s)…", nullptr, static_cast<int>(job.classes.size())));
+  QMetaObject::invokeMethod(m_worker, [worker = m_worker, job] { worker->run(job); }, Qt::QueuedConnection);
+}
+
+void MainWindow::endJob() {
+  m_running = false;
+  m_generate->setRunning(false);
+  m_gallery->refresh();
+  Q_EMIT generationEnded();
+}
+
+void MainWindow::maybeReady() {
+  if (isReady()) Q_EMIT ready();
+}
+
+QString MainWindow::openImage(const QString& path) {
+  const QByteArray settings = pngSettings(path);
+  if (settings.isEmpty()) return tr("%1 carries no Tessera settings (it was not made by Tessera, or they were stripped)").arg(path);
+  const QJsonDocument doc = QJsonDocument::fromJson(settings);
+  if (!doc.isObject()) return tr("%1: its Tessera settings are not valid JSON").arg(path);
+  const QString missing = m_generate->applySettings(doc.object());
+  QImage image(path);
+  QFile file(path);
+  QByteArray png;
+  if (file.open(QIODevice::ReadOnly)) png = file.readAll();
+  m_canvas->clear(1);
+  m_canvas->setImage(0, image, png);
+  statusBar()->showMessage(missing.isEmpty() ? tr("Settings of %1 restored").arg(QFileInfo(path).fileName())
+                                             : tr("Restored, except: %1").arg(missing));
+  return missing;
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
+  if (event->mimeData()->hasUrls()) event->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* event) {
+  for (const QUrl& url : event->mimeData()->urls()) {
+    if (!url.isLocalFile()) continue;
+    const QString problem = openImage(url.toLocalFile());
+    if (!problem.isEmpty()) statusBar()->showMessage(problem);
+    event->acceptProposedAction();
+    return;
+  }
+}
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
@@ -105,7 +268,7 @@ void MainWindow::onSystemInfo() {
   refreshStatus();
   if (!m_info.blasWarning.empty()) statusBar()->showMessage(QString::fromStdString(m_info.blasWarning));
   m_ready = true;
-  Q_EMIT ready();
+  maybeReady();
 }
 
 void MainWindow::addPanel(QDockWidget* panel, Qt::DockWidgetArea area) {

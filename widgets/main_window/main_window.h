@@ -5,6 +5,10 @@
 #include <QMainWindow>
 
 #include "core/system/system_info.h"
+#include "widgets/studio/studio_service.h"
+
+#include <QElapsedTimer>
+#include <QThread>
 
 class QDockWidget;
 class QLabel;
@@ -13,6 +17,11 @@ class QMenu;
 namespace tessera {
 
 class SystemPage;
+class GeneratePanel;
+class ImageCanvas;
+class TimelinePanel;
+class GalleryPanel;
+class GenerationWorker;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
@@ -27,13 +36,26 @@ public:
 
   /// Docks `panel` in `area` and lists it in the View menu.
   void addPanel(QDockWidget* panel, Qt::DockWidgetArea area);
-  /// True once the start-up work (system facts, BLAS measurement) has finished.
-  bool isReady() const { return m_ready; }
+  /// True once the start-up work (system facts, BLAS measurement, model list) has finished.
+  bool isReady() const { return m_ready && m_modelsReady; }
   const SystemInfo& systemInfo() const { return m_info; }
+
+  GeneratePanel* generatePanel() const { return m_generate; }
+  ImageCanvas* canvas() const { return m_canvas; }
+  TimelinePanel* timeline() const { return m_timeline; }
+  GalleryPanel* gallery() const { return m_gallery; }
+  bool isGenerating() const { return m_running; }
+  QString lastError() const { return m_lastError; }
+  QString lastSummary() const { return m_lastSummary; }
+  /// Puts a Tessera PNG's settings into the Generate panel and shows the image; returns
+  /// the problem, if any.
+  QString openImage(const QString& path);
 
 Q_SIGNALS:
   /// Everything shown at start-up is loaded: the window is worth a screenshot.
   void ready();
+  /// A generation ended (finished, cancelled or failed).
+  void generationEnded();
 
 public Q_SLOTS:
   void showAbout();
@@ -41,12 +63,18 @@ public Q_SLOTS:
 
 protected:
   void closeEvent(QCloseEvent* event) override;
+  void dragEnterEvent(QDragEnterEvent* event) override;
+  void dropEvent(QDropEvent* event) override;
 
 private:
   void buildMenus();
   void buildStatusBar();
   void refreshStatus();
   void onSystemInfo();
+  void buildStudio();
+  void startJob(GenerationJob job);
+  void endJob();
+  void maybeReady();
 
   QMenu* m_panelsMenu = nullptr;
   QLabel* m_torchLabel = nullptr;
@@ -57,6 +85,19 @@ private:
   QFutureWatcher<SystemInfo> m_infoWatcher;
   SystemInfo m_info;
   bool m_ready = false;
+  bool m_modelsReady = false;
+
+  GeneratePanel* m_generate = nullptr;
+  ImageCanvas* m_canvas = nullptr;
+  TimelinePanel* m_timeline = nullptr;
+  GalleryPanel* m_gallery = nullptr;
+  QThread m_workerThread;
+  GenerationWorker* m_worker = nullptr;
+  qint64 m_jobId = 0;
+  GenerationJob m_job;  ///< what the running (or last) job asked for
+  bool m_running = false;
+  int m_jobSteps = 0, m_jobBatches = 1, m_stepsDone = 0;
+  QString m_lastError, m_lastSummary;
 };
 
 }  // namespace tessera

@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "widgets/studio/studio_service.h"
+
+#include "core/data/batching.h"
+#include "core/gallery/gallery_store.h"
+#include "core/samplers/sampler.h"
+#include "core/samplers/sampling_space.h"
+#include "core/system/resources.h"
+#include "models/generated_image.h"
+#include "models/generation.h"
+#include "models/model_file.h"
+
+#include <ATen/ATen.h>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+
+#include <QDir>
+#include <QElapsedTimer>
+#include <QFileInfo>
+#include <QImageReader>
+#include <QStandardPaths>
+
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <set>
+
+namespace tessera {
+namespace {
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+/// (C, H, W) in [-1, 1] → a QImage (grey or RGB), shrunk to at most `maxSide` for the timeline.
+QImage toQImage(const at::Tensor& chw, int maxSide = 0) {
+  const Image8 img = toImage8(chw.detach());
+  QImage out;
+  if (img.channels == 1) {
+    out = QImage(static_cast<int>(img.width), static_cast<int>(img.height), QImage::Format_Grayscale8);
+    for (int y = 0; y < out.height(); ++y)
+      std::memcpy(out.scanLine(y), img.pixels.data() + static_cast<std::size_t>(y) * img.width, static_cast<std::size_t>(img.width));
+  } else if (img.channels == 3) {
+    out = QImage(static_cast<int>(img.width), static_cast<int>(img.height), QImage::Format_RGB888);
+    for (int y = 0; y < out.height(); ++y)
+      std::memcpy(out.scanLine(y), img.pixels.data() + static_cast<std::size_t>(y) * img.width * 3,
+                  static_cast<std::size_t>(img.width) * 3);
+  } else {
+    // Latents: the first channel as grey, so the timeline still shows something true.
+    return toQImage(chw.slice(0, 0, 1), maxSide);
+  }
+  if (maxSide > 0 && std::max(out.width(), out.height()) > maxSide)
+    out = out.scaled(maxSide, maxSide, Qt::KeepAspectRatio, Qt::SmoothTransformation);
+  return out;
+}
+
+QString evaluationLine(const nlohmann::json& d) {
+  if (!d.contains("evaluation") || !d["evaluation"].is_array() || d["evaluation"].empty()) return {};
+  const auto& e = d["evaluation"].back();
+  QString line = QStringLiteral("class accuracy %1%, FD %2 (%3× floor), precision %4, recall %5")
+                     .arg(e.value("class_accuracy", 0.0) * 100, 0, 'f', 1)
+                     .arg(e.value("fd", 0.0), 0, 'f', 1)
+                     .arg(e.value("fd_ratio", 0.0), 0, 'f', 1)
+                     .arg(e.value("precision", 0.0), 0, 'f', 2)
+                     .arg(e.value("recall", 0.0), 0, 'f', 2);
+  if (e.contains("sampling")) {
+    const auto& s = e["sampling"];
+    line += QStringLiteral(" — %1, %2 steps, guidance %3")
+                .arg(qs(s.value("sampler", std::string("?"))))
+                .arg(s.value("steps", 0))
+                .arg(s.contains("guidance") ? s["guidance"].value("scale", 1.0) : 1.0);
+  }
+  return line;
+}
+
+ModelInfo describe(const QString& path, const QString& origin) {
+  ModelInfo info;
+  info.path = path;
+  info.name = QFileInfo(path).completeBaseName();
+  info.origin = origin;
+  auto loaded = loadModelFile(path.toStdString());
+  if (!loaded) {
+    info.error = qs(loaded.error().message());
+    return info;
+  }
+  auto traits = modelTraits(*loaded);
+  if (!traits) {
+    info.error = qs(traits.error().message());
+    return info;
+  }
+  const auto& d = loaded->description;
+  info.backbone = qs(d["backbone"].value("kind", std::string()));
+  info.process = loaded->process ? qs(loaded->process->kind()) : QString();
+  info.dataKind = qs(traits->dataKind);
+  for (const auto& p : loaded->backbone->parameters()) info.parameters += p.numel();
+  info.trainedWidth = static_cast<int>(traits->trainedWidth);
+  info.trainedHeight = static_cast<int>(traits->trainedHeight);
+  info.sizeMultiple = static_cast<int>(traits->sizeMultiple);
+  info.channels = static_cast<int>(traits->channels);
+  const auto caps = loaded->backbone->capabilities();
+  info.anySize = caps.anyGrid || caps.packed;
+  for (const auto& n : traits->classNames) info.classNames << qs(n);
+  if (info.classNames.isEmpty())
+    for (std::int64_t k = 0; k < traits->numClasses; ++k) info.classNames << QString::number(k);
+  info.nullClass = traits->nullClass;
+  const auto defaults = d.value("defaults", nlohmann::json::object());
+  info.defaultSampler = qs(defaults.value("sampler", std::string(loaded->process && loaded->process->diffusion ? "ddim" : "euler")));
+  info.defaultSteps = defaults.value("steps", 50);
+  info.defaultCfg = defaults.value("cfg", 1.0);
+  info.defaultClip = defaults.value("clip_x0", false);
+  info.evaluation = evaluationLine(d);
+  return info;
+}
+
+}  // namespace
+
+QString userModelFolder() {
+  return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/models");
+}
+
+QStringList modelFolders() {
+  QStringList dirs;
+  for (const auto& d : resourceDirs()) {
+    const QString models = qs(d) + QStringLiteral("/models");
+    if (QFileInfo(models).isDir() && !dirs.contains(QDir(models).canonicalPath())) dirs << QDir(models).canonicalPath();
+  }
+  dirs << userModelFolder();
+  return dirs;
+}
+
+QVector<ModelInfo> scanModels(const QStringList& extraFiles) {
+  QVector<ModelInfo> out;
+  std::set<QString> seen;
+  const QString user = userModelFolder();
+  for (const QString& dir : modelFolders()) {
+    const auto files = QDir(dir).entryInfoList({QStringLiteral("*.safetensors")}, QDir::Files, QDir::Name);
+    for (const QFileInfo& f : files) {
+      if (f.fileName().contains(QStringLiteral("evaluator"))) continue;  // the eval CNN is not a generator
+      const QString path = f.canonicalFilePath();
+      if (!seen.insert(path).second) continue;
+      out.push_back(describe(path, dir == user ? QStringLiteral("user") : QStringLiteral("shipped")));
+    }
+  }
+  for (const QString& file : extraFiles) {
+    const QString path = QFileInfo(file).canonicalFilePath();
+    if (path.isEmpty() || !seen.insert(path).second) continue;
+    out.push_back(describe(path, QStringLiteral("opened")));
+  }
+  return out;
+}
+
+QVector<QImage> classExamples(const ModelInfo& model) {
+  QVector<QImage> out(model.classNames.size());
+  auto loaded = loadModelFile(model.path.toStdString());  // the description only matters here
+  if (!loaded) return out;
+  const auto& d = loaded->description;
+  if (!d.contains("source") || !d["source"].contains("data")) return out;
+  const auto& data = d["source"]["data"];
+  DataSpec spec;
+  spec.source = data.value("source", std::string());
+  if (spec.source == "fashion-mnist" || spec.source == "fashion-native") spec.split = "test";
+  spec.dir = data.value("dir", std::string());
+  if (data.contains("classes") && data["classes"].is_array()) spec.classes = data["classes"].get<std::vector<std::string>>();
+  auto images = loadLabelledImages(spec);
+  if (!images) return out;
+  for (std::size_t i = 0; i < images->labels.size(); ++i) {
+    const auto k = images->labels[i];
+    if (k < 0 || k >= out.size() || !out[static_cast<int>(k)].isNull()) continue;
+    const at::Tensor u8 = images->images[i];  // (C, H, W) uint8
+    out[static_cast<int>(k)] = toQImage(u8.to(at::kFloat) / 127.5 - 1.0);
+  }
+  return out;
+}
+
+QString sizeProblem(const ModelInfo& model, int width, int height) {
+  ModelTraits t;
+  t.sizeMultiple = model.sizeMultiple;
+  auto ok = checkSize(t, height, width);
+  if (!ok) return qs(ok.error().message());
+  if (!model.anySize && (width != model.trainedWidth || height != model.trainedHeight))
+    return QStringLiteral("this %1 model generates only its trained size, %2×%3").arg(model.backbone).arg(model.trainedWidth).arg(model.trainedHeight);
+  return {};
+}
+
+QStringList samplerNames() {
+  QStringList out;
+  for (const auto& n : samplerRegistry().names()) out << qs(n);
+  return out;
+}
+
+QString defaultGalleryPath() {
+  const QByteArray env = qgetenv("TESSERA_GALLERY");
+  if (!env.isEmpty()) return QString::fromLocal8Bit(env);
+  return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/gallery.db");
+}
+
+QString writeVideo(const QString& path, const QVector<QImage>& frames, double fps, int minSide) {
+  if (frames.isEmpty()) return QStringLiteral("no frames to write");
+  const QSize base = frames.front().size();
+  const int scale = std::max(1, (minSide + std::max(base.width(), base.height()) - 1) / std::max(base.width(), base.height()));
+  const cv::Size size(base.width() * scale, base.height() * scale);
+  const bool mp4 = path.endsWith(QStringLiteral(".mp4"), Qt::CaseInsensitive);
+  if (!mp4 && !path.endsWith(QStringLiteral(".avi"), Qt::CaseInsensitive))
+    return QStringLiteral("%1: expected a .avi or .mp4 file name").arg(path);
+  cv::VideoWriter writer(path.toStdString(), mp4 ? cv::VideoWriter::fourcc('m', 'p', '4', 'v') : cv::VideoWriter::fourcc('M', 'J', 'P', 'G'),
+                         fps, size, true);
+  if (!writer.isOpened())
+    return QStringLiteral("%1: OpenCV cannot write this video format here%2").arg(path, mp4 ? QStringLiteral(" (try .avi)") : QString());
+  for (const QImage& frame : frames) {
+    QImage rgb = frame.convertToFormat(QImage::Format_RGB888).scaled(size.width, size.height, Qt::IgnoreAspectRatio, Qt::FastTransformation);
+    cv::Mat view(rgb.height(), rgb.width(), CV_8UC3, rgb.bits(), static_cast<std::size_t>(rgb.bytesPerLine()));
+    cv::Mat bgr;
+    cv::cvtColor(view, bgr, cv::COLOR_RGB2BGR);
+    writer.write(bgr);
+  }
+  writer.release();
+  return {};
+}
+
+QByteArray pngSettings(const QString& path) {
+  QImageReader reader(path);
+  return reader.text(QStringLiteral("tessera")).toUtf8();
+}
+
+// ---- the worker -------------------------------------------------------------------------
+
+struct GenerationWorker::Cache {
+  QString path;
+  std::optional<LoadedModel> model;
+  std::optional<ModelTraits> traits;
+  std::string hash;
+  QString galleryPath;
+  std::optional<GalleryStore> gallery;
+};
+
+GenerationWorker::GenerationWorker() : m_cache(std::make_unique<Cache>()) {
+  qRegisterMetaType<GenerationJob>();
+  qRegisterMetaType<StepFrame>();
+  qRegisterMetaType<QVector<StepFrame>>();
+  qRegisterMetaType<NoiseLevels>();
+}
+
+GenerationWorker::~GenerationWorker() = default;
+
+void GenerationWorker::cancel(qint64 id) {
+  QMutexLocker lock(&m_mutex);
+  if (m_tokenJob == id && m_token) m_token->cancel();
+  else m_cancelBeforeStart = id;
+}
+
+namespace {
+
+/// Converts every step of every batch into frames for the timeline.
+class FrameObserver final : public StepObserver {
+public:
+  FrameObserver(GenerationWorker& worker, qint64 id, int batch, std::function<void(int, QVector<StepFrame>)> emitFrames)
+      : m_id(id), m_batch(batch), m_emit(std::move(emitFrames)) {
+    (void)worker;
+  }
+  void onStart(const at::Tensor& x, double, double) override {
+    m_base = m_batches++ * m_batch;
+    QVector<StepFrame> frames;
+    for (std::int64_t i = 0; i < x.size(0); ++i) {
+      StepFrame f;
+      f.image = static_cast<int>(m_base + i);
+      f.x = toQImage(x[i], kMaxSide);
+      frames.push_back(f);
+    }
+    m_emit(0, frames);
+  }
+  void onStep(const StepEvent& e) override {
+    QVector<StepFrame> frames;
+    const at::Tensor& x = *e.x;
+    for (std::int64_t i = 0; i < x.size(0); ++i) {
+      StepFrame f;
+      f.image = static_cast<int>(m_base + i);
+      f.x = toQImage(x[i], kMaxSide);
+      if (e.denoised) {
+        f.x0 = toQImage(e.denoised->x0[i], kMaxSide);
+        if (e.denoised->x0Conditional.defined()) {
+          f.x0Conditional = toQImage(e.denoised->x0Conditional[i], kMaxSide);
+          f.x0Unconditional = toQImage(e.denoised->x0Unconditional[i], kMaxSide);
+        }
+      }
+      frames.push_back(f);
+    }
+    m_emit(static_cast<int>(e.index + 1), frames);
+  }
+
+private:
+  static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
+  qint64 m_id;
+  int m_batch;
+  std::int64_t m_base = 0, m_batches = 0;
+  std::function<void(int, QVector<StepFrame>)> m_emit;
+};
+
+}  // namespace
+
+void GenerationWorker::run(const GenerationJob& job) {
+  QElapsedTimer clock;
+  clock.start();
+  auto token = std::make_shared<CancelToken>();
+  {
+    QMutexLocker lock(&m_mutex);
+    m_token = token;
+    m_tokenJob = job.id;
+    if (m_cancelBeforeStart == job.id) token->cancel();
+  }
+  struct ReleaseToken {
+    GenerationWorker* worker;
+    ~ReleaseToken() {
+      QMutexLocker lock(&worker->m_mutex);
+      worker->m_token.reset();
+      worker->m_tokenJob = -1;
+    }
+  } release{this};
+  auto failWith = [&](const QString& message) { Q_EMIT failed(job.id, message); };
+  try {
+    Cache& c = *m_cache;
+    if (!c.model || c.path != job.modelPath) {
+      c.model.reset();
+      auto loaded = loadModelFile(job.modelPath.toStdString());
+      if (!loaded) return failWith(qs(loaded.error().message()));
+      auto traits = modelTraits(*loaded);
+      if (!traits) return failWith(qs(traits.error().message()));
+      auto hash = sha256File(job.modelPath.toStdString());
+      if (!hash) return failWith(qs(hash.error().message()));
+      c.model = std::move(*loaded);
+      c.traits = *traits;
+      c.hash = *hash;
+      c.path = job.modelPath;
+    }
+    if (!job.galleryPath.isEmpty() && (!c.gallery || c.galleryPath != job.galleryPath)) {
+      c.gallery.reset();
+      auto store = GalleryStore::open(job.galleryPath.toStdString());
+      if (!store) return failWith(qs(store.error().message()));
+      c.gallery.emplace(std::move(*store));
+      c.galleryPath = job.galleryPath;
+    }
+
+    GenerationRequest r;
+    for (qint64 k : job.classes) r.classes.push_back(k);
+    r.width = job.width;
+    r.height = job.height;
+    r.sampler = job.sampler.toStdString();
+    r.options.steps = job.steps;
+    r.options.grid = job.grid.toStdString();
+    r.options.eta = job.eta;
+    r.options.clipDenoised = job.clip;
+    r.guidance.scale = job.cfg;
+    r.guidance.low = job.cfgLow;
+    r.guidance.high = job.cfgHigh;
+    r.seed = job.seed;
+    r.batch = std::max(1, job.batch);
+    r.cancel = token.get();
+    r.guidanceParts = true;
+    if (auto ok = r.guidance.validate(); !ok) return failWith(qs(ok.error().message()));
+
+    // The noise levels of the grid, for the timeline's plot (generate() builds the same grid).
+    const SamplerEntry* entry = samplerRegistry().find(r.sampler);
+    if (!entry) return failWith(QStringLiteral("unknown sampler '%1'").arg(job.sampler));
+    auto space = makeSamplingSpace(*c.model->process);
+    if (!space) return failWith(qs(space.error().message()));
+    SamplerOptions opts = r.options;
+    const auto H = job.height > 0 ? job.height : c.traits->trainedHeight;
+    const auto W = job.width > 0 ? job.width : c.traits->trainedWidth;
+    opts.resolutionScale = static_cast<double>(H * W) / static_cast<double>(c.traits->trainedHeight * c.traits->trainedWidth);
+    auto grid = samplerGrid(*entry, opts, **space);
+    if (!grid) return failWith(qs(grid.error().message()));
+    NoiseLevels levels;
+    for (double tau : *grid) {
+      const Schedule s = (*space)->schedule(tau);
+      levels.tau << tau;
+      levels.time << (*space)->modelTime(tau);
+      levels.sigma << s.sigma;
+      levels.alpha << s.alpha;
+    }
+    Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
+
+    FrameObserver observer(*this, job.id, r.batch, [this, id = job.id](int step, QVector<StepFrame> frames) {
+      Q_EMIT stepped(id, step, frames);
+    });
+    r.observer = &observer;
+    auto result = generate(*c.model, r);
+    if (!result) return failWith(qs(result.error().message()));
+
+    for (std::int64_t i = 0; i < result->completed; ++i) {
+      if (c.traits->dataKind != "image") break;
+      auto image = describeGeneratedImage(*c.model, *c.traits, *result, r.classes, r.seed, i, job.modelPath.toStdString(), c.hash);
+      if (!image) return failWith(qs(image.error().message()));
+      qint64 galleryId = 0;
+      if (c.gallery) {
+        auto id = c.gallery->add(image->record, image->png, image->thumbnail);
+        if (!id) return failWith(qs(id.error().message()));
+        galleryId = *id;
+      }
+      const QByteArray png(image->png.data(), static_cast<int>(image->png.size()));
+      Q_EMIT imageReady(job.id, static_cast<int>(i), QImage::fromData(png, "PNG"), png, galleryId);
+    }
+    const QString summary = QStringLiteral("%1 of %2 images, %3 steps, %4 network evaluations, %5 s")
+                                .arg(result->completed)
+                                .arg(job.classes.size())
+                                .arg(result->steps)
+                                .arg(result->nfe)
+                                .arg(result->seconds, 0, 'f', 2);
+    Q_EMIT finished(job.id, result->cancelled, clock.elapsed() / 1000.0, summary);
+  } catch (const std::exception& e) {
+    failWith(QStringLiteral("generation failed: %1").arg(QString::fromUtf8(e.what())));
+  }
+}
+
+}  // namespace tessera

@@ -3,9 +3,11 @@
 #include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
+#include "widgets/gallery/gallery_bench.h"
 #include "widgets/icons.h"
 #include "widgets/main_window/main_window.h"
 #include "widgets/settings.h"
+#include "widgets/theme.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -35,7 +37,25 @@ int main(int argc, char** argv) {
                                                      "as a PNG to <file> and exit."),
                                       QStringLiteral("file"));
   parser.addOption(screenshot);
+  const QCommandLineOption theme(QStringLiteral("theme"), QStringLiteral("system, light or dark (default: the Preferences choice)"),
+                                 QStringLiteral("mode"));
+  parser.addOption(theme);
+  const QCommandLineOption benchGallery(QStringLiteral("bench-gallery"),
+                                        QStringLiteral("Fill a temporary gallery with <n> images, scroll, filter and search it in "
+                                                       "the real gallery panel, print JSON lines and exit."),
+                                        QStringLiteral("n"));
+  parser.addOption(benchGallery);
   parser.process(app);
+  if (parser.isSet(benchGallery)) {
+    bool ok = false;
+    const int n = parser.value(benchGallery).toInt(&ok);
+    if (!ok || n < 1) {
+      std::fprintf(stderr, "tessera: --bench-gallery: expected a positive count, got '%s'\n", qPrintable(parser.value(benchGallery)));
+      return 2;
+    }
+    return tessera::runGalleryBenchmark(n, QString());
+  }
+  tessera::applyTheme(parser.isSet(theme) ? parser.value(theme) : tessera::themeSetting());
 
   const auto kernel = tessera::blas::verifyOrFallback(argv);
   if (!kernel.warning.empty()) spdlog::warn("{}", kernel.warning);

@@ -7,6 +7,8 @@
 #include "models/registry.h"
 #include "models/state_dict.h"
 #include "tests/app/cli_runner.h"
+#include "core/gallery/gallery_store.h"
+#include "models/generated_image.h"
 
 #include <ATen/ATen.h>
 #include <QDir>
@@ -169,6 +171,52 @@ private Q_SLOTS:
     auto batched = readPng(QDir(out).filePath(files[2]).toStdString());
     QVERIFY(alone && batched);
     QVERIFY(alone->image.pixels == batched->image.pixels);
+  }
+
+  void galleryStoresEveryImage() {
+    QTemporaryDir dir;
+    const QString model = imageModel(dir);
+    const QString db = dir.filePath(QStringLiteral("sub/gallery.db"));  // its folder is created
+    auto r = cli({QStringLiteral("--json"), QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model,
+                  QStringLiteral("--class"), QStringLiteral("Bag"), QStringLiteral("-n"), QStringLiteral("2"),
+                  QStringLiteral("--size"), QStringLiteral("8x12"), QStringLiteral("--steps"), QStringLiteral("4"),
+                  QStringLiteral("--seed"), QStringLiteral("5"), QStringLiteral("--gallery"), db,
+                  QStringLiteral("--out"), dir.filePath(QStringLiteral("out"))});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto store = GalleryStore::open(db.toStdString());
+    QVERIFY(store);
+    QCOMPARE(*store->count(), std::int64_t{2});
+    auto ids = store->query({});
+    auto rec = store->record(ids->back());  // oldest: image 0
+    QVERIFY(rec);
+    QCOMPARE(rec->seed, std::uint64_t{5});
+    QCOMPARE(rec->className, std::string("Bag"));
+    QCOMPARE(rec->width, std::int64_t{8});
+    QCOMPARE(rec->height, std::int64_t{12});
+    QCOMPARE(rec->steps, std::int64_t{4});
+    QCOMPARE(rec->modelHash, *sha256File(model.toStdString()));
+    // The stored PNG is the file written to --out, byte for byte.
+    QFile file(dir.filePath(QStringLiteral("out/00000_seed5_class8.png")));
+    QVERIFY(file.open(QIODevice::ReadOnly));
+    QCOMPARE(*store->png(rec->id), file.readAll().toStdString());
+    // Its metadata reproduces it through requestFromMetadata.
+    auto request = requestFromMetadata(nlohmann::json::parse(rec->settings));
+    QVERIFY2(request, request ? "" : request.error().message().c_str());
+    QCOMPARE(request->seed, std::uint64_t{5});
+    QCOMPARE(request->classes, std::vector<std::int64_t>{8});
+    QCOMPARE(request->options.steps, std::int64_t{4});
+    // Not a gallery: refused before any work, the file untouched.
+    const QString bad = dir.filePath(QStringLiteral("bad.db"));
+    {
+      QFile f(bad);
+      QVERIFY(f.open(QIODevice::WriteOnly));
+      f.write(QByteArray(2048, 'z'));
+    }
+    r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--gallery"), bad,
+             QStringLiteral("--out"), dir.filePath(QStringLiteral("out2"))});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not a Tessera gallery"), r.err.constData());
+    QVERIFY(!QDir(dir.filePath(QStringLiteral("out2"))).exists());
   }
 
   void nativeDataReport() {  // the fashion-native crops' widths and heights (training issue, data part)

@@ -15,6 +15,7 @@
 #include <QDockWidget>
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
+#include <QFileInfo>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
@@ -179,6 +180,16 @@ private Q_SLOTS:
     QVERIFY(png);
     QCOMPARE(QImage::fromData(QByteArray::fromStdString(*png), "PNG").convertToFormat(QImage::Format_Grayscale8),
              m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8));
+    // Exports: a video (Motion JPEG AVI) and a PNG strip of every step.
+    const QString video = m_dir.filePath(QStringLiteral("steps.avi"));
+    QCOMPARE(t->exportVideo(video, 10), QString());
+    QVERIFY(QFileInfo(video).size() > 10000);
+    const QString strip = m_dir.filePath(QStringLiteral("steps.png"));
+    QCOMPARE(t->exportStrip(strip), QString());
+    const QImage stripImage(strip);
+    QCOMPARE(stripImage.width(), 51 * 29);  // 51 frames of 28 px and a 1 px gap
+    QCOMPARE(stripImage.height(), 2 * 28 + 1);  // x_t above x0
+    QVERIFY(t->exportVideo(m_dir.filePath(QStringLiteral("steps.gif")), 10).contains(QStringLiteral(".avi")));
     shoot(m_window.get(), "studio.png");
     shoot(panel(), "generate-panel.png");
     shoot(t, "timeline-panel.png");

@@ -135,7 +135,8 @@ GalleryPanel::GalleryPanel(QWidget* parent) : QWidget(parent) {
     auto* c = new QComboBox(this);
     c->setObjectName(QString::fromLatin1(name));
     c->setToolTip(tip);
-    c->setSizeAdjustPolicy(QComboBox::AdjustToContents);
+    c->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    c->setMinimumContentsLength(6);
     return c;
   };
   m_modelFilter = combo("galleryModel", tr("Model"));
@@ -159,12 +160,15 @@ GalleryPanel::GalleryPanel(QWidget* parent) : QWidget(parent) {
   m_trash->setCheckable(true);
   m_trash->setToolTip(tr("Show the trash instead of the gallery"));
   auto* row1 = new QHBoxLayout;
-  for (auto* c : {m_modelFilter, m_backbone, m_sampler, m_class}) row1->addWidget(c, 1);
+  for (auto* c : {m_modelFilter, m_backbone, m_sampler}) row1->addWidget(c, 1);
   auto* row2 = new QHBoxLayout;
-  for (auto* c : {m_tag, m_rating, m_since, m_sort}) row2->addWidget(c, 1);
-  row2->addWidget(m_trash);
+  for (auto* c : {m_class, m_tag, m_rating}) row2->addWidget(c, 1);
+  auto* row3 = new QHBoxLayout;
+  for (auto* c : {m_since, m_sort}) row3->addWidget(c, 1);
+  row3->addWidget(m_trash);
   layout->addLayout(row1);
   layout->addLayout(row2);
+  layout->addLayout(row3);
 
   m_view = new QListView(this);
   m_view->setObjectName(QStringLiteral("galleryView"));
@@ -176,8 +180,7 @@ GalleryPanel::GalleryPanel(QWidget* parent) : QWidget(parent) {
   m_view->setGridSize(QSize(112, 124));
   m_view->setSpacing(4);
   m_view->setWordWrap(true);
-  m_view->setLayoutMode(QListView::Batched);  // lays out 25k items in slices, never one long stall
-  m_view->setBatchSize(500);
+  m_view->setVerticalScrollMode(QAbstractItemView::ScrollPerPixel);
   m_view->setSelectionMode(QAbstractItemView::ExtendedSelection);
   m_view->setContextMenuPolicy(Qt::CustomContextMenu);
   m_view->setModel(m_model);

@@ -63,8 +63,10 @@ public:
   GalleryModel* model() const { return m_model; }
   QListView* view() const { return m_view; }
   QLineEdit* searchField() const { return m_search; }
-  /// Re-runs the query (after new images or edits).
+  /// Re-runs the query (after new images or edits), the filter menus too.
   void refresh();
+  /// Runs the query the filter widgets describe (typing in the search field does, debounced).
+  void applyFilter();
   QVector<qint64> selectedIds() const;
   /// Writes run on a one-thread pool with their own connection; the grid refreshes after.
   void setRating(const QVector<qint64>& ids, int stars);
@@ -83,7 +85,6 @@ Q_SIGNALS:
   void showRequested(const QImage& image, const QByteArray& png);
 
 private:
-  void applyFilter();
   void refreshChoices();
   void contextMenu(const QPoint& pos);
   void write(std::function<QString(GalleryStore&)> change);

@@ -118,7 +118,7 @@ void GeneratePanel::buildUi() {
   m_classes->setObjectName(QStringLiteral("classList"));
   m_classes->setSelectionMode(QAbstractItemView::ExtendedSelection);
   m_classes->setIconSize(QSize(28, 28));
-  m_classes->setMinimumHeight(150);
+  m_classes->setMinimumHeight(120);
   m_classes->setToolTip(tr("Select one or several classes: the images cycle through them. None selected: every class in turn."));
   classLayout->addWidget(m_classes);
   auto* countRow = new QHBoxLayout;

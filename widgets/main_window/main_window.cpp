@@ -22,7 +22,9 @@
 #include <QLabel>
 #include <QMenuBar>
 #include <QSettings>
+#include <QScrollArea>
 #include <QStatusBar>
+#include <QTimer>
 #include <QtConcurrent/QtConcurrentRun>
 
 namespace tessera {
@@ -42,7 +44,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   QSettings settings;
   if (!restoreGeometry(settings.value(settings::windowGeometry()).toByteArray())) resize(1280, 800);
-  restoreState(settings.value(settings::windowState()).toByteArray());
+  // The default layout once the window has its size; a saved layout wins.
+  if (!restoreState(settings.value(settings::windowState()).toByteArray())) QTimer::singleShot(0, this, m_defaultDocks);
 
   // The quick facts now; the throughput measurement (about 0.3 s) off the GUI thread.
   m_info = querySystemInfo(false);
@@ -73,7 +76,14 @@ void MainWindow::buildStudio() {
     addPanel(d, area);
     return d;
   };
-  dock(m_generate, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
+  // The Generate panel scrolls rather than squeezes on short screens.
+  auto* generateScroll = new QScrollArea(this);
+  generateScroll->setWidget(m_generate);
+  generateScroll->setWidgetResizable(true);
+  generateScroll->setFrameShape(QFrame::NoFrame);
+  generateScroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  generateScroll->setMinimumWidth(m_generate->sizeHint().width() + 16);
+  dock(generateScroll, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
   dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
   QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
   QDockWidget* systemDock = dock(m_systemPage, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
@@ -81,8 +91,10 @@ void MainWindow::buildStudio() {
   galleryDock->raise();
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
-  resizeDocks({galleryDock}, {360}, Qt::Horizontal);
-  resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockTimeline"))}, {210}, Qt::Vertical);
+  m_defaultDocks = [this, galleryDock] {
+    resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockGenerate")), galleryDock}, {300, 400}, Qt::Horizontal);
+    resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockTimeline"))}, {270}, Qt::Vertical);
+  };
 
   m_worker = new GenerationWorker;
   m_worker->moveToThread(&m_workerThread);

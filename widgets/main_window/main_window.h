@@ -10,6 +10,8 @@
 #include <QElapsedTimer>
 #include <QThread>
 
+#include <functional>
+
 class QDockWidget;
 class QLabel;
 class QMenu;
@@ -94,7 +96,8 @@ private:
   QThread m_workerThread;
   GenerationWorker* m_worker = nullptr;
   qint64 m_jobId = 0;
-  GenerationJob m_job;  ///< what the running (or last) job asked for
+  GenerationJob m_job;
+  std::function<void()> m_defaultDocks;  ///< what the running (or last) job asked for
   bool m_running = false;
   int m_jobSteps = 0, m_jobBatches = 1, m_stepsDone = 0;
   QString m_lastError, m_lastSummary;

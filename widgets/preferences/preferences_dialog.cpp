@@ -3,6 +3,9 @@
 
 #include "core/system/system_info.h"
 #include "widgets/settings.h"
+#include "widgets/theme.h"
+
+#include <QComboBox>
 
 #include <QDialogButtonBox>
 #include <QFormLayout>
@@ -25,6 +28,13 @@ PreferencesDialog::PreferencesDialog(QWidget* parent) : QDialog(parent) {
   auto* note = new QLabel(tr("This machine has %n hardware thread(s).", nullptr, hardwareThreadCount()), this);
   note->setEnabled(false);
   form->addRow(QString(), note);
+  m_theme = new QComboBox(this);
+  m_theme->setObjectName(QStringLiteral("theme"));
+  m_theme->addItem(tr("Follow the system"), QStringLiteral("system"));
+  m_theme->addItem(tr("Light"), QStringLiteral("light"));
+  m_theme->addItem(tr("Dark"), QStringLiteral("dark"));
+  m_theme->setCurrentIndex(std::max(0, m_theme->findData(themeSetting())));
+  form->addRow(tr("Theme:"), m_theme);
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
   connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
   connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
@@ -35,6 +45,8 @@ PreferencesDialog::PreferencesDialog(QWidget* parent) : QDialog(parent) {
 
 void PreferencesDialog::accept() {
   settings::setThreadCount(m_threads->value());
+  setThemeSetting(m_theme->currentData().toString());
+  applyTheme(themeSetting());
   QDialog::accept();
 }
 

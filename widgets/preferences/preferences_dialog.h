@@ -3,6 +3,7 @@
 
 #include <QDialog>
 
+class QComboBox;
 class QSpinBox;
 
 namespace tessera {
@@ -21,6 +22,7 @@ public Q_SLOTS:
 
 private:
   QSpinBox* m_threads = nullptr;
+  QComboBox* m_theme = nullptr;
 };
 
 }  // namespace tessera

@@ -165,8 +165,9 @@ void NoisePlot::paintEvent(QPaintEvent*) {
   p.drawText(QRectF(0, r.bottom() - 16, 40, 16), Qt::AlignRight, QString::number(lo, 'g', 3));
   p.drawText(QRectF(0, r.center().y() - 8, 40, 16), Qt::AlignRight, name);
   p.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), 18), Qt::AlignLeft, tr("noise"));
-  p.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), 18), Qt::AlignHCenter,
-             tr("step %1 / %2 · guidance %3 … %4").arg(m_step).arg(n - 1).arg(m_low, 0, 'f', 2).arg(m_high, 0, 'f', 2));
+  if (r.width() > 260)
+    p.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), 18), Qt::AlignHCenter,
+               tr("guidance %1 … %2").arg(m_low, 0, 'f', 2).arg(m_high, 0, 'f', 2));
   p.drawText(QRectF(r.left(), r.bottom() + 2, r.width(), 18), Qt::AlignRight, tr("data"));
 }
 
@@ -223,10 +224,11 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   m_slider = new QSlider(Qt::Horizontal, this);
   m_slider->setObjectName(QStringLiteral("timelineSlider"));
   m_slider->setRange(0, 0);
-  bar->addWidget(m_slider, 1);
+  m_slider->setTickPosition(QSlider::TicksBelow);
   m_stepLabel = new QLabel(this);
   m_stepLabel->setMinimumWidth(90);
   bar->addWidget(m_stepLabel);
+  bar->addStretch(1);
   m_axis = new QComboBox(this);
   m_axis->addItem(tr("σ"));
   m_axis->addItem(tr("t"));
@@ -242,6 +244,7 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   bar->addWidget(video);
   bar->addWidget(strip);
   layout->addLayout(bar);
+  layout->addWidget(m_slider);
 
   auto* views = new QHBoxLayout;
   m_x = new FrameView(tr("xₜ"), this);
@@ -252,9 +255,13 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   m_cond->setToolTip(tr("x₀ from the conditional half alone (guided steps only)"));
   m_uncond = new FrameView(tr("x₀ uncond."), this);
   m_uncond->setToolTip(tr("x₀ from the unconditional half alone (guided steps only)"));
-  for (auto* v : {m_x, m_x0, m_cond, m_uncond}) views->addWidget(v);
+  for (auto* v : {m_x, m_x0, m_cond, m_uncond}) {
+    v->setMaximumWidth(180);
+    views->addWidget(v, 1);
+  }
   m_plot = new NoisePlot(this);
-  views->addWidget(m_plot, 2);
+  m_plot->setMinimumWidth(260);
+  views->addWidget(m_plot, 3);
   layout->addLayout(views, 1);
 
   connect(m_image, &QSpinBox::valueChanged, this, [this] { refresh(); });
@@ -352,6 +359,7 @@ void TimelinePanel::refresh() {
   m_cond->setImage(f ? f->x0Conditional : QImage());
   m_uncond->setImage(f ? f->x0Unconditional : QImage());
   m_stepLabel->setText(m_steps ? tr("step %1 / %2").arg(s).arg(m_steps) : tr("no run yet"));
+  m_slider->setTickInterval(std::max(1, m_steps / 10));
   m_plot->setStep(s);
 }
 

@@ -8,6 +8,7 @@
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/main_window/main_window.h"
+#include "widgets/theme.h"
 #include "widgets/timeline/timeline_panel.h"
 
 #include <QCheckBox>
@@ -22,6 +23,7 @@
 #include <QLineEdit>
 #include <QListView>
 #include <QListWidget>
+#include <QMimeData>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSpinBox>
@@ -158,6 +160,9 @@ private Q_SLOTS:
     TimelinePanel* t = m_window->timeline();
     QCOMPARE(t->steps(), 50);
     QTRY_COMPARE(t->framesAvailable(), 51);  // the noise and every step
+    QTRY_COMPARE(child<QListWidget>(t, "timelineStrip")->count(), 51);
+    child<QListWidget>(t, "timelineStrip")->setCurrentRow(10);  // clicking a thumbnail scrubs there
+    QCOMPARE(t->step(), 10);
     t->setStep(25);
     QCOMPARE(t->step(), 25);
 
@@ -194,6 +199,11 @@ private Q_SLOTS:
     shoot(panel(), "generate-panel.png");
     shoot(t, "timeline-panel.png");
     shoot(g, "gallery-panel.png");
+    if (!qEnvironmentVariableIsEmpty("TESSERA_SCREENSHOT_DIR")) {
+      applyTheme(QStringLiteral("dark"));
+      shoot(m_window.get(), "studio-dark.png");
+      applyTheme(QStringLiteral("light"));
+    }
   }
 
   void reproduceGivesIdenticalPixels() {
@@ -227,10 +237,12 @@ private Q_SLOTS:
     QTest::mouseClick(child<QPushButton>(panel(), "generateButton"), Qt::LeftButton);
     QTRY_VERIFY_WITH_TIMEOUT(m_window->timeline()->framesAvailable() >= 5, 60000);
     QVERIFY(m_window->isGenerating());
-    QElapsedTimer clock;
-    clock.start();
+    const int atCancel = m_window->timeline()->framesAvailable();
     QTest::mouseClick(child<QPushButton>(panel(), "cancelButton"), Qt::LeftButton);
     QVERIFY(ended.wait(30000) || ended.count() > 0);
+    // Within one step: at most the step in flight (and one already queued) lands after the click.
+    QVERIFY2(m_window->timeline()->framesAvailable() - atCancel <= 2,
+             qPrintable(QStringLiteral("%1 steps at cancel, %2 at the end").arg(atCancel).arg(m_window->timeline()->framesAvailable())));
     QVERIFY2(m_window->lastSummary().startsWith(QStringLiteral("0 of 4")), qPrintable(m_window->lastSummary()));
     QVERIFY(m_window->timeline()->framesAvailable() < 1000);
     QCOMPARE(m_window->gallery()->model()->rowCount(), before);  // nothing half-made is stored
@@ -281,6 +293,16 @@ private Q_SLOTS:
     QCOMPARE(m_window->openImage(path), QString());
     QCOMPARE(child<QSpinBox>(panel(), "seed")->value(), 123);
     QCOMPARE(child<QSpinBox>(panel(), "steps")->value(), 8);
+    // The same by dropping the file onto the window.
+    child<QSpinBox>(panel(), "seed")->setValue(6);
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(path)});
+    QDragEnterEvent enter(QPoint(100, 100), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QCoreApplication::sendEvent(m_window.get(), &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(100, 100), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QCoreApplication::sendEvent(m_window.get(), &drop);
+    QCOMPARE(child<QSpinBox>(panel(), "seed")->value(), 123);
     const QString plain = m_dir.filePath(QStringLiteral("plain.png"));
     QImage(4, 4, QImage::Format_RGB32).save(plain);
     QVERIFY(m_window->openImage(plain).contains(QStringLiteral("no Tessera settings")));

@@ -5,6 +5,7 @@
 #include <QFileDialog>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QListWidget>
 #include <QMessageBox>
 #include <QMouseEvent>
 #include <QPainter>
@@ -245,6 +246,25 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   bar->addWidget(strip);
   layout->addLayout(bar);
   layout->addWidget(m_slider);
+  m_strip = new QListWidget(this);
+  m_strip->setObjectName(QStringLiteral("timelineStrip"));
+  m_strip->setViewMode(QListView::IconMode);
+  m_strip->setFlow(QListView::LeftToRight);
+  m_strip->setWrapping(false);
+  m_strip->setMovement(QListView::Static);
+  m_strip->setUniformItemSizes(true);
+  m_strip->setIconSize(QSize(40, 40));
+  m_strip->setFixedHeight(62);
+  m_strip->setSpacing(1);
+  m_strip->setHorizontalScrollBarPolicy(Qt::ScrollBarAsNeeded);
+  m_strip->setVerticalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  m_strip->setToolTip(tr("The predicted x₀ of every step: click one to go there"));
+  layout->addWidget(m_strip);
+  connect(m_strip, &QListWidget::currentRowChanged, this, [this](int row) {
+    if (row < 0 || row == m_slider->value()) return;
+    m_follow = false;
+    m_slider->setValue(row);
+  });
 
   auto* views = new QHBoxLayout;
   m_x = new FrameView(tr("xₜ"), this);
@@ -264,7 +284,11 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   views->addWidget(m_plot, 3);
   layout->addLayout(views, 1);
 
-  connect(m_image, &QSpinBox::valueChanged, this, [this] { refresh(); });
+  connect(m_image, &QSpinBox::valueChanged, this, [this] {
+    m_strip->clear();
+    refreshStrip();
+    refresh();
+  });
   connect(m_slider, &QSlider::valueChanged, this, [this](int v) {
     if (m_slider->isSliderDown()) m_follow = v >= m_slider->maximum();
     refresh();
@@ -302,6 +326,7 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
     const int available = framesAvailable();
     m_slider->setMaximum(std::max(0, m_steps));
     if (m_follow && available > 0) m_slider->setValue(available - 1);
+    refreshStrip();
     refresh();
   });
   auto exportWith = [this](bool isVideo) {
@@ -327,7 +352,22 @@ void TimelinePanel::start(int images, int steps, const NoiseLevels& levels, doub
   m_slider->setValue(0);
   m_plot->setLevels(levels);
   m_plot->setInterval(cfgLow, cfgHigh, cfg != 1.0);
+  m_strip->clear();
   refresh();
+}
+
+void TimelinePanel::refreshStrip() {
+  // Appends the thumbnails of steps that arrived since the last call.
+  const int i = m_image->value();
+  if (i < 0 || i >= m_frames.size()) return;
+  const int available = framesAvailable();
+  for (int s = m_strip->count(); s < available; ++s) {
+    const StepFrame& f = m_frames[i][s];
+    const QImage& img = f.x0.isNull() ? f.x : f.x0;
+    auto* item = new QListWidgetItem(QIcon(QPixmap::fromImage(img.scaled(40, 40, Qt::KeepAspectRatio, Qt::FastTransformation))),
+                                     QString(), m_strip);
+    item->setToolTip(tr("step %1").arg(s));
+  }
 }
 
 void TimelinePanel::addFrames(int step, const QVector<StepFrame>& frames) {
@@ -359,6 +399,11 @@ void TimelinePanel::refresh() {
   m_cond->setImage(f ? f->x0Conditional : QImage());
   m_uncond->setImage(f ? f->x0Unconditional : QImage());
   m_stepLabel->setText(m_steps ? tr("step %1 / %2").arg(s).arg(m_steps) : tr("no run yet"));
+  if (s < m_strip->count() && m_strip->currentRow() != s) {
+    const QSignalBlocker block(m_strip);
+    m_strip->setCurrentRow(s);
+    m_strip->scrollToItem(m_strip->item(s));
+  }
   m_slider->setTickInterval(std::max(1, m_steps / 10));
   m_plot->setStep(s);
 }

@@ -8,6 +8,7 @@
 
 class QComboBox;
 class QLabel;
+class QListWidget;
 class QSlider;
 class QSpinBox;
 class QToolButton;
@@ -95,12 +96,14 @@ Q_SIGNALS:
 
 private:
   void refresh();
+  void refreshStrip();
   QVector<QImage> sequence(bool x0) const;
 
   QVector<QVector<StepFrame>> m_frames;  ///< [image][step]
   int m_steps = 0;
   QSpinBox* m_image = nullptr;
   QSlider* m_slider = nullptr;
+  QListWidget* m_strip = nullptr;  ///< an x0 thumbnail per step along the scrubber
   QLabel* m_stepLabel = nullptr;
   QToolButton* m_play = nullptr;
   QComboBox* m_speed = nullptr;

@@ -165,6 +165,8 @@ private Q_SLOTS:
     QCOMPARE(t->step(), 10);
     t->setStep(25);
     QCOMPARE(t->step(), 25);
+    // Every view of a guided step has its picture: state, x0, model output, cond and uncond x0.
+    for (auto* view : t->findChildren<FrameView*>()) QVERIFY2(!view->image().isNull(), "a timeline view is empty at step 25");
 
     GalleryPanel* g = m_window->gallery();
     QCOMPARE(g->model()->rowCount(), 2);

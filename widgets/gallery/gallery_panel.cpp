@@ -183,6 +183,7 @@ GalleryPanel::GalleryPanel(QWidget* parent) : QWidget(parent) {
   m_view->setVerticalScrollMode(QAbstractItemView::ScrollPerPixel);
   m_view->setSelectionMode(QAbstractItemView::ExtendedSelection);
   m_view->setContextMenuPolicy(Qt::CustomContextMenu);
+  m_view->setToolTip(tr("Double-click: show the image and put its settings back in Generate. Right-click: rate, tag, export, trash."));
   m_view->setModel(m_model);
   layout->addWidget(m_view, 1);
   m_status = new QLabel(this);
@@ -206,6 +207,7 @@ GalleryPanel::GalleryPanel(QWidget* parent) : QWidget(parent) {
     if (!png || !rec) return;
     const QByteArray bytes(png->data(), static_cast<int>(png->size()));
     Q_EMIT showRequested(QImage::fromData(bytes, "PNG"), bytes);
+    Q_EMIT reproduceRequested(QByteArray::fromStdString(rec->settings));  // one double-click: see it, and its settings are back
   });
 }
 

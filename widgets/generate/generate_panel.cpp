@@ -15,6 +15,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRandomGenerator>
+#include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QStandardItemModel>
@@ -77,12 +78,22 @@ GeneratePanel::GeneratePanel(QWidget* parent) : QWidget(parent) {
 }
 
 void GeneratePanel::buildUi() {
-  auto* layout = new QVBoxLayout(this);
+  // The settings scroll on short screens; Generate, Cancel and the progress stay in view.
+  auto* outer = new QVBoxLayout(this);
+  outer->setContentsMargins(0, 0, 0, 8);
+  auto* scroll = new QScrollArea(this);
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+  auto* settings = new QWidget(scroll);
+  scroll->setWidget(settings);
+  outer->addWidget(scroll, 1);
+  auto* layout = new QVBoxLayout(settings);
   layout->setContentsMargins(8, 8, 8, 8);
   layout->setSpacing(8);
 
   // Model
-  auto* modelBox = new QGroupBox(tr("Model"), this);
+  auto* modelBox = new QGroupBox(tr("Model"), settings);
   auto* modelLayout = new QVBoxLayout(modelBox);
   auto* modelRow = new QHBoxLayout;
   m_model = new QComboBox(modelBox);
@@ -112,7 +123,7 @@ void GeneratePanel::buildUi() {
   });
 
   // Classes
-  auto* classBox = new QGroupBox(tr("Classes"), this);
+  auto* classBox = new QGroupBox(tr("Classes"), settings);
   auto* classLayout = new QVBoxLayout(classBox);
   m_classes = new QListWidget(classBox);
   m_classes->setObjectName(QStringLiteral("classList"));
@@ -134,11 +145,11 @@ void GeneratePanel::buildUi() {
   countRow->addWidget(new QLabel(tr("Images"), classBox));
   countRow->addWidget(m_count);
   classLayout->addLayout(countRow);
-  layout->addWidget(classBox, 1);
+  layout->addWidget(classBox);
   connect(m_randomClass, &QCheckBox::toggled, m_classes, &QWidget::setDisabled);
 
   // Size
-  auto* sizeBox = new QGroupBox(tr("Resolution"), this);
+  auto* sizeBox = new QGroupBox(tr("Resolution"), settings);
   auto* sizeForm = new QFormLayout(sizeBox);
   m_preset = new QComboBox(sizeBox);
   m_preset->setObjectName(QStringLiteral("sizePreset"));
@@ -177,7 +188,7 @@ void GeneratePanel::buildUi() {
   connect(m_height, &QSpinBox::valueChanged, this, custom);
 
   // Sampling
-  auto* sampleBox = new QGroupBox(tr("Sampling"), this);
+  auto* sampleBox = new QGroupBox(tr("Sampling"), settings);
   auto* form = new QFormLayout(sampleBox);
   m_sampler = new QComboBox(sampleBox);
   m_sampler->setObjectName(QStringLiteral("samplerCombo"));
@@ -243,9 +254,11 @@ void GeneratePanel::buildUi() {
   m_batch->setToolTip(tr("Images per forward pass (memory versus speed; the images do not depend on it)"));
   form->addRow(tr("Batch"), m_batch);
   layout->addWidget(sampleBox);
+  layout->addStretch(1);
 
   // Run
   auto* runRow = new QHBoxLayout;
+  runRow->setContentsMargins(8, 0, 8, 0);
   m_generate = new QPushButton(tr("Generate"), this);
   m_generate->setObjectName(QStringLiteral("generateButton"));
   m_generate->setDefault(true);
@@ -256,13 +269,16 @@ void GeneratePanel::buildUi() {
   m_cancel->setShortcut(QKeySequence(Qt::Key_Escape));
   runRow->addWidget(m_generate, 2);
   runRow->addWidget(m_cancel, 1);
-  layout->addLayout(runRow);
+  outer->addLayout(runRow);
   m_progress = new QProgressBar(this);
   m_progress->setObjectName(QStringLiteral("generateProgress"));
   m_progress->setRange(0, 1);
   m_progress->setValue(0);
   m_progress->setFormat(tr("Ready"));
-  layout->addWidget(m_progress);
+  auto* progressRow = new QHBoxLayout;
+  progressRow->setContentsMargins(8, 0, 8, 0);
+  progressRow->addWidget(m_progress);
+  outer->addLayout(progressRow);
   connect(m_generate, &QPushButton::clicked, this, &GeneratePanel::onGenerate);
   connect(m_cancel, &QPushButton::clicked, this, &GeneratePanel::cancelRequested);
 }

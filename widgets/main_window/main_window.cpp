@@ -76,17 +76,16 @@ void MainWindow::buildStudio() {
     addPanel(d, area);
     return d;
   };
-  // The Generate panel scrolls rather than squeezes on short screens.
-  auto* generateScroll = new QScrollArea(this);
-  generateScroll->setWidget(m_generate);
-  generateScroll->setWidgetResizable(true);
-  generateScroll->setFrameShape(QFrame::NoFrame);
-  generateScroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
-  generateScroll->setMinimumWidth(m_generate->sizeHint().width() + 16);
-  dock(generateScroll, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
+  m_generate->setMinimumWidth(330);
+  dock(m_generate, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
   dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
   QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
-  QDockWidget* systemDock = dock(m_systemPage, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
+  auto* systemScroll = new QScrollArea(this);  // long facts scroll instead of widening the column
+  systemScroll->setWidget(m_systemPage);
+  systemScroll->setWidgetResizable(true);
+  systemScroll->setFrameShape(QFrame::NoFrame);
+  systemScroll->setMinimumWidth(280);
+  QDockWidget* systemDock = dock(systemScroll, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
   tabifyDockWidget(galleryDock, systemDock);
   galleryDock->raise();
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);

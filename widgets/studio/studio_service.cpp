@@ -275,6 +275,12 @@ public:
       f.x = toQImage(x[i], kMaxSide);
       if (e.denoised) {
         f.x0 = toQImage(e.denoised->x0[i], kMaxSide);
+        if (e.denoised->prediction.defined()) {
+          // The prediction is not an image: stretch its own range of this image to [-1, 1].
+          const at::Tensor p = e.denoised->prediction[i].to(at::kFloat);
+          const double lo = p.min().item<double>(), hi = p.max().item<double>();
+          f.output = toQImage(hi > lo ? (p - lo) / (hi - lo) * 2.0 - 1.0 : at::zeros_like(p), kMaxSide);
+        }
         if (e.denoised->x0Conditional.defined()) {
           f.x0Conditional = toQImage(e.denoised->x0Conditional[i], kMaxSide);
           f.x0Unconditional = toQImage(e.denoised->x0Unconditional[i], kMaxSide);

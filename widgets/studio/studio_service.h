@@ -73,6 +73,7 @@ struct GenerationJob {
 struct StepFrame {
   int image = 0;  ///< index in the job
   QImage x, x0, x0Conditional, x0Unconditional;  ///< the last two only on guided steps
+  QImage output;  ///< the network's (guided) prediction (noise, velocity…), its own range stretched to grey
 };
 
 /// The noise level of every state of a job's grid (index 0 = pure noise).

@@ -22,7 +22,7 @@ namespace tessera {
 // ---- FrameView ---------------------------------------------------------------------------
 
 FrameView::FrameView(const QString& caption, QWidget* parent) : QWidget(parent), m_caption(caption) {
-  setMinimumSize(96, 110);
+  setMinimumSize(64, 90);
   setSizePolicy(QSizePolicy::Expanding, QSizePolicy::Expanding);
 }
 
@@ -130,7 +130,7 @@ void NoisePlot::paintEvent(QPaintEvent*) {
   const int n = m_levels.tau.size();
   if (n < 2) {
     p.setPen(palette().color(QPalette::PlaceholderText));
-    p.drawText(r, Qt::AlignCenter, tr("The noise schedule of the next generation appears here"));
+    p.drawText(r.adjusted(4, 4, -4, -4), Qt::AlignCenter | Qt::TextWordWrap, tr("Noise level per step"));
     return;
   }
   // Guidance band.
@@ -275,12 +275,14 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   m_cond->setToolTip(tr("x₀ from the conditional half alone (guided steps only)"));
   m_uncond = new FrameView(tr("x₀ uncond."), this);
   m_uncond->setToolTip(tr("x₀ from the unconditional half alone (guided steps only)"));
-  for (auto* v : {m_x, m_x0, m_cond, m_uncond}) {
+  m_output = new FrameView(tr("output"), this);
+  m_output->setToolTip(tr("What the network predicted at this step (noise, velocity…), its range stretched to black…white"));
+  for (auto* v : {m_x, m_x0, m_output, m_cond, m_uncond}) {
     v->setMaximumWidth(180);
     views->addWidget(v, 1);
   }
   m_plot = new NoisePlot(this);
-  m_plot->setMinimumWidth(260);
+  m_plot->setMinimumWidth(180);
   views->addWidget(m_plot, 3);
   layout->addLayout(views, 1);
 
@@ -398,6 +400,7 @@ void TimelinePanel::refresh() {
   m_x0->setImage(f ? f->x0 : QImage());
   m_cond->setImage(f ? f->x0Conditional : QImage());
   m_uncond->setImage(f ? f->x0Unconditional : QImage());
+  m_output->setImage(f ? f->output : QImage());
   m_stepLabel->setText(m_steps ? tr("step %1 / %2").arg(s).arg(m_steps) : tr("no run yet"));
   if (s < m_strip->count() && m_strip->currentRow() != s) {
     const QSignalBlocker block(m_strip);

@@ -112,6 +112,7 @@ private:
   FrameView* m_x0 = nullptr;
   FrameView* m_cond = nullptr;
   FrameView* m_uncond = nullptr;
+  FrameView* m_output = nullptr;
   NoisePlot* m_plot = nullptr;
   QTimer m_playTimer;
   QTimer m_repaint;  ///< coalesces incoming steps: painting never falls behind

@@ -124,6 +124,8 @@ private Q_SLOTS:
     QVERIFY2(info.contains(QStringLiteral("28×28")) && info.contains(QStringLiteral("class accuracy")), qPrintable(info));
     QCOMPARE(child<QListWidget>(panel(), "classList")->count(), 10);
     QCOMPARE(child<QListWidget>(panel(), "classList")->item(1)->text(), QStringLiteral("1  Trouser"));
+    // Each class shows an example from the model's data set (Fashion-MNIST's test split).
+    QTRY_VERIFY_WITH_TIMEOUT(!child<QListWidget>(panel(), "classList")->item(9)->icon().isNull(), 20000);
   }
 
   void sizeValidationIsAMessage() {

@@ -351,7 +351,8 @@ void GeneratePanel::populateClasses(const ModelInfo& model) {
     auto* item = new QListWidgetItem(QStringLiteral("%1  %2").arg(k).arg(model.classNames[k]), m_classes);
     item->setData(Qt::UserRole, k);
   }
-  if (m_examples.isRunning()) m_examples.waitForFinished();
+  // A previous model's examples may still be loading: the watcher now follows the new
+  // future only, and the old result is dropped (the GUI never waits for it).
   m_examples.setFuture(QtConcurrent::run([model] { return classExamples(model); }));
 }
 
@@ -500,7 +501,9 @@ QString GeneratePanel::applySettings(const QJsonObject& meta) {
   m_clip->setChecked(options.value(QStringLiteral("clip_denoised")).toBool(false));
   m_grid = options.value(QStringLiteral("grid")).toString(QStringLiteral("default"));
   m_eta = options.value(QStringLiteral("eta")).toDouble(0.0);
-  m_seed->setValue(static_cast<int>(image.value(QStringLiteral("seed")).toInteger(0)));
+  const qint64 seed = image.value(QStringLiteral("seed")).toInteger(0);
+  if (seed < 0 || seed > m_seed->maximum()) missing << tr("seed %1 (the panel takes seeds up to %2; use tessera-cli sample --seed)").arg(seed).arg(m_seed->maximum());
+  else m_seed->setValue(static_cast<int>(seed));
   m_seedLock->setChecked(true);
   return missing.join(QStringLiteral(", "));
 }

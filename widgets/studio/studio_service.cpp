@@ -2,6 +2,7 @@
 #include "widgets/studio/studio_service.h"
 
 #include "core/data/batching.h"
+#include "core/formats/safetensors.h"
 #include "core/gallery/gallery_store.h"
 #include "core/samplers/sampler.h"
 #include "core/samplers/sampling_space.h"
@@ -14,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include <QDateTime>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFileInfo>
@@ -149,9 +151,11 @@ QVector<ModelInfo> scanModels(const QStringList& extraFiles) {
 
 QVector<QImage> classExamples(const ModelInfo& model) {
   QVector<QImage> out(model.classNames.size());
-  auto loaded = loadModelFile(model.path.toStdString());  // the description only matters here
-  if (!loaded) return out;
-  const auto& d = loaded->description;
+  // Only the description matters here: the header, not the weights.
+  auto file = SafetensorsFile::open(model.path.toStdString());
+  if (!file || !file->metadata().count("tessera.model")) return out;
+  const auto d = nlohmann::json::parse(file->metadata().at("tessera.model"), nullptr, false);
+  if (d.is_discarded()) return out;
   if (!d.contains("source") || !d["source"].contains("data")) return out;
   const auto& data = d["source"]["data"];
   DataSpec spec;
@@ -224,6 +228,7 @@ QByteArray pngSettings(const QString& path) {
 
 struct GenerationWorker::Cache {
   QString path;
+  QDateTime modified;  ///< of the file when loaded: a model retrained in place is loaded again
   std::optional<LoadedModel> model;
   std::optional<ModelTraits> traits;
   std::string hash;
@@ -322,7 +327,8 @@ void GenerationWorker::run(const GenerationJob& job) {
   auto failWith = [&](const QString& message) { Q_EMIT failed(job.id, message); };
   try {
     Cache& c = *m_cache;
-    if (!c.model || c.path != job.modelPath) {
+    const QDateTime modified = QFileInfo(job.modelPath).lastModified();
+    if (!c.model || c.path != job.modelPath || c.modified != modified) {
       c.model.reset();
       auto loaded = loadModelFile(job.modelPath.toStdString());
       if (!loaded) return failWith(qs(loaded.error().message()));
@@ -334,6 +340,7 @@ void GenerationWorker::run(const GenerationJob& job) {
       c.traits = *traits;
       c.hash = *hash;
       c.path = job.modelPath;
+      c.modified = modified;
     }
     if (!job.galleryPath.isEmpty() && (!c.gallery || c.galleryPath != job.galleryPath)) {
       c.gallery.reset();

@@ -503,10 +503,8 @@ Result<std::string> GalleryStore::integrityCheck() const {
   });
 }
 
-std::string sha256Hex(const std::string& bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+namespace {
+std::string hexDigest(const unsigned char* md, unsigned int len) {
   static const char* hex = "0123456789abcdef";
   std::string out;
   for (unsigned i = 0; i < len; ++i) {
@@ -514,6 +512,14 @@ std::string sha256Hex(const std::string& bytes) {
     out += hex[md[i] & 15];
   }
   return out;
+}
+}  // namespace
+
+std::string sha256Hex(const std::string& bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return hexDigest(md, len);
 }
 
 Result<std::string> sha256File(const std::string& path) {
@@ -530,13 +536,7 @@ Result<std::string> sha256File(const std::string& path) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
+  return hexDigest(md, len);
 }
 
 }  // namespace tessera

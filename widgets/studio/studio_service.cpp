@@ -256,10 +256,8 @@ namespace {
 /// Converts every step of every batch into frames for the timeline.
 class FrameObserver final : public StepObserver {
 public:
-  FrameObserver(GenerationWorker& worker, qint64 id, int batch, std::function<void(int, QVector<StepFrame>)> emitFrames)
-      : m_id(id), m_batch(batch), m_emit(std::move(emitFrames)) {
-    (void)worker;
-  }
+  FrameObserver(int batch, std::function<void(int, QVector<StepFrame>)> emitFrames)
+      : m_batch(batch), m_emit(std::move(emitFrames)) {}
   void onStart(const at::Tensor& x, double, double) override {
     m_base = m_batches++ * m_batch;
     QVector<StepFrame> frames;
@@ -298,7 +296,6 @@ public:
 
 private:
   static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
-  qint64 m_id;
   int m_batch;
   std::int64_t m_base = 0, m_batches = 0;
   std::function<void(int, QVector<StepFrame>)> m_emit;
@@ -389,7 +386,7 @@ void GenerationWorker::run(const GenerationJob& job) {
     }
     Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
 
-    FrameObserver observer(*this, job.id, r.batch, [this, id = job.id](int step, QVector<StepFrame> frames) {
+    FrameObserver observer(r.batch, [this, id = job.id](int step, QVector<StepFrame> frames) {
       Q_EMIT stepped(id, step, frames);
     });
     r.observer = &observer;

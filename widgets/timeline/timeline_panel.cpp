@@ -411,7 +411,7 @@ void TimelinePanel::refresh() {
   m_plot->setStep(s);
 }
 
-QVector<QImage> TimelinePanel::sequence(bool) const {
+QVector<QImage> TimelinePanel::sequence() const {
   // x_t and x0 of every available step of the current image, side by side.
   QVector<QImage> out;
   const int i = m_image->value();
@@ -430,7 +430,7 @@ QVector<QImage> TimelinePanel::sequence(bool) const {
 }
 
 QString TimelinePanel::exportVideo(const QString& path, double fps) const {
-  const auto frames = sequence(true);
+  const auto frames = sequence();
   if (frames.isEmpty()) return tr("Nothing to export yet: generate first.");
   return writeVideo(path, frames, fps);
 }

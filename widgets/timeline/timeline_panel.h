@@ -97,7 +97,8 @@ Q_SIGNALS:
 private:
   void refresh();
   void refreshStrip();
-  QVector<QImage> sequence(bool x0) const;
+  /// x_t and x0 of every available step of the current image, side by side.
+  QVector<QImage> sequence() const;
 
   QVector<QVector<StepFrame>> m_frames;  ///< [image][step]
   int m_steps = 0;

@@ -2,6 +2,7 @@
 #include "models/generation.h"
 
 #include "core/samplers/sampling_space.h"
+#include "models/common/packing.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -69,31 +70,43 @@ private:
 
 }  // namespace
 
-SeededNoise::SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vector<std::int64_t> shape) : m_shape(std::move(shape)) {
-  for (std::int64_t i = 0; i < count; ++i)
+SeededNoise::SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vector<std::int64_t> shape) {
+  for (std::int64_t i = 0; i < count; ++i) {
     m_generators.push_back(at::make_generator<at::CPUGeneratorImpl>(firstSeed + static_cast<std::uint64_t>(i)));
+    m_shapes.push_back(shape);
+  }
+}
+
+SeededNoise::SeededNoise(const std::vector<std::uint64_t>& seeds, std::vector<std::vector<std::int64_t>> shapes, std::int64_t packPatch)
+    : m_shapes(std::move(shapes)), m_packPatch(packPatch) {
+  TORCH_CHECK(seeds.size() == m_shapes.size(), "seeded noise: ", seeds.size(), " seeds for ", m_shapes.size(), " shapes");
+  for (std::uint64_t seed : seeds) m_generators.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
 }
 
 at::Tensor SeededNoise::initial() {
   std::vector<at::Tensor> rows;
-  for (auto& g : m_generators) rows.push_back(at::randn(m_shape, g, at::TensorOptions(at::kFloat)));  // randn locks g
+  for (std::size_t i = 0; i < m_generators.size(); ++i)
+    rows.push_back(at::randn(m_shapes[i], m_generators[i], at::TensorOptions(at::kFloat)));  // randn locks g
+  if (m_packPatch > 0) return packImages(rows, m_packPatch);
   return at::stack(rows, 0);
 }
 
 at::Tensor SeededNoise::draw(std::int64_t, const at::Tensor& like) {
-  TORCH_CHECK(like.size(0) == static_cast<std::int64_t>(m_generators.size()), "seeded noise: batch of ", like.size(0),
-              " for ", m_generators.size(), " generators");
-  return initial().to(like.options());
+  at::Tensor z = initial();
+  TORCH_CHECK(z.sizes() == like.sizes(), "seeded noise: drew ", z.sizes(), " for a state of shape ", like.sizes());
+  return z.to(like.options());
 }
 
 ModelFn modelFunction(const LoadedModel& model) {
   auto backbone = model.backbone;
-  return [backbone](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  std::optional<Interpolant> interpolant = model.process ? model.process->interpolant : std::nullopt;
+  return [backbone, interpolant](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
     BackboneInput in;
     in.x = x;
-    in.t = t;
+    in.t = interpolant ? interpolant->toModelTime(t) : t;
     in.y = y;
-    return backbone->forward(in).prediction;
+    const at::Tensor out = backbone->forward(in).prediction;
+    return interpolant ? interpolant->fromModelOutput(out) : out;
   };
 }
 
@@ -193,11 +206,87 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
   const auto start = std::chrono::steady_clock::now();
   auto traits = modelTraits(model);
   if (!traits) return fail(traits.error());
-  const std::int64_t H = request.height > 0 ? request.height : traits->trainedHeight;
-  const std::int64_t W = request.width > 0 ? request.width : traits->trainedWidth;
-  if (auto ok = checkSize(*traits, H, W); !ok) return fail(ok.error());
   const auto n = static_cast<std::int64_t>(request.classes.size());
   if (n < 1) return fail("generate: no images requested");
+  // Per-image sizes and seeds.
+  std::vector<std::pair<std::int64_t, std::int64_t>> sizeOf;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (!request.sizes.empty()) {
+      sizeOf.push_back(request.sizes[static_cast<std::size_t>(i) % request.sizes.size()]);
+    } else {
+      sizeOf.emplace_back(request.height > 0 ? request.height : traits->trainedHeight,
+                          request.width > 0 ? request.width : traits->trainedWidth);
+    }
+    if (auto ok = checkSize(*traits, sizeOf.back().first, sizeOf.back().second); !ok) return fail(ok.error());
+  }
+  if (!request.seeds.empty() && static_cast<std::int64_t>(request.seeds.size()) != n)
+    return fail("generate: " + std::to_string(request.seeds.size()) + " seeds for " + std::to_string(n) + " images");
+  std::vector<std::uint64_t> seedOf;
+  for (std::int64_t i = 0; i < n; ++i)
+    seedOf.push_back(request.seeds.empty() ? request.seed + static_cast<std::uint64_t>(i) : request.seeds[static_cast<std::size_t>(i)]);
+  const bool mixed = std::any_of(sizeOf.begin(), sizeOf.end(), [&](const auto& s) { return s != sizeOf.front(); });
+  const std::int64_t H = sizeOf.front().first, W = sizeOf.front().second;
+  const bool packed = mixed && model.backbone->capabilities().packed;
+  if (mixed && (request.noise || request.stepNoise || request.recordTrajectory))
+    return fail("generate: given noise and recorded trajectories need images of one size (this request mixes sizes)");
+  if (mixed && !packed) {
+    // One run per size, in order of first appearance; the images go back to their places.
+    GenerationResult result;
+    result.images.resize(static_cast<std::size_t>(n));
+    std::vector<std::pair<std::int64_t, std::int64_t>> order;
+    for (const auto& sz : sizeOf)
+      if (std::find(order.begin(), order.end(), sz) == order.end()) order.push_back(sz);
+    std::int64_t done = 0;
+    for (const auto& sz : order) {
+      GenerationRequest sub = request;
+      sub.sizes.clear();
+      sub.height = sz.first, sub.width = sz.second;
+      sub.classes.clear();
+      sub.seeds.clear();
+      std::vector<std::int64_t> where;
+      for (std::int64_t i = 0; i < n; ++i)
+        if (sizeOf[static_cast<std::size_t>(i)] == sz) {
+          where.push_back(i);
+          sub.classes.push_back(request.classes[static_cast<std::size_t>(i)]);
+          sub.seeds.push_back(seedOf[static_cast<std::size_t>(i)]);
+        }
+      const std::int64_t before = done;
+      sub.onImages = [&, before](std::int64_t k, std::int64_t) {
+        if (request.onImages) request.onImages(before + k, n);
+      };
+      auto part = generate(model, sub);
+      if (!part) return fail(part.error());
+      for (std::size_t j = 0; j < part->images.size(); ++j) result.images[static_cast<std::size_t>(where[j])] = part->images[j];
+      result.nfe += part->nfe;
+      result.forwardRows += part->forwardRows;
+      result.steps = part->steps;
+      result.times = part->times;
+      result.taus = part->taus;
+      result.completed += part->completed;
+      result.settings = part->settings;
+      done += static_cast<std::int64_t>(where.size());
+      if (part->cancelled) {
+        result.cancelled = true;
+        break;
+      }
+    }
+    if (result.cancelled) {
+      std::vector<at::Tensor> kept;
+      for (auto& img : result.images)
+        if (img.defined()) kept.push_back(img);
+      result.images = kept;
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    nlohmann::json sizes = nlohmann::json::array();
+    for (const auto& [h, w] : sizeOf) sizes.push_back({{"width", w}, {"height", h}});
+    result.settings["sizes"] = sizes;
+    result.settings["size_batching"] = "one run per size";
+    result.settings["classes"] = request.classes;
+    result.settings["seed"] = request.seed;
+    if (!request.seeds.empty()) result.settings["seeds"] = request.seeds;
+    result.settings["nfe"] = result.nfe;
+    return result;
+  }
   for (std::int64_t k : request.classes)
     if (k < 0 || k >= traits->numClasses)
       return fail("class " + std::to_string(k) + " is out of range: this model has classes 0 to " + std::to_string(traits->numClasses - 1));
@@ -218,6 +307,8 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     return fail("unknown sampler '" + request.sampler + "' (expected one of: " + names + ")");
   }
   SamplerOptions options = request.options;
+  if (mixed && options.grid == "shifted" && options.shift == 0)
+    return fail("the shifted grid's default shift depends on the size; a request of mixed sizes needs an explicit --shift");
   if (traits->trainedHeight > 0 && traits->trainedWidth > 0)
     options.resolutionScale = static_cast<double>(H * W) / static_cast<double>(traits->trainedHeight * traits->trainedWidth);
   auto grid = samplerGrid(*entry, options, **space);
@@ -248,14 +339,47 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     device = p.device();
     break;
   }
-  const ModelFn fn = modelFunction(model);
+  const ModelFn plainFn = modelFunction(model);
+  const std::int64_t patch = traits->sizeMultiple;
 
   GenerationResult result;
   std::vector<at::Tensor> samples, trajX, trajX0;
   c10::InferenceMode inference;
   for (std::int64_t begin = 0; begin < n; begin += request.batch) {
     const std::int64_t end = std::min(n, begin + request.batch), B = end - begin;
-    SeededNoise seeded(request.seed + static_cast<std::uint64_t>(begin), B, imageShape);
+    const std::vector<std::uint64_t> batchSeeds(seedOf.begin() + begin, seedOf.begin() + end);
+    std::vector<std::vector<std::int64_t>> shapes;
+    GridSizes grids;
+    std::vector<std::int64_t> pixelSizes;
+    for (std::int64_t i = begin; i < end; ++i) {
+      const auto [h, w] = sizeOf[static_cast<std::size_t>(i)];
+      shapes.push_back({traits->channels, h, w});
+      grids.emplace_back(h / patch, w / patch);
+      pixelSizes.push_back(h);
+      pixelSizes.push_back(w);
+    }
+    SeededNoise seeded(batchSeeds, shapes, packed ? patch : 0);
+    ModelFn fn = plainFn;
+    if (packed) {
+      // The sampler's state is the pack (L, C, p, p); the network gets it with the
+      // images' sizes, doubled when guidance stacks [cond; uncond].
+      const at::Tensor sizes = at::tensor(pixelSizes, at::kLong).reshape({B, 2});
+      const std::int64_t L = totalTokens(grids);
+      auto backbone = model.backbone;
+      std::optional<Interpolant> interpolant = model.process->interpolant;
+      fn = [=](const at::Tensor& xs, const at::Tensor& t, const at::Tensor& y) {
+        const std::int64_t copies = xs.size(0) / L;
+        TORCH_CHECK(copies * L == xs.size(0), "packed state of ", xs.size(0), " rows for ", L, " tokens");
+        BackboneInput in;
+        in.x = xs;
+        in.sizes = copies == 1 ? sizes : sizes.repeat({copies, 1});
+        const at::Tensor tImages = t.slice(0, 0, copies * B);  // one time per step: every entry is the same
+        in.t = interpolant ? interpolant->toModelTime(tImages) : tImages;
+        in.y = y;
+        const at::Tensor out = backbone->forward(in).prediction;
+        return interpolant ? interpolant->fromModelOutput(out) : out;
+      };
+    }
     at::Tensor x = request.noise ? request.noise->slice(0, begin, end).to(at::kFloat) : seeded.initial();
     x = x.to(device);
     std::optional<GivenStepNoise> given;
@@ -283,7 +407,13 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
       result.cancelled = true;
       break;
     }
-    samples.push_back(run->x.to(at::kCPU, at::kFloat));
+    const at::Tensor finished = run->x.to(at::kCPU, at::kFloat);
+    if (packed) {
+      for (auto& img : unpackImages(finished, grids)) result.images.push_back(img);
+    } else {
+      samples.push_back(finished);
+      for (std::int64_t i = 0; i < B; ++i) result.images.push_back(finished[i]);
+    }
     result.completed = end;
     if (request.recordTrajectory) {
       trajX.push_back(at::stack(recorder.states, 0));
@@ -313,6 +443,14 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
                      {"step_noise", request.stepNoise ? "given" : "seeded"},
                      {"process", model.process->kind()},
                      {"nfe", result.nfe}};
+  if (!request.seeds.empty()) result.settings["seeds"] = request.seeds;
+  if (mixed) {
+    nlohmann::json sizes = nlohmann::json::array();
+    for (const auto& [h, w] : sizeOf) sizes.push_back({{"width", w}, {"height", h}});
+    result.settings["sizes"] = sizes;
+    result.settings["size_batching"] = "packed";
+    result.settings.erase("size");
+  }
   return result;
 }
 

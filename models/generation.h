@@ -41,6 +41,12 @@ Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int6
 struct GenerationRequest {
   std::vector<std::int64_t> classes;  ///< one per image
   std::int64_t height = 0, width = 0; ///< 0: the trained size
+  /// Several sizes (H, W) in one request: image i gets sizes[i mod k]. A backbone that
+  /// takes packed sequences (NiT, FiT) runs each batch of mixed sizes as one packed
+  /// forward per step; the others run one batch per size. Empty: height × width.
+  std::vector<std::pair<std::int64_t, std::int64_t>> sizes;
+  /// Explicit per-image seeds (one per image); empty: seed + i.
+  std::vector<std::uint64_t> seeds;
   std::string sampler = "ddim";
   SamplerOptions options;
   GuidanceConfig guidance;            ///< channels 0 + referenceGuidanceRule → the model's rule
@@ -57,7 +63,8 @@ struct GenerationRequest {
 };
 
 struct GenerationResult {
-  at::Tensor samples;          ///< (n, C, H, W) float on the CPU, in the model's data range
+  at::Tensor samples;          ///< (n, C, H, W) float on the CPU, in the model's data range (one size only)
+  std::vector<at::Tensor> images;  ///< every image (C, H_i, W_i), also for mixed sizes
   std::vector<double> times;   ///< every state's time in the model's convention
   std::vector<double> taus;    ///< the same as progress τ
   std::int64_t steps = 0, nfe = 0, forwardRows = 0;
@@ -87,13 +94,18 @@ Result<void> moveModel(LoadedModel& model, const std::string& device);
 class SeededNoise final : public NoiseSource {
 public:
   SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vector<std::int64_t> shape);
-  /// The initial noise (count, C, H, W).
+  /// One seed per image; `packPatch` > 0 with per-image shapes (C, H_i, W_i): every draw
+  /// is each image's noise at its own size, patchified and packed (L, C, p, p) — the
+  /// same numbers the image gets when generated alone.
+  SeededNoise(const std::vector<std::uint64_t>& seeds, std::vector<std::vector<std::int64_t>> shapes, std::int64_t packPatch = 0);
+  /// The initial noise (count, C, H, W), or the pack.
   at::Tensor initial();
   at::Tensor draw(std::int64_t step, const at::Tensor& like) override;
 
 private:
   std::vector<at::Generator> m_generators;
-  std::vector<std::int64_t> m_shape;
+  std::vector<std::vector<std::int64_t>> m_shapes;
+  std::int64_t m_packPatch = 0;
 };
 
 }  // namespace tessera

@@ -789,8 +789,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     if (process.diffusion) {
       d.t = at::randint(0, process.diffusion->numSteps(), {n}, gen, at::kLong);
     } else {
-      const auto [t0, t1] = process.interpolant->trainInterval();
-      d.t = at::rand({n}, gen, at::kFloat) * (t1 - t0) + t0;
+      d.t = process.interpolant->drawTrainingTimes(n, gen);
     }
     d.noise = at::randn(b.x.sizes(), gen, at::kFloat);
     if (training && s.labelDropout > 0 && caps.nullClass) {
@@ -821,8 +820,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     }
     const at::Tensor xt = process.interpolant->xt(noise, x0, t);
     BackboneInput in;
-    in.x = xt, in.t = t, in.y = y;
-    const at::Tensor out = model.forward(in).prediction;
+    in.x = xt, in.t = process.interpolant->toModelTime(t), in.y = y;
+    const at::Tensor out = process.interpolant->fromModelOutput(model.forward(in).prediction);
     return process.interpolant->trainingLoss(out.to(at::kFloat), noise, x0, t);
   };
 

@@ -37,12 +37,14 @@ InterpolantConfig InterpolantConfig::defaultsFor(const std::string& path, const 
 
 nlohmann::json InterpolantConfig::toJson() const {
   return {{"kind", "interpolant"}, {"path", path}, {"prediction", prediction}, {"loss_weight", lossWeight},
-          {"train_eps", trainEps}, {"sample_eps", sampleEps}, {"vp_sigma_min", vpSigmaMin}, {"vp_sigma_max", vpSigmaMax}};
+          {"train_eps", trainEps}, {"sample_eps", sampleEps}, {"vp_sigma_min", vpSigmaMin}, {"vp_sigma_max", vpSigmaMax},
+          {"model_time", modelTime}, {"train_time", trainTime}};
 }
 
 Result<InterpolantConfig> InterpolantConfig::fromConfig(const Config& config, const std::string& p) {
   const std::string at = p.empty() ? "" : p + ".";
-  if (auto ok = config.rejectUnknown(p, {"kind", "path", "prediction", "loss_weight", "train_eps", "sample_eps", "vp_sigma_min", "vp_sigma_max"}); !ok)
+  if (auto ok = config.rejectUnknown(p, {"kind", "path", "prediction", "loss_weight", "train_eps", "sample_eps", "vp_sigma_min", "vp_sigma_max",
+                                 "model_time", "train_time"}); !ok)
     return fail(ok.error());
   auto path = config.string(at + "path", std::string("linear"), {"linear", "gvp", "vp"});
   if (!path) return fail(path.error());
@@ -63,6 +65,12 @@ Result<InterpolantConfig> InterpolantConfig::fromConfig(const Config& config, co
   if (!smax) return fail(smax.error());
   c.vpSigmaMin = *smin;
   c.vpSigmaMax = *smax;
+  auto modelTime = config.string(at + "model_time", c.modelTime, {"noise_at_0", "data_at_0"});
+  if (!modelTime) return fail(modelTime.error());
+  c.modelTime = *modelTime;
+  auto trainTime = config.string(at + "train_time", c.trainTime, {"uniform", "logit-normal"});
+  if (!trainTime) return fail(trainTime.error());
+  c.trainTime = *trainTime;
   return c;
 }
 
@@ -72,6 +80,10 @@ Result<Interpolant> Interpolant::create(const InterpolantConfig& config) {
   if (config.prediction != "velocity" && config.prediction != "score" && config.prediction != "noise")
     return fail("interpolant: unknown prediction '" + config.prediction + "' (expected velocity, score or noise)");
   if (config.vpSigmaMax <= config.vpSigmaMin) return fail("interpolant: vp_sigma_max must exceed vp_sigma_min");
+  if (config.modelTime != "noise_at_0" && config.modelTime != "data_at_0")
+    return fail("interpolant: model_time must be noise_at_0 or data_at_0, got '" + config.modelTime + "'");
+  if (config.trainTime != "uniform" && config.trainTime != "logit-normal")
+    return fail("interpolant: train_time must be uniform or logit-normal, got '" + config.trainTime + "'");
   Interpolant i;
   i.m_config = config;
   return i;
@@ -122,6 +134,22 @@ std::pair<double, double> Interpolant::trainInterval() const {
 at::Tensor Interpolant::sampleTrainingTimes(std::int64_t n, const at::TensorOptions& options) const {
   const auto [t0, t1] = trainInterval();
   return at::rand({n}, options) * (t1 - t0) + t0;
+}
+
+at::Tensor Interpolant::drawTrainingTimes(std::int64_t n, at::Generator& generator) const {
+  const auto [t0, t1] = trainInterval();
+  if (m_config.trainTime == "logit-normal")
+    return at::sigmoid(at::randn({n}, generator, at::kFloat)).clamp(t0, t1);
+  return at::rand({n}, generator, at::kFloat) * (t1 - t0) + t0;
+}
+
+at::Tensor Interpolant::toModelTime(const at::Tensor& t) const { return reversedTime() ? 1.0 - t : t; }
+
+at::Tensor Interpolant::fromModelOutput(const at::Tensor& output) const {
+  if (!reversedTime()) return output;
+  // The reversed path's velocity is −u_t; a noise prediction is the same noise, and a
+  // score the same score (they do not depend on the direction of time).
+  return m_config.prediction == "velocity" ? -output : output;
 }
 
 std::pair<at::Tensor, at::Tensor> Interpolant::drift(const at::Tensor& x, const at::Tensor& t) const {

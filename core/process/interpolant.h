@@ -19,6 +19,14 @@ struct InterpolantConfig {
   double trainEps = 0.0;               ///< SiT's defaults: 0 for linear/gvp + velocity, see defaultsFor()
   double sampleEps = 0.0;
   double vpSigmaMin = 0.1, vpSigmaMax = 20.0;
+  /// The network's own time convention: "noise_at_0" (SiT, FiTv2: t = 0 noise, 1 data)
+  /// or "data_at_0" (NiT, DiT-MoE's rectified flow: the network sees 1 − t and
+  /// predicts the velocity of the reversed path, noise − data = −u_t). Everything
+  /// outside the network keeps SiT's convention; toModelTime/fromModelOutput convert.
+  std::string modelTime = "noise_at_0";
+  /// Training times: "uniform" on the training interval (SiT) or "logit-normal"
+  /// (t = sigmoid(u), u ~ N(0, 1): FiTv2's lognorm, NiT's P_mean 0, P_std 1).
+  std::string trainTime = "uniform";
 
   /// SiT's train/sample eps for a path and prediction (transport/__init__.py).
   static InterpolantConfig defaultsFor(const std::string& path, const std::string& prediction);
@@ -47,6 +55,14 @@ public:
   std::pair<double, double> trainInterval() const;
   /// t ~ U[t0, t1], (N,).
   at::Tensor sampleTrainingTimes(std::int64_t n, const at::TensorOptions& options) const;
+  /// Training times from a generator, as trainTime says, within the training interval.
+  at::Tensor drawTrainingTimes(std::int64_t n, at::Generator& generator) const;
+
+  /// SiT-convention times → what the network is fed (see InterpolantConfig::modelTime).
+  at::Tensor toModelTime(const at::Tensor& t) const;
+  /// The network's output → SiT's convention (a velocity changes sign with the time).
+  at::Tensor fromModelOutput(const at::Tensor& output) const;
+  bool reversedTime() const { return m_config.modelTime == "data_at_0"; }
 
   /// What SiT's compute_drift returns: (f, g²/2)-like pair (first, var) such that the
   /// probability-flow velocity is var * score - first (Linear: first = -x/t,

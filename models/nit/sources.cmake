@@ -1,0 +1,1 @@
+set(TESSERA_BACKBONE_SOURCES nit.cpp nit.h)

@@ -28,7 +28,8 @@ Result<GeneratedImage> describeGeneratedImage(const LoadedModel& model, const Mo
     return fail(modelPath + ": its output is a " + std::to_string(traits.channels) + "-channel " + traits.dataKind +
                 ", not an image that can be written as PNG");
   GeneratedImage out;
-  const at::Tensor chw = result.samples[index];
+  const at::Tensor chw = static_cast<std::size_t>(index) < result.images.size() ? result.images[static_cast<std::size_t>(index)]
+                                                                                : result.samples[index];
   out.image = toImage8(chw);
   const std::uint64_t seed = firstSeed + static_cast<std::uint64_t>(index);
   const std::int64_t k = classes.at(static_cast<std::size_t>(index));
@@ -38,6 +39,11 @@ Result<GeneratedImage> describeGeneratedImage(const LoadedModel& model, const Mo
   const std::string backbone = model.description["backbone"].value("kind", "");
   nlohmann::json meta = result.settings;
   meta.erase("classes");
+  if (meta.contains("sizes")) {  // a request of mixed sizes: this image's own
+    meta["size"] = meta["sizes"].at(static_cast<std::size_t>(index));
+    meta.erase("sizes");
+  }
+  if (meta.contains("seeds")) meta.erase("seeds");
   meta["image"] = {{"index", index}, {"seed", seed}, {"class", k}, {"class_name", className}};
   meta["model"] = {{"file", std::filesystem::path(modelPath).filename().string()},
                    {"path", modelPath},

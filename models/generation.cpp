@@ -3,6 +3,9 @@
 
 #include "core/samplers/sampling_space.h"
 #include "models/common/packing.h"
+#include "models/dit/dit.h"
+#include "models/fit/fit.h"
+#include "models/nit/nit.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -108,6 +111,29 @@ ModelFn modelFunction(const LoadedModel& model) {
     const at::Tensor out = backbone->forward(in).prediction;
     return interpolant ? interpolant->fromModelOutput(out) : out;
   };
+}
+
+Result<void> setExtrapolation(LoadedModel& model, const std::string& method, bool decouple) {
+  if (auto* dit = dynamic_cast<DiTImpl*>(model.backbone.get())) {
+    if (method != "none" && method != "interpolate")
+      return fail("the " + dit->kind() + " backbone has sin-cos positions: expected none or interpolate, got '" + method + "'");
+    if (decouple) return fail("decoupled scales apply to RoPE backbones only");
+    dit->setPositionInterpolation(method == "interpolate");
+    return {};
+  }
+  RopeExtrapolation e;
+  e.method = method;
+  e.decouple = decouple;
+  if (auto ok = e.validate(); !ok) return fail(ok.error());
+  if (auto* fit = dynamic_cast<FiTImpl*>(model.backbone.get())) {
+    fit->setExtrapolation(e);
+    return {};
+  }
+  if (auto* nit = dynamic_cast<NiTImpl*>(model.backbone.get())) {
+    nit->setExtrapolation(e);
+    return {};
+  }
+  return fail("the " + model.backbone->kind() + " backbone has no extrapolation setting");
 }
 
 Result<void> moveModel(LoadedModel& model, const std::string& device) {

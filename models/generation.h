@@ -88,6 +88,13 @@ ModelFn modelFunction(const LoadedModel& model);
 /// same picture on every device, up to arithmetic.
 Result<void> moveModel(LoadedModel& model, const std::string& device);
 
+/// How the model treats sizes beyond its training grid: for RoPE backbones (FiT, NiT)
+/// none | linear | ntk | ntk-by-parts | yarn | ntk-pro1 | ntk-pro2 | scale1 | scale2, with
+/// `decouple` for per-axis scales; for DiT/SiT none (sin-cos computed for the grid) or
+/// interpolate (positions squeezed into the trained range). Fails naming the methods
+/// this backbone has.
+Result<void> setExtrapolation(LoadedModel& model, const std::string& method, bool decouple = false);
+
 /// Per-image noise from seeds: image i draws from its own CPU generator seeded with
 /// seed + i (first its initial noise, then one draw per stochastic step), so that a
 /// seed means the same image alone or in any batch, on any device.

@@ -33,7 +33,10 @@ struct SampleOptions {
   double cfg = 1.0;
   CLI::Option* cfgOption = nullptr;  ///< given or not: the model's default otherwise
   std::string clip = "auto";         ///< clamp data estimates: on, off, auto (the model's default)
-  CLI::Option* stepsOption = nullptr;  ///< given or not: the model's default otherwise
+  CLI::Option* stepsOption = nullptr;
+  CLI::Option* countOption = nullptr;
+  std::string extrapolation;
+  bool decouple = false;  ///< given or not: the model's default otherwise
   SamplerOptions sampling;
   std::string gallery;
   std::string device = "cpu";
@@ -95,12 +98,27 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     r.classes.push_back(listed.empty() ? i % traits->numClasses : listed[static_cast<std::size_t>(i) % listed.size()]);
 
   if (!o.size.empty()) {
-    std::smatch m;
-    if (!std::regex_match(o.size, m, std::regex(R"((\d{1,6})[xX](\d{1,6}))")))
-      return badInput("--size: expected WxH (e.g. 32x32), got '" + o.size + "'");
-    r.width = std::stoll(m[1]);
-    r.height = std::stoll(m[2]);
-    if (auto ok = checkSize(*traits, r.height, r.width); !ok) return badInput("--size: " + ok.error().message());
+    // WxH, or several: image i gets size i mod k.
+    for (const auto& token : split(o.size, ',')) {
+      std::smatch m;
+      if (!std::regex_match(token, m, std::regex(R"((\d{1,6})[xX](\d{1,6}))")))
+        return badInput("--size: expected WxH (e.g. 32x32) or a list (20x32,32x20), got '" + token + "'");
+      const std::int64_t w = std::stoll(m[1]), h = std::stoll(m[2]);
+      if (auto ok = checkSize(*traits, h, w); !ok) return badInput("--size: " + ok.error().message());
+      r.sizes.emplace_back(h, w);
+    }
+    r.height = r.sizes.front().first, r.width = r.sizes.front().second;
+    if (r.sizes.size() == 1) r.sizes.clear();
+    else if (!o.countOption->count()) {
+      // One image per size unless -n says otherwise; classes repeat over them.
+      r.classes.clear();
+      for (std::size_t i = 0; i < r.sizes.size(); ++i)
+        r.classes.push_back(listed.empty() ? static_cast<std::int64_t>(i) % traits->numClasses : listed[i % listed.size()]);
+    }
+  }
+  if (!o.extrapolation.empty()) {
+    auto ok = setExtrapolation(*loaded, o.extrapolation, o.decouple);
+    if (!ok) return badInput("--extrapolation: " + ok.error().message());
   }
   r.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
   if (!samplerRegistry().find(r.sampler)) {
@@ -240,7 +258,13 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   auto& s = o->sampling;
   sub->add_option("--model", o->model, "Tessera model file, or a shipped model's name (dit-fashion, sit-fashion)")->required();
   sub->add_option("--class", o->classes, "Class index or name; a comma list gives one per image (default: all classes in turn)");
-  sub->add_option("--size", o->size, "WxH in the model's data cells (default: the trained size)");
+  sub->add_option("--size", o->size,
+                  "WxH in the model's data cells (default: the trained size); several (20x32,32x20,28x28) give image i size i mod k, "
+                  "one packed forward per step for NiT/FiT, one batch per size for others");
+  sub->add_option("--extrapolation", o->extrapolation,
+                  "Sizes beyond training: RoPE models none|linear|ntk|ntk-by-parts|yarn|ntk-pro1|ntk-pro2|scale1|scale2; "
+                  "DiT/SiT none|interpolate");
+  sub->add_flag("--decouple", o->decouple, "Extrapolation scales per axis (FiT's decouple)");
   sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");
   o->stepsOption = sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid; default: the model's, else 50)")->capture_default_str();
   sub->add_option("--grid", s.grid, "default, uniform, quadratic, shifted, karras, respaced")->capture_default_str();
@@ -259,7 +283,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--last-step", s.lastStep, "SDE: Mean, Tweedie, Euler or none")->capture_default_str();
   sub->add_option("--last-step-size", s.lastStepSize, "SDE: size of the last step")->capture_default_str();
   sub->add_option("--seed", o->seed, "Seed of image 0; image i uses seed + i")->capture_default_str();
-  sub->add_option("-n", o->count, "Number of images")->capture_default_str();
+  o->countOption = sub->add_option("-n", o->count, "Number of images (default 1, or one per --size)")->capture_default_str();
   sub->add_option("--batch", o->batch, "Images per batch")->capture_default_str();
   sub->add_option("--noise", o->noise, "safetensors with z (n, C, H, W): the initial noise");
   sub->add_option("--step-noise", o->stepNoise, "safetensors with noise (steps, n, C, H, W): each stochastic step's noise");

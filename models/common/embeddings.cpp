@@ -28,11 +28,11 @@ at::Tensor sincos1d(std::int64_t dim, const at::Tensor& pos) {  // pos (M,) floa
 
 }  // namespace
 
-at::Tensor sincosPosEmbed2d(std::int64_t dim, std::int64_t gridH, std::int64_t gridW) {
+at::Tensor sincosPosEmbed2d(std::int64_t dim, std::int64_t gridH, std::int64_t gridW, double scaleH, double scaleW) {
   TORCH_CHECK(dim % 4 == 0, "2-D sin-cos position embedding: width ", dim, " must be a multiple of 4");
   // Row-major raster: token i sits at row i / W, column i % W.
-  const at::Tensor cols = at::arange(gridW, at::kDouble).repeat({gridH});                         // (H*W,)
-  const at::Tensor rows = at::arange(gridH, at::kDouble).repeat_interleave(gridW);               // (H*W,)
+  const at::Tensor cols = at::arange(gridW, at::kDouble).repeat({gridH}) * scaleW;              // (H*W,)
+  const at::Tensor rows = at::arange(gridH, at::kDouble).repeat_interleave(gridW) * scaleH;    // (H*W,)
   return at::cat({sincos1d(dim / 2, cols), sincos1d(dim / 2, rows)}, 1).to(at::kFloat);         // (H*W, dim)
 }
 

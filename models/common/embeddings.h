@@ -16,6 +16,8 @@ at::Tensor timestepEmbedding(const at::Tensor& t, std::int64_t dim, double maxPe
 /// `gridH` rows and `gridW` columns, tokens in raster order. The first dim/2 features
 /// encode the column (x), the last dim/2 the row (y); each half is [sin(p w), cos(p w)]
 /// with w_k = 10000^(-k/(dim/4)), computed in float64. Returns (gridH*gridW, dim) float32.
-at::Tensor sincosPosEmbed2d(std::int64_t dim, std::int64_t gridH, std::int64_t gridW);
+/// `scaleH`, `scaleW` multiply the row and column positions (position interpolation:
+/// trained / requested grid squeezes a larger grid into the trained range).
+at::Tensor sincosPosEmbed2d(std::int64_t dim, std::int64_t gridH, std::int64_t gridW, double scaleH = 1.0, double scaleW = 1.0);
 
 }  // namespace tessera

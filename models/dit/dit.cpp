@@ -275,13 +275,23 @@ void DiTImpl::initializeWeights() {
   nn::init::zeros_(final_layer->linear->bias);
 }
 
+void DiTImpl::setPositionInterpolation(bool on) {
+  std::lock_guard<std::mutex> lock(m_posMutex);
+  m_interpolate = on;
+  m_posCache.clear();
+}
+
 at::Tensor DiTImpl::positionEmbedding(std::int64_t gridH, std::int64_t gridW) {
   const std::int64_t stored = m_config.inputSize / m_config.patchSize;
   if (gridH == stored && gridW == stored) return pos_embed;  // (1, T, D): the checkpoint's own
   std::lock_guard<std::mutex> lock(m_posMutex);
   auto& cached = m_posCache[{gridH, gridW}];
   if (!cached.defined() || cached.device() != pos_embed.device() || cached.scalar_type() != pos_embed.scalar_type())
-    cached = sincosPosEmbed2d(m_config.hiddenSize, gridH, gridW).unsqueeze(0).to(pos_embed.options());
+    cached = sincosPosEmbed2d(m_config.hiddenSize, gridH, gridW,
+                              m_interpolate ? std::min(1.0, double(stored) / double(gridH)) : 1.0,
+                              m_interpolate ? std::min(1.0, double(stored) / double(gridW)) : 1.0)
+                 .unsqueeze(0)
+                 .to(pos_embed.options());
   return cached;
 }
 

@@ -156,6 +156,10 @@ public:
   void initializeWeights();
   const DiTConfig& config() const { return m_config; }
   void setKind(std::string kind) { m_kind = std::move(kind); }
+  /// Position interpolation for grids larger than the stored one: positions scaled by
+  /// stored / requested per axis, so the sin-cos embedding stays in the trained range.
+  void setPositionInterpolation(bool on);
+  bool positionInterpolation() const { return m_interpolate; }
 
   PatchEmbed x_embedder{nullptr};
   TimestepEmbedder t_embedder{nullptr};
@@ -169,6 +173,7 @@ private:
 
   DiTConfig m_config;
   std::string m_kind = "dit";
+  bool m_interpolate = false;
   std::mutex m_posMutex;
   std::map<std::pair<std::int64_t, std::int64_t>, at::Tensor> m_posCache;
 };

@@ -230,7 +230,13 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     const std::string path = (std::filesystem::path(o.out) / "samples.safetensors").string();
     nlohmann::json meta = result->settings;
     meta["model"] = model;
-    auto ok = writeSafetensors(path, {{"samples", result->samples.contiguous()}}, {{"tessera.sample", meta.dump()}});
+    NamedTensors tensors;
+    if (result->samples.defined()) {
+      tensors.emplace_back("samples", result->samples.contiguous());
+    } else {  // mixed sizes: one tensor per image
+      for (std::size_t i = 0; i < result->images.size(); ++i) tensors.emplace_back("samples." + std::to_string(i), result->images[i].contiguous());
+    }
+    auto ok = writeSafetensors(path, tensors, {{"tessera.sample", meta.dump()}});
     if (!ok) return runtimeFailure(ok.error().message());
     summary["files"] = {path};
     summary["note"] = "no PNG written: this model's output is a " + traits->dataKind +

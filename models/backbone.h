@@ -21,7 +21,8 @@ enum class Prediction { Epsilon, EpsilonAndSigma, Velocity, Score, Sample };
 struct Capabilities {
   bool fixedGrid = true;      ///< a grid fixed at construction (DiT without re-embedding)
   bool anyGrid = false;       ///< any grid whose sides are multiples of the patch size
-  bool packed = false;        ///< packed variable-size sequences (NiT)
+  bool packed = false;        ///< packed variable-size sequences (NiT, and FiT, which pads them)
+  bool padsPacks = false;     ///< computes a pack as padded sequences of its longest image (FiT)
   bool learnedSigma = false;  ///< output carries a variance channel block
   bool auxLoss = false;       ///< returns an auxiliary loss (MoE load balancing)
   Prediction prediction = Prediction::Epsilon;

@@ -340,7 +340,6 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
   auto grid = samplerGrid(*entry, options, **space);
   if (!grid) return fail(grid.error());
 
-  const std::vector<std::int64_t> imageShape{traits->channels, H, W};
   auto expectShape = [&](const at::Tensor& t, std::vector<std::int64_t> shape, const std::string& what) -> Result<void> {
     if (t.sizes().vec() != shape || !at::isFloatingType(t.scalar_type()))
       return fail(what + ": expected floats of shape " + shapeText(shape) + ", got " + shapeText(t.sizes()));

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "models/training.h"
 
+#include "models/common/packing.h"
+
 #include "core/data/batching.h"
 #include "core/formats/png.h"
 #include "core/formats/safetensors.h"
@@ -656,6 +658,9 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   auto dp = DataParallel::join(*envDist);
   if (!dp) return fail(dp.error());
   const int world = (*dp)->worldSize(), rank = (*dp)->rank();
+  const bool packedBatches = s.batching.mode == BatchMode::Packed;
+  if (packedBatches && world > 1)
+    return fail("data.batching packed runs in one process so far (the pack is not split across " + std::to_string(world) + " ranks)");
 
   // 4. Run directory, resume.
   std::error_code ec;
@@ -777,21 +782,40 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   };
 
   // One global batch's random draws, from the step's own generator, sliced for this rank.
+  // Packed batches: x0 and noise are packs (L, C, p, p); t and labels per image, and
+  // the token → image index and per-image sizes for the backbone.
   struct Draws {
     at::Tensor x0, labels, t, noise;
+    at::Tensor sizes, tokenImage, tokenCounts;
   };
+  const std::int64_t patch = std::max<std::int64_t>(1, caps.sizeMultiple);
   auto drawsFor = [&](const Batch& b, std::uint64_t genSeed, bool training) {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(genSeed);
     const std::int64_t n = b.size();
     Draws d;
-    d.x0 = b.x;
+    if (!b.images.empty()) {
+      GridSizes grids;
+      std::vector<std::int64_t> sizes, counts;
+      for (const auto& img : b.images) {
+        grids.emplace_back(img.size(1) / patch, img.size(2) / patch);
+        sizes.push_back(img.size(1));
+        sizes.push_back(img.size(2));
+        counts.push_back(grids.back().first * grids.back().second);
+      }
+      d.x0 = packImages(b.images, patch);
+      d.sizes = at::tensor(sizes, at::kLong).reshape({n, 2});
+      d.tokenImage = tokenImageIndex(grids);
+      d.tokenCounts = at::tensor(counts, at::kFloat);
+    } else {
+      d.x0 = b.x;
+    }
     d.labels = b.labels.clone();
     if (process.diffusion) {
       d.t = at::randint(0, process.diffusion->numSteps(), {n}, gen, at::kLong);
     } else {
       d.t = process.interpolant->drawTrainingTimes(n, gen);
     }
-    d.noise = at::randn(b.x.sizes(), gen, at::kFloat);
+    d.noise = at::randn(d.x0.sizes(), gen, at::kFloat);
     if (training && s.labelDropout > 0 && caps.nullClass) {
       const at::Tensor drop = at::rand({n}, gen, at::kFloat) < s.labelDropout;
       d.labels.masked_fill_(drop, caps.numClasses);
@@ -799,6 +823,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     return d;
   };
   auto sliceFor = [&](Draws d, std::int64_t n) {
+    if (d.sizes.defined()) return d;  // packed: one process (checked above)
     const std::int64_t begin = n * rank / world, end = n * (rank + 1) / world;
     d.x0 = d.x0.slice(0, begin, end);
     d.labels = d.labels.slice(0, begin, end);
@@ -808,9 +833,29 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   };
   // Per-sample losses of one batch (local rows).
   const bool autocastBf16 = s.precision == "bf16";
-  auto lossOf = [&](BackboneImpl& model, const Draws& d) {
+  auto lossOf = [&](BackboneImpl& model, const Draws& d) -> at::Tensor {
     CudaBf16Autocast autocast(autocastBf16);
     const at::Tensor x0 = d.x0.to(dev), noise = d.noise.to(dev), t = d.t.to(dev), y = d.labels.to(dev);
+    if (d.sizes.defined()) {
+      // Every token is a sample of the process at its image's time; an image's loss is the
+      // mean over its tokens (= over its pixels, as for a whole image).
+      const at::Tensor tokenImage = d.tokenImage.to(dev);
+      const at::Tensor tt = t.index_select(0, tokenImage);
+      BackboneInput in;
+      in.y = y, in.sizes = d.sizes;
+      at::Tensor perToken;
+      if (process.diffusion) {
+        in.x = process.diffusion->qSample(x0, tt, noise), in.t = t;
+        const at::Tensor out = model.forward(in).prediction;
+        perToken = process.diffusion->trainingLoss(out.to(at::kFloat), x0, noise, tt).loss;
+      } else {
+        in.x = process.interpolant->xt(noise, x0, tt), in.t = process.interpolant->toModelTime(t);
+        const at::Tensor out = process.interpolant->fromModelOutput(model.forward(in).prediction);
+        perToken = process.interpolant->trainingLoss(out.to(at::kFloat), noise, x0, tt);
+      }
+      const at::Tensor sums = at::zeros({t.size(0)}, perToken.options()).index_add(0, tokenImage, perToken);
+      return sums / d.tokenCounts.to(sums.device());
+    }
     if (process.diffusion) {
       const at::Tensor xt = process.diffusion->qSample(x0, t, noise);
       BackboneInput in;
@@ -837,7 +882,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
         Batch batch = valBatcher->batch(b);
         const std::int64_t take = std::min<std::int64_t>(batch.size(), total - seen);
         if (take < batch.size()) {
-          batch.x = batch.x.slice(0, 0, take);
+          if (batch.x.defined()) batch.x = batch.x.slice(0, 0, take);
+          if (!batch.images.empty()) batch.images.resize(static_cast<std::size_t>(take));
           batch.labels = batch.labels.slice(0, 0, take);
         }
         seen += take;
@@ -852,9 +898,9 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
         }
         // Each rank takes its share; the sums are combined below.
         Draws mine = sliceFor(d, take);
-        if (mine.x0.size(0) > 0) {
+        if (mine.labels.size(0) > 0) {
           sum += lossOf(model, mine).sum().item<double>();
-          count += mine.x0.size(0);
+          count += mine.labels.size(0);
         }
       }
     }
@@ -927,7 +973,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   summary.startStep = startStep;
   summary.modelPath = (runDir / "model.safetensors").string();
   double windowStart = nowSeconds(), windowWait = 0, lossSum = 0, lastLoss = 0, lastNorm = 0;
-  std::int64_t windowSteps = 0;
+  std::int64_t windowSteps = 0, windowImages = 0, windowTokens = 0, windowRealTokens = 0;
   const double runStart = nowSeconds();
   std::future<Batch> next = std::async(std::launch::async, [&, st = startStep] { return batcher->batch(st); });
   std::int64_t step = startStep;
@@ -947,6 +993,36 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
       static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 
     Draws d = sliceFor(drawsFor(batch, mixSeed(s.seed, static_cast<std::uint64_t>(step) + 0x5EED0000ull), true), batch.size());
+    {
+      // Tokens the network computes against the tokens the images' own pixels need (at
+      // the scale they are shown): the padding and resizing waste of the batching mode.
+      std::int64_t computed = 0, real = 0, longest = 0;
+      for (std::size_t i = 0; i < batch.indices.size(); ++i) {
+        const at::Tensor& src = data->images[static_cast<std::size_t>(batch.indices[i])];
+        double H = static_cast<double>(src.size(1)), W = static_cast<double>(src.size(2));
+        std::int64_t shown = 0;
+        if (batch.x.defined()) {
+          shown = (batch.x.size(2) / patch) * (batch.x.size(3) / patch);
+          if (s.batching.mode == BatchMode::Fixed && s.batching.fit == "pad") {
+            const double sc = std::min(static_cast<double>(batch.x.size(2)) / H, static_cast<double>(batch.x.size(3)) / W);
+            H *= sc, W *= sc;
+          }
+        } else {
+          const at::Tensor& img = batch.images[i];
+          shown = (img.size(1) / patch) * (img.size(2) / patch);
+          H = static_cast<double>(img.size(1)), W = static_cast<double>(img.size(2));
+        }
+        const auto need = static_cast<std::int64_t>(std::ceil(H / static_cast<double>(patch) - 1e-9) *
+                                                    std::ceil(W / static_cast<double>(patch) - 1e-9));
+        real += std::min(need, shown);
+        computed += shown;
+        longest = std::max(longest, shown);
+      }
+      if (!batch.x.defined() && caps.padsPacks) computed = longest * static_cast<std::int64_t>(batch.indices.size());
+      windowImages += batch.size();
+      windowTokens += computed;
+      windowRealTokens += real;
+    }
     optimizer.zero_grad();
     at::Tensor local = lossOf(*net, d);
     at::Tensor lossSumLocal = local.sum();
@@ -1010,7 +1086,10 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
                    {"last_loss", loss},
                    {"lr", lr},
                    {"grad_norm", lastNorm},
-                   {"images_per_s", static_cast<double>(globalBatch) / perStep},
+                   {"images_per_s", static_cast<double>(windowImages) / (perStep * static_cast<double>(windowSteps))},
+                   {"images", windowImages},
+                   {"tokens_computed", windowTokens},
+                   {"real_token_fraction", windowTokens > 0 ? static_cast<double>(windowRealTokens) / static_cast<double>(windowTokens) : 1.0},
                    {"eta_s", perStep * static_cast<double>(s.steps - step)},
                    {"data_wait_fraction", elapsed > 0 ? windowWait / elapsed : 0.0}});
       std::ostringstream note;
@@ -1019,7 +1098,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
       windowStart = now;
       windowWait = 0;
       lossSum = 0;
-      windowSteps = 0;
+      windowSteps = 0, windowImages = 0, windowTokens = 0, windowRealTokens = 0;
     } else {
       bar.update(step);
     }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli bench train --config CFG.json [--steps N] [--warmup W] [--repeats R]: training
-// throughput of a configuration (steps/s, images/s, the time spent waiting for batches,
-// peak memory) as JSON lines, one per repeat. The run is the real trainer in a temporary
+// throughput of a configuration (steps/s, images/s, tokens/s, the fraction of computed
+// tokens that are the images' own — padding and resizing waste — the time spent waiting
+// for batches, peak memory) as JSON lines, one per repeat. The run is the real trainer in a temporary
 // directory, with validation, sample grids and intermediate checkpoints switched off.
 #include "app/cli/command.h"
 #include "core/system/blas.h"
@@ -59,15 +60,24 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
     }
     // Per-step events after the warm-up: images/s from their step times, and the waits.
     std::istringstream in(events.str());
-    double seconds = 0, waits = 0;
-    std::int64_t steps = 0, batch = 0;
+    double seconds = 0, waits = 0, realTokens = 0;
+    std::int64_t steps = 0, batch = 0, images = 0, tokens = 0;
+    std::string batching = "fixed";
     for (std::string line; std::getline(in, line);) {
       const auto j = nlohmann::json::parse(line);
-      if (j["event"] == "start") batch = j["config"]["data"]["batch"].get<std::int64_t>();
+      if (j["event"] == "start") {
+        batch = j["config"]["data"]["batch"].get<std::int64_t>();
+        batching = j["batching"].value("batching", batching);
+      }
       if (j["event"] != "step" || j["step"].get<std::int64_t>() <= o.warmup) continue;
-      const double stepSeconds = static_cast<double>(batch) / j["images_per_s"].get<double>();
+      const std::int64_t stepImages = j.value("images", batch);
+      const double stepSeconds = static_cast<double>(stepImages) / j["images_per_s"].get<double>();
       seconds += stepSeconds;
       waits += j["data_wait_fraction"].get<double>() * stepSeconds;
+      images += stepImages;
+      const std::int64_t stepTokens = j.value("tokens_computed", std::int64_t{0});
+      tokens += stepTokens;
+      realTokens += j.value("real_token_fraction", 1.0) * static_cast<double>(stepTokens);
       ++steps;
     }
     nlohmann::json out = {{"bench", "train"},
@@ -78,7 +88,15 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
                           {"steps", steps},
                           {"seconds", seconds},
                           {"steps_per_s", static_cast<double>(steps) / seconds},
-                          {"images_per_s", static_cast<double>(steps * batch) / seconds},
+                          {"images_per_s", static_cast<double>(images) / seconds},
+                          {"batching", batching},
+                          {"images", images},
+                          {"tokens_computed", tokens},
+                          {"tokens_per_s", static_cast<double>(tokens) / seconds},
+                          // Of the tokens computed, those that carry the images' own pixels
+                          // (1 for packing; FiT pads to the longest image; a resize to one
+                          // square grid spends tokens on stretching or letterboxing).
+                          {"real_token_fraction", tokens > 0 ? realTokens / static_cast<double>(tokens) : 1.0},
                           {"data_wait_fraction", seconds > 0 ? waits / seconds : 0.0},
                           {"peak_rss_mib", peakRssMiB()},
                           {"threads", at::get_num_threads()},

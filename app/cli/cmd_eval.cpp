@@ -8,6 +8,7 @@
 #include "app/cli/command.h"
 #include "core/system/resources.h"
 #include "core/data/fashion_mnist.h"
+#include "core/data/fashion_native.h"
 #include "core/eval/evaluator.h"
 #include "core/formats/safetensors.h"
 #include "core/util/progress.h"
@@ -19,6 +20,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <regex>
 #include <iostream>
 
 namespace tessera::cli {
@@ -30,7 +32,9 @@ struct EvalOptions {
   double cfg = 1.0;
   CLI::Option* cfgOption = nullptr;
   std::uint64_t seed = 0;
-  bool real = false, record = false, recordDefaults = false;
+  bool real = false, record = false, recordDefaults = false, native = false;
+  double nativeScale = 1.0;
+  std::string size;
   std::string clip = "auto";
 };
 
@@ -50,6 +54,48 @@ at::Tensor realImages(const FashionMnistSplit& train, std::int64_t perClass, std
   }
   if (labelsOut) *labelsOut = at::tensor(labels, at::kLong);
   return train.images.index_select(0, at::tensor(chosen, at::kLong)).unsqueeze(1).to(at::kFloat).div(127.5).sub(1.0);
+}
+
+/// Puts an image of any size into the evaluator's 28×28 frame: scaled down (area
+/// averaging) so that its longer side fits, then centred on the background (−1) — how
+/// a fashion-native crop sits in its Fashion-MNIST frame.
+at::Tensor toEvaluatorFrame(const at::Tensor& chw, std::int64_t side = 28) {
+  at::Tensor img = chw.to(at::kFloat);
+  const std::int64_t H = img.size(1), W = img.size(2);
+  if (H == side && W == side) return img;
+  if (std::max(H, W) > side) {
+    const double s = static_cast<double>(side) / static_cast<double>(std::max(H, W));
+    const std::int64_t h = std::max<std::int64_t>(1, std::llround(H * s)), w = std::max<std::int64_t>(1, std::llround(W * s));
+    img = at::adaptive_avg_pool2d(img.unsqueeze(0), {h, w})[0];
+  }
+  const std::int64_t h = img.size(1), w = img.size(2), top = (side - h) / 2, left = (side - w) / 2;
+  at::Tensor frame = at::full({img.size(0), side, side}, -1.0f);
+  frame.narrow(1, top, h).narrow(2, left, w).copy_(img);
+  return frame;
+}
+
+/// Per image, the size of a random fashion-native test crop of its class, times
+/// `scale`, rounded to multiples of `multiple`.
+Result<std::vector<std::pair<std::int64_t, std::int64_t>>> nativeSizes(const std::vector<std::int64_t>& classes, double scale,
+                                                                       std::int64_t multiple, std::uint64_t seed,
+                                                                       const std::string& dir) {
+  auto set = loadFashionNative("test", dir.empty() ? kFashionMnistDir : dir);
+  if (!set) return fail(set.error());
+  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> byClass(10);
+  for (std::size_t i = 0; i < set->images.size(); ++i)
+    byClass[static_cast<std::size_t>(set->labels[static_cast<std::int64_t>(i)].item<std::int64_t>())].emplace_back(
+        set->images[i].size(0), set->images[i].size(1));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed + 777);
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  auto round = [&](std::int64_t v) {
+    return std::max(multiple, static_cast<std::int64_t>(std::llround(static_cast<double>(v) * scale / static_cast<double>(multiple))) * multiple);
+  };
+  for (std::int64_t k : classes) {
+    const auto& pool = byClass.at(static_cast<std::size_t>(k));
+    const std::int64_t j = at::randint(static_cast<std::int64_t>(pool.size()), {1}, gen, at::kLong).item<std::int64_t>();
+    out.emplace_back(round(pool[static_cast<std::size_t>(j)].first), round(pool[static_cast<std::size_t>(j)].second));
+  }
+  return out;
 }
 
 /// Appends `result` to the model's "evaluation" list; with `setDefaults`, the evaluated
@@ -149,14 +195,32 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
     r.seed = o.seed;
     r.batch = o.batch;
+    if (!o.size.empty() && o.native) return badInput("--size and --native are alternatives");
+    if (!o.size.empty()) {
+      std::smatch m;
+      if (!std::regex_match(o.size, m, std::regex(R"((\d{1,5})[xX](\d{1,5}))")))
+        return badInput("--size: expected WxH, got '" + o.size + "'");
+      r.width = std::stoll(m[1]), r.height = std::stoll(m[2]);
+      if (auto ok = checkSize(*traits, r.height, r.width); !ok) return badInput("--size: " + ok.error().message());
+    }
+    if (o.native) {
+      auto sizes = nativeSizes(r.classes, o.nativeScale, traits->sizeMultiple, o.seed, o.dataDir);
+      if (!sizes) return badInput("--native: " + sizes.error().message());
+      r.sizes = *sizes;
+    }
     Progress progress("eval", static_cast<std::int64_t>(r.classes.size()),
                       Progress::chooseMode(global.json, global.quiet), std::cerr);
     r.onImages = [&](std::int64_t done, std::int64_t) { progress.update(done); };
     auto generated = generate(*loaded, r);
     progress.finish();
     if (!generated) return badInput(generated.error().message());
-    samples = generated->samples;
+    std::vector<at::Tensor> framed;
+    for (const auto& img : generated->images) framed.push_back(toEvaluatorFrame(img));
+    samples = at::stack(framed);
     labels = at::tensor(r.classes, at::kLong);
+    if (o.native || !o.size.empty())
+      result["size_mapping"] = "each sample scaled down (area) to fit 28x28 if larger, then centred on the black background";
+    if (o.native) result["native_scale"] = o.nativeScale;
     result["model"] = o.model;
     result["sampling"] = generated->settings;
     result["sampling_seconds"] = generated->seconds;
@@ -209,6 +273,11 @@ Command addEvalCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_flag("--record-defaults", o->recordDefaults, "--record, and make the evaluated sampler, steps, guidance and clipping the model's defaults");
   sub->add_option("--clip-x0", o->clip, "Clamp every data estimate to [-1, 1]: on, off, auto (the model's default)")
       ->check(CLI::IsMember({"on", "off", "auto"}))->capture_default_str();
+  sub->add_option("--size", o->size, "Sample at WxH (mapped into the evaluator's 28x28 frame)");
+  sub->add_flag("--native", o->native,
+                "Sample each image at the size of a random fashion-native test crop of its class (mixed sizes; packed for NiT/FiT)");
+  sub->add_option("--native-scale", o->nativeScale, "With --native: multiply those sizes (2 = twice the native size)")
+      ->check(CLI::Range(0.25, 8.0));
   sub->add_option("--train-evaluator", o->trainEvaluator, "Train the evaluator CNN and write it here");
   sub->add_option("--epochs", o->epochs, "Evaluator training epochs")->check(CLI::Range(1, 1000));
   return {sub, [o, &global]() -> CommandResult { return runEval(*o, global); }};

@@ -423,7 +423,8 @@ Capabilities FiTImpl::capabilities() const {
   Capabilities caps;
   caps.fixedGrid = false;
   caps.anyGrid = true;
-  caps.packed = true;  // as padded sequences
+  caps.packed = true;
+  caps.padsPacks = true;
   caps.learnedSigma = m_config.learnSigma;
   const auto& p = m_config.prediction;
   caps.prediction = p == "velocity" ? Prediction::Velocity

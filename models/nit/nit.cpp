@@ -100,6 +100,7 @@ Result<void> NiTConfig::validate() const {
   if (adaLN != "normal" && adaLN != "lora") return bad("adaln must be normal or lora, got " + adaLN);
   if (adaLN == "lora" && adaLNRank < 1) return bad("adaln_rank must be >= 1 with adaln lora");
   if (ropePositions != "reference" && ropePositions != "grid") return bad("rope_positions must be reference or grid");
+  if (cfgChannels < 0 || cfgChannels > outChannels()) return bad("cfg_channels must be in [0, out channels]");
   if (auto ok = extrapolation.validate(); !ok) return fail(ok.error().withContext("NiT config"));
   return {};
 }
@@ -111,7 +112,7 @@ nlohmann::json NiTConfig::toJson() const {
           {"num_classes", numClasses},   {"learn_sigma", learnSigma}, {"qk_norm", qkNorm},
           {"adaln", adaLN},              {"adaln_rank", adaLNRank},   {"rope_theta", ropeTheta},
           {"rope_positions", ropePositions}, {"extrapolation", extrapolation.toJson()},
-          {"prediction", prediction}};
+          {"prediction", prediction}, {"cfg_channels", cfgChannels}};
 }
 
 Result<NiTConfig> NiTConfig::fromConfig(const Config& config, const std::string& path, const NiTConfig& defaults) {
@@ -119,7 +120,7 @@ Result<NiTConfig> NiTConfig::fromConfig(const Config& config, const std::string&
   if (auto ok = config.rejectUnknown(path, {"input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads",
                                             "mlp_ratio", "class_dropout_prob", "num_classes", "learn_sigma", "qk_norm",
                                             "adaln", "adaln_rank", "rope_theta", "rope_positions", "extrapolation",
-                                            "prediction", "preset"});
+                                            "prediction", "cfg_channels", "preset"});
       !ok)
     return fail(ok.error());
   NiTConfig c = defaults;
@@ -145,6 +146,7 @@ Result<NiTConfig> NiTConfig::fromConfig(const Config& config, const std::string&
   TESSERA_READ(ropeTheta, number, "rope_theta", 1.0, 1e12)
   TESSERA_READ(ropePositions, string, "rope_positions", std::vector<std::string>{"reference", "grid"})
   TESSERA_READ(prediction, string, "prediction", std::vector<std::string>{"eps", "velocity", "score", "noise", "x0"})
+  TESSERA_READ(cfgChannels, integer, "cfg_channels", 0, 1024)
 #undef TESSERA_READ
   if (config.has(at + "extrapolation")) {
     auto e = ropeExtrapolationFromConfig(config, at + "extrapolation");
@@ -356,7 +358,7 @@ Capabilities NiTImpl::capabilities() const {
   caps.trainedHeight = caps.trainedWidth = m_config.inputSize;
   caps.numClasses = m_config.numClasses;
   caps.nullClass = m_config.classDropoutProb > 0;
-  caps.guidedChannels = 0;
+  caps.guidedChannels = m_config.cfgChannels >= m_config.inChannels ? 0 : m_config.cfgChannels;
   return caps;
 }
 

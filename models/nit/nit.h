@@ -50,6 +50,7 @@ struct NiTConfig {
   std::string ropePositions = "grid";
   RopeExtrapolation extrapolation;  ///< for sizes beyond training (a setting, not a weight)
   std::string prediction = "velocity";  ///< velocity | eps | x0 …
+  std::int64_t cfgChannels = 0;         ///< channels guidance guides (0 = all; NiT's sampler guides all)
 
   std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
   std::int64_t mlpHidden() const { return static_cast<std::int64_t>(static_cast<double>(hiddenSize) * mlpRatio); }

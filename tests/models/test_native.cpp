@@ -105,7 +105,7 @@ LoadedModel tinyModel(const std::string& kind) {
   config["in_channels"] = 1;
   config["learn_sigma"] = false;
   config["prediction"] = "velocity";
-  if (kind != "nit") config["cfg_channels"] = kind == "dit" ? 1 : 0;
+  config["cfg_channels"] = kind == "dit" ? 1 : 0;
   auto built = entry->factory(Config::fromJson(config, "tiny"), BuildOptions());
   if (!built) qFatal("%s", built.error().message().c_str());
   LoadedModel m;

@@ -25,6 +25,7 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <map>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -730,6 +731,14 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
       {"source", {{"trained_by", "tessera-cli train"}, {"data", data->summary}}},
   };
   description["process"]["kind"] = process.kind();
+  {
+    // The sizes the model saw in training, for the studio's resolution picker.
+    std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> seen;
+    for (std::int64_t i = 0; i < batcher->itemCount(); ++i) ++seen[batcher->itemSize(i)];
+    nlohmann::json sizes = nlohmann::json::array();
+    for (const auto& [hw, count] : seen) sizes.push_back({{"height", hw.first}, {"width", hw.second}, {"count", count}});
+    description["data"]["trained_sizes"] = sizes;
+  }
 
   const std::int64_t globalBatch = s.batching.batchSize;
   auto lrAt = [&](std::int64_t step) {

@@ -5,6 +5,7 @@
 // bad configurations are refused naming the field.
 #include "core/formats/safetensors.h"
 #include "models/model_file.h"
+#include "models/generation.h"
 #include "models/training.h"
 
 #include <ATen/ATen.h>
@@ -103,6 +104,66 @@ private Q_SLOTS:
     QCOMPARE(l.size(), std::size_t(120));
     const double first = mean(l, 0, 20), last = mean(l, 100, 120);
     QVERIFY2(last < 0.6 * first, qPrintable(QStringLiteral("loss %1 -> %2").arg(first).arg(last)));
+  }
+
+  void packedBatchesTrainNativeBackbones_data() {
+    QTest::addColumn<QString>("backbone");
+    QTest::addColumn<QString>("process");
+    QTest::newRow("nit-linear-velocity") << "nit" << "interpolant";
+    QTest::newRow("nit-ddpm-learned-sigma") << "nit" << "ddpm";
+    QTest::newRow("fit-linear-velocity (padded)") << "fit" << "interpolant";
+  }
+  void packedBatchesTrainNativeBackbones() {
+    QFETCH(QString, backbone);
+    QFETCH(QString, process);
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig(process.toStdString());
+    c["model"]["backbone"] = backbone.toStdString();
+    c["model"]["config"]["learn_sigma"] = process == QLatin1String("ddpm");
+    c["model"]["config"]["prediction"] = process == QLatin1String("ddpm") ? "eps" : "velocity";
+    c["data"] = {{"source", "fashion-native"}, {"batching", "packed"}, {"token_budget", 1000}, {"batch", 16},
+                 {"size", {28, 28}}, {"validation", 16}};
+    c["train"]["limit"] = 16;  // all sixteen crops, every step: overfitting must work
+    c["train"]["steps"] = 80;
+    c["train"]["lr"] = 2e-3;
+    c["validation"]["every"] = 40;
+    c["checkpoint"]["every"] = 1000;
+    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
+    const auto l = run.losses();
+    QCOMPARE(l.size(), std::size_t(80));
+    const double first = mean(l, 0, 15), last = mean(l, 65, 80);
+    QVERIFY2(last < 0.7 * first, qPrintable(QStringLiteral("loss %1 -> %2").arg(first).arg(last)));
+    QVERIFY(!run.validation().empty() && std::isfinite(run.validation().back()));
+    // NiT computes only the images' own tokens; FiT pads each pack to its longest image.
+    double fraction = 0;
+    std::int64_t images = 0;
+    for (const auto& e : run.events)
+      if (e["event"] == "step") fraction = e["real_token_fraction"].get<double>(), images = e["images"].get<std::int64_t>();
+    QCOMPARE(images, std::int64_t{16});
+    if (backbone == QLatin1String("nit")) QCOMPARE(fraction, 1.0);
+    else QVERIFY2(fraction < 1.0 && fraction > 0.3, qPrintable(QString::number(fraction)));
+    // The model it wrote samples at the trained size and at a mixed list.
+    auto loaded = loadModelFile(dir.path().toStdString() + "/run/model.safetensors");
+    QVERIFY2(loaded, loaded ? "" : loaded.error().message().c_str());
+    GenerationRequest g;
+    g.classes = {0, 1};
+    g.sizes = {{28, 12}, {16, 28}};
+    g.options.steps = 3;
+    g.sampler = process == QLatin1String("ddpm") ? "ddim" : "euler";
+    auto out = generate(*loaded, g);
+    QVERIFY2(out, out ? "" : out.error().message().c_str());
+    QCOMPARE(out->images[0].sizes().vec(), (std::vector<std::int64_t>{1, 28, 12}));
+  }
+
+  void packedBatchesNeedAPackedBackbone() {
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig("ddpm");
+    c["data"] = {{"source", "fashion-native"}, {"batching", "packed"}, {"token_budget", 1000}, {"batch", 16}, {"size", {28, 28}}};
+    c["train"]["limit"] = 16;
+    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    QVERIFY(!run.summary);
+    QVERIFY2(run.summary.error().message().find("packed") != std::string::npos, run.summary.error().message().c_str());
   }
 
   void resumedRunReproducesTheUninterruptedOne() {

@@ -6,6 +6,7 @@
 #include "core/gallery/gallery_store.h"
 #include "widgets/canvas/image_canvas.h"
 #include "widgets/gallery/gallery_panel.h"
+#include "widgets/generate/aspect_histogram.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/main_window/main_window.h"
 #include "widgets/theme.h"
@@ -311,6 +312,40 @@ private Q_SLOTS:
     const QString plain = m_dir.filePath(QStringLiteral("plain.png"));
     QImage(4, 4, QImage::Format_RGB32).save(plain);
     QVERIFY(m_window->openImage(plain).contains(QStringLiteral("no Tessera settings")));
+  }
+
+  void mixedSizesShowAtTheirTrueSizes() {
+    // The shipped NiT: its training shapes fill the histogram, and a mixed job runs as
+    // one packed forward per step, each image at its own size on the canvas and in the
+    // timeline and gallery.
+    QVERIFY(panel()->selectModel(QStringLiteral("nit-fashion")));
+    auto* histogram = child<AspectHistogram>(panel(), "aspectHistogram");
+    int bins = 0;
+    for (int b = 0; b < AspectHistogram::kBins; ++b) bins += histogram->count(b) > 0;
+    QVERIFY2(bins >= 4, "the native-resolution model's histogram has too few shapes");
+    QVERIFY(histogram->count(AspectHistogram::binOf(QSize(12, 28))) > 0);  // tall: trousers, dresses
+    auto* mixed = child<QCheckBox>(panel(), "mixedSizes");
+    QVERIFY(mixed->isEnabled());
+    panel()->setMixedSizes(true, QStringLiteral("12x28, 28x16"));
+    child<QSpinBox>(panel(), "imageCount")->setValue(2);
+    child<QSpinBox>(panel(), "steps")->setValue(10);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    QCOMPARE(m_window->canvas()->count(), 2);
+    QCOMPARE(m_window->canvas()->image(0).size(), QSize(12, 28));
+    QCOMPARE(m_window->canvas()->image(1).size(), QSize(28, 16));
+    QTRY_COMPARE(m_window->timeline()->framesAvailable(), 11);
+    shoot(m_window.get(), "studio-mixed-sizes.png");
+    GalleryPanel* g = m_window->gallery();
+    g->waitForWrites();
+    auto rec = g->model()->store()->record(g->model()->idAt(0));
+    QVERIFY(rec);
+    QCOMPARE(rec->width, std::int64_t{28});
+    QCOMPARE(rec->height, std::int64_t{16});
+    // A model that generates one size per job cannot mix them.
+    QVERIFY(panel()->selectModel(QStringLiteral("dit-fashion")));
+    QVERIFY(!mixed->isEnabled());
+    QVERIFY(!mixed->isChecked());
   }
 
   void cleanupTestCase() { m_window.reset(); }

@@ -101,9 +101,19 @@ QRectF ImageCanvas::cellRect(int index) const {
   return QRectF(origin + QPointF(c * (cell.width() + kGap), r * (cell.height() + kGap)), cell);
 }
 
+QRectF ImageCanvas::imageRect(int index) const {
+  // Each image at its own size (same scale for all), centred in its cell: a mixed-size
+  // job shows its images at their true sizes side by side.
+  const QRectF cell = cellRect(index);
+  const QImage& img = m_images[index];
+  if (img.isNull() || img.size() == cellSize()) return cell;
+  const QSizeF size = QSizeF(img.size()) * m_zoom;
+  return QRectF(cell.center() - QPointF(size.width() / 2, size.height() / 2), size);
+}
+
 int ImageCanvas::hit(const QPointF& p, QPoint* pixel) const {
   for (int i = 0; i < m_images.size(); ++i) {
-    const QRectF r = cellRect(i);
+    const QRectF r = imageRect(i);
     if (!r.contains(p) || m_images[i].isNull()) continue;
     if (pixel) {
       const QImage& img = m_images[i];
@@ -126,7 +136,7 @@ void ImageCanvas::paintEvent(QPaintEvent*) {
   // Nearest neighbour when enlarging: every model pixel stays a crisp square.
   p.setRenderHint(QPainter::SmoothPixmapTransform, m_zoom < 1.0);
   for (int i = 0; i < m_images.size(); ++i) {
-    const QRectF r = cellRect(i);
+    const QRectF r = imageRect(i);
     if (m_images[i].isNull()) {
       p.fillRect(r, palette().color(QPalette::Mid));
       p.setPen(palette().color(QPalette::PlaceholderText));

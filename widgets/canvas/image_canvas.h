@@ -46,6 +46,7 @@ protected:
 
 private:
   QRectF cellRect(int index) const;
+  QRectF imageRect(int index) const;
   int hit(const QPointF& p, QPoint* pixel = nullptr) const;
   QSize cellSize() const;
   int columns() const;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/generate/generate_panel.h"
 
+#include "widgets/generate/aspect_histogram.h"
+
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
@@ -11,6 +13,8 @@
 #include <QHBoxLayout>
 #include <QJsonArray>
 #include <QLabel>
+#include <QLineEdit>
+#include <QRegularExpression>
 #include <QListWidget>
 #include <QProgressBar>
 #include <QPushButton>
@@ -175,7 +179,60 @@ void GeneratePanel::buildUi() {
   m_sizeStatus->setObjectName(QStringLiteral("sizeStatus"));
   m_sizeStatus->setWordWrap(true);
   sizeForm->addRow(m_sizeStatus);
+  m_histogram = new AspectHistogram(sizeBox);
+  m_histogram->setToolTip(tr("The shapes of the model's training images (H/W); click a bar to use its most common size"));
+  sizeForm->addRow(tr("Trained"), m_histogram);
+  auto* mixedRow = new QHBoxLayout;
+  m_mixed = new QCheckBox(tr("Mixed"), sizeBox);
+  m_mixed->setObjectName(QStringLiteral("mixedSizes"));
+  m_mixed->setToolTip(tr("Images of several sizes in one job, one packed forward per step (NiT, FiT)"));
+  m_sizeList = new QLineEdit(sizeBox);
+  m_sizeList->setObjectName(QStringLiteral("sizeList"));
+  m_sizeList->setPlaceholderText(tr("12x28, 28x20, 28x28"));
+  m_sizeList->setEnabled(false);
+  m_commonSizes = new QToolButton(sizeBox);
+  m_commonSizes->setText(tr("Common"));
+  m_commonSizes->setToolTip(tr("The four most common training sizes"));
+  m_commonSizes->setEnabled(false);
+  mixedRow->addWidget(m_mixed);
+  mixedRow->addWidget(m_sizeList, 1);
+  mixedRow->addWidget(m_commonSizes);
+  sizeForm->addRow(mixedRow);
   layout->addWidget(sizeBox);
+  connect(m_histogram, &AspectHistogram::sizePicked, this, [this](const QSize& size) {
+    if (m_mixed->isChecked()) {
+      const QString entry = QStringLiteral("%1x%2").arg(size.width()).arg(size.height());
+      m_sizeList->setText(m_sizeList->text().trimmed().isEmpty() ? entry : m_sizeList->text() + QStringLiteral(", ") + entry);
+      return;
+    }
+    {
+      const QSignalBlocker block(m_preset);
+      m_preset->setCurrentIndex(m_preset->count() - 1);
+    }
+    const QSignalBlocker bw(m_width), bh(m_height);
+    m_width->setValue(size.width());
+    m_height->setValue(size.height());
+    validateSize();
+  });
+  connect(m_mixed, &QCheckBox::toggled, this, [this](bool on) {
+    m_sizeList->setEnabled(on);
+    m_commonSizes->setEnabled(on);
+    m_width->setEnabled(!on);
+    m_height->setEnabled(!on);
+    m_preset->setEnabled(!on);
+    validateSize();
+  });
+  connect(m_sizeList, &QLineEdit::textChanged, this, [this] { validateSize(); });
+  connect(m_commonSizes, &QToolButton::clicked, this, [this] {
+    const ModelInfo* m = currentModel();
+    if (!m) return;
+    auto sizes = m->trainedSizes;
+    std::stable_sort(sizes.begin(), sizes.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    QStringList entries;
+    for (int i = 0; i < std::min<int>(4, static_cast<int>(sizes.size())); ++i)
+      entries << QStringLiteral("%1x%2").arg(sizes[i].first.width()).arg(sizes[i].first.height());
+    m_sizeList->setText(entries.join(QStringLiteral(", ")));
+  });
   connect(m_preset, &QComboBox::currentIndexChanged, this, &GeneratePanel::onPresetChanged);
   auto custom = [this] {
     if (m_preset->currentIndex() != m_preset->count() - 1 && !m_preset->signalsBlocked()) {
@@ -338,6 +395,11 @@ void GeneratePanel::onModelChanged() {
     auto* model = qobject_cast<QStandardItemModel*>(m_preset->model());
     for (int i = 1; model && i < m_preset->count() - 1; ++i) model->item(i)->setEnabled(m->anySize);
   }
+  m_histogram->setSizes(m->trainedSizes);
+  if (!m->packed) m_mixed->setChecked(false);
+  m_mixed->setEnabled(m->packed);
+  m_mixed->setToolTip(m->packed ? tr("Images of several sizes in one job, one packed forward per step")
+                                : tr("This %1 model generates one size per job (mixed sizes need NiT or FiT)").arg(m->backbone));
   onPresetChanged();
   m_sampler->setCurrentText(m->defaultSampler);
   m_steps->setValue(m->defaultSteps);
@@ -381,14 +443,60 @@ void GeneratePanel::onPresetChanged() {
   validateSize();
 }
 
+QVector<QSize> GeneratePanel::mixedSizes(QString* error) const {
+  QVector<QSize> out;
+  const ModelInfo* m = currentModel();
+  static const QRegularExpression entry(QStringLiteral("^\\s*(\\d{1,5})\\s*[xX×]\\s*(\\d{1,5})\\s*$"));
+  for (const QString& part : m_sizeList->text().split(QLatin1Char(','), Qt::SkipEmptyParts)) {
+    const auto match = entry.match(part);
+    if (!match.hasMatch()) {
+      *error = tr("'%1' is not W×H (e.g. 12x28)").arg(part.trimmed());
+      return {};
+    }
+    const QSize s(match.captured(1).toInt(), match.captured(2).toInt());
+    if (m) {
+      const QString problem = sizeProblem(*m, s.width(), s.height());
+      if (!problem.isEmpty()) {
+        *error = QStringLiteral("%1×%2: %3").arg(s.width()).arg(s.height()).arg(problem);
+        return {};
+      }
+    }
+    out << s;
+  }
+  if (out.isEmpty()) *error = tr("List the sizes, e.g. 12x28, 28x20, 28x28");
+  return out;
+}
+
+void GeneratePanel::setMixedSizes(bool on, const QString& list) {
+  m_mixed->setChecked(on);
+  if (!list.isEmpty()) m_sizeList->setText(list);
+  validateSize();
+}
+
 void GeneratePanel::validateSize() {
   const ModelInfo* m = currentModel();
   if (!m || !m->error.isEmpty()) return;
+  m_histogram->setCurrent(QSize(m_width->value(), m_height->value()));
+  if (m_mixed->isChecked()) {
+    QString error;
+    const QVector<QSize> sizes = mixedSizes(&error);
+    m_sizeOk = error.isEmpty();
+    m_sizeStatus->setText(m_sizeOk ? tr("%n size(s); image i gets size i mod %n, shown at its own size.", nullptr, static_cast<int>(sizes.size()))
+                                   : error);
+    m_sizeStatus->setStyleSheet(m_sizeOk ? QString() : QStringLiteral("color: #d9534f;"));
+    m_generate->setEnabled(m_sizeOk && m_cancel && !m_cancel->isEnabled());
+    return;
+  }
   const QString problem = sizeProblem(*m, m_width->value(), m_height->value());
   m_sizeOk = problem.isEmpty();
+  int seen = 0;
+  for (const auto& [s, n] : m->trainedSizes)
+    if (s == QSize(m_width->value(), m_height->value())) seen = n;
   QString text;
   QString color;
-  if (!m_sizeOk) {
+  if (m_sizeOk && seen > 0 && m->trainedSizes.size() > 1) {
+    text = tr("Seen in training: %1 images at this size.").arg(seen);
+  } else if (!m_sizeOk) {
     text = problem;
     color = QStringLiteral("#d9534f");
   } else if (m_width->value() > m->trainedWidth || m_height->value() > m->trainedHeight ||
@@ -412,6 +520,10 @@ GenerationJob GeneratePanel::captureJob() const {
   job.modelPath = m->path;
   job.width = m_width->value();
   job.height = m_height->value();
+  if (m_mixed->isChecked()) {
+    QString error;
+    job.sizes = mixedSizes(&error);
+  }
   job.sampler = m_sampler->currentText();
   job.steps = m_steps->value();
   job.grid = m_grid;

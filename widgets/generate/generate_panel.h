@@ -9,6 +9,7 @@
 
 class QCheckBox;
 class QComboBox;
+class QLineEdit;
 class QDoubleSpinBox;
 class QLabel;
 class QListWidget;
@@ -41,6 +42,8 @@ public:
   void setGuidanceInterval(double low, double high);
   /// The size status line (empty when the size is the trained one).
   QString sizeStatus() const;
+  /// Mixed sizes: on, with a list "W×H, W×H, …" (image i gets entry i mod k).
+  void setMixedSizes(bool on, const QString& list = {});
 
 Q_SIGNALS:
   void generateRequested(const tessera::GenerationJob& job);
@@ -55,6 +58,8 @@ private:
   void validateSize();
   void onGenerate();
   void populateClasses(const ModelInfo& model);
+  /// The mixed-size list parsed, or an error naming the bad entry.
+  QVector<QSize> mixedSizes(QString* error) const;
 
   QVector<ModelInfo> m_models;
   QStringList m_openedFiles;
@@ -71,6 +76,10 @@ private:
   QSpinBox* m_width = nullptr;
   QSpinBox* m_height = nullptr;
   QLabel* m_sizeStatus = nullptr;
+  class AspectHistogram* m_histogram = nullptr;
+  QCheckBox* m_mixed = nullptr;
+  QLineEdit* m_sizeList = nullptr;
+  QToolButton* m_commonSizes = nullptr;
   QComboBox* m_sampler = nullptr;
   QSpinBox* m_steps = nullptr;
   QDoubleSpinBox* m_cfg = nullptr;

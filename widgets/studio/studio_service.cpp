@@ -9,6 +9,7 @@
 #include "core/system/resources.h"
 #include "models/generated_image.h"
 #include "models/generation.h"
+#include "models/common/packing.h"
 #include "models/model_file.h"
 
 #include <ATen/ATen.h>
@@ -20,6 +21,7 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 #include <QImageReader>
+#include <QSet>
 #include <QStandardPaths>
 
 #include <cmath>
@@ -99,6 +101,13 @@ ModelInfo describe(const QString& path, const QString& origin) {
   info.channels = static_cast<int>(traits->channels);
   const auto caps = loaded->backbone->capabilities();
   info.anySize = caps.anyGrid || caps.packed;
+  info.packed = caps.packed;
+  if (d.contains("data") && d["data"].contains("trained_sizes")) {
+    for (const auto& e : d["data"]["trained_sizes"])
+      info.trainedSizes.push_back({QSize(e.value("width", 0), e.value("height", 0)), e.value("count", 0)});
+  } else if (info.trainedWidth > 0) {
+    info.trainedSizes.push_back({QSize(info.trainedWidth, info.trainedHeight), 1});
+  }
   for (const auto& n : traits->classNames) info.classNames << qs(n);
   if (info.classNames.isEmpty())
     for (std::int64_t k = 0; k < traits->numClasses; ++k) info.classNames << QString::number(k);
@@ -256,38 +265,49 @@ namespace {
 /// Converts every step of every batch into frames for the timeline.
 class FrameObserver final : public StepObserver {
 public:
-  FrameObserver(int batch, std::function<void(int, QVector<StepFrame>)> emitFrames)
-      : m_batch(batch), m_emit(std::move(emitFrames)) {}
+  /// `grids`: for a request of mixed sizes on a packed backbone, each image's token grid
+  /// (the states are packs, split back into images here); empty otherwise.
+  FrameObserver(int batch, GridSizes grids, std::function<void(int, QVector<StepFrame>)> emitFrames)
+      : m_batch(batch), m_grids(std::move(grids)), m_emit(std::move(emitFrames)) {}
   void onStart(const at::Tensor& x, double, double) override {
     m_base = m_batches++ * m_batch;
+    if (!m_grids.empty()) {
+      const auto first = m_grids.begin() + m_base;
+      m_current = GridSizes(first, first + std::min<std::int64_t>(m_batch, static_cast<std::int64_t>(m_grids.size()) - m_base));
+    }
+    const auto xs = images(x);
     QVector<StepFrame> frames;
-    for (std::int64_t i = 0; i < x.size(0); ++i) {
+    for (std::size_t i = 0; i < xs.size(); ++i) {
       StepFrame f;
-      f.image = static_cast<int>(m_base + i);
-      f.x = toQImage(x[i], kMaxSide);
+      f.image = static_cast<int>(m_base + static_cast<std::int64_t>(i));
+      f.x = toQImage(xs[i], kMaxSide);
       frames.push_back(f);
     }
     m_emit(0, frames);
   }
   void onStep(const StepEvent& e) override {
     QVector<StepFrame> frames;
-    const at::Tensor& x = *e.x;
-    for (std::int64_t i = 0; i < x.size(0); ++i) {
+    const auto xs = images(*e.x);
+    std::vector<at::Tensor> x0, pred, cond, uncond;
+    if (e.denoised) {
+      x0 = images(e.denoised->x0);
+      if (e.denoised->prediction.defined()) pred = images(e.denoised->prediction);
+      if (e.denoised->x0Conditional.defined()) cond = images(e.denoised->x0Conditional), uncond = images(e.denoised->x0Unconditional);
+    }
+    for (std::size_t i = 0; i < xs.size(); ++i) {
       StepFrame f;
-      f.image = static_cast<int>(m_base + i);
-      f.x = toQImage(x[i], kMaxSide);
-      if (e.denoised) {
-        f.x0 = toQImage(e.denoised->x0[i], kMaxSide);
-        if (e.denoised->prediction.defined()) {
-          // The prediction is not an image: stretch its own range of this image to [-1, 1].
-          const at::Tensor p = e.denoised->prediction[i].to(at::kFloat);
-          const double lo = p.min().item<double>(), hi = p.max().item<double>();
-          f.output = toQImage(hi > lo ? (p - lo) / (hi - lo) * 2.0 - 1.0 : at::zeros_like(p), kMaxSide);
-        }
-        if (e.denoised->x0Conditional.defined()) {
-          f.x0Conditional = toQImage(e.denoised->x0Conditional[i], kMaxSide);
-          f.x0Unconditional = toQImage(e.denoised->x0Unconditional[i], kMaxSide);
-        }
+      f.image = static_cast<int>(m_base + static_cast<std::int64_t>(i));
+      f.x = toQImage(xs[i], kMaxSide);
+      if (!x0.empty()) f.x0 = toQImage(x0[i], kMaxSide);
+      if (!pred.empty()) {
+        // The prediction is not an image: stretch its own range of this image to [-1, 1].
+        const at::Tensor p = pred[i].to(at::kFloat);
+        const double lo = p.min().item<double>(), hi = p.max().item<double>();
+        f.output = toQImage(hi > lo ? (p - lo) / (hi - lo) * 2.0 - 1.0 : at::zeros_like(p), kMaxSide);
+      }
+      if (!cond.empty()) {
+        f.x0Conditional = toQImage(cond[i], kMaxSide);
+        f.x0Unconditional = toQImage(uncond[i], kMaxSide);
       }
       frames.push_back(f);
     }
@@ -295,8 +315,16 @@ public:
   }
 
 private:
+  /// The images of a state: rows of a batch, or the images of a pack.
+  std::vector<at::Tensor> images(const at::Tensor& x) const {
+    if (!m_current.empty()) return unpackImages(x.to(at::kCPU, at::kFloat), m_current);
+    std::vector<at::Tensor> out;
+    for (std::int64_t i = 0; i < x.size(0); ++i) out.push_back(x[i]);
+    return out;
+  }
   static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
   int m_batch;
+  GridSizes m_grids, m_current;
   std::int64_t m_base = 0, m_batches = 0;
   std::function<void(int, QVector<StepFrame>)> m_emit;
 };
@@ -351,6 +379,24 @@ void GenerationWorker::run(const GenerationJob& job) {
     for (qint64 k : job.classes) r.classes.push_back(k);
     r.width = job.width;
     r.height = job.height;
+    GridSizes packGrids;
+    if (!job.sizes.isEmpty()) {
+      QSet<QPair<int, int>> distinct;
+      for (const QSize& s : job.sizes) distinct.insert({s.width(), s.height()});
+      if (distinct.size() > 1) {
+        if (!c.model->backbone->capabilities().packed)
+          return failWith(QStringLiteral("mixed sizes in one job need a backbone that takes packed sequences (NiT, FiT); "
+                                         "this model generates one size at a time"));
+        for (const QSize& s : job.sizes) r.sizes.emplace_back(s.height(), s.width());
+        const std::int64_t p = c.traits->sizeMultiple;
+        for (qsizetype i = 0; i < job.classes.size(); ++i) {
+          const auto& [h, w] = r.sizes[static_cast<std::size_t>(i) % r.sizes.size()];
+          packGrids.emplace_back(h / p, w / p);
+        }
+      }
+      r.width = job.sizes.front().width();
+      r.height = job.sizes.front().height();
+    }
     r.sampler = job.sampler.toStdString();
     r.options.steps = job.steps;
     r.options.grid = job.grid.toStdString();
@@ -371,8 +417,8 @@ void GenerationWorker::run(const GenerationJob& job) {
     auto space = makeSamplingSpace(*c.model->process);
     if (!space) return failWith(qs(space.error().message()));
     SamplerOptions opts = r.options;
-    const auto H = job.height > 0 ? job.height : c.traits->trainedHeight;
-    const auto W = job.width > 0 ? job.width : c.traits->trainedWidth;
+    const auto H = r.height > 0 ? r.height : c.traits->trainedHeight;
+    const auto W = r.width > 0 ? r.width : c.traits->trainedWidth;
     opts.resolutionScale = static_cast<double>(H * W) / static_cast<double>(c.traits->trainedHeight * c.traits->trainedWidth);
     auto grid = samplerGrid(*entry, opts, **space);
     if (!grid) return failWith(qs(grid.error().message()));
@@ -386,7 +432,7 @@ void GenerationWorker::run(const GenerationJob& job) {
     }
     Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
 
-    FrameObserver observer(r.batch, [this, id = job.id](int step, QVector<StepFrame> frames) {
+    FrameObserver observer(r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) {
       Q_EMIT stepped(id, step, frames);
     });
     r.observer = &observer;

@@ -9,6 +9,7 @@
 #include <QMetaType>
 #include <QMutex>
 #include <QObject>
+#include <QSize>
 #include <QString>
 #include <QStringList>
 #include <QVector>
@@ -25,6 +26,9 @@ struct ModelInfo {
   qint64 parameters = 0;
   int trainedWidth = 0, trainedHeight = 0, sizeMultiple = 1, channels = 0;
   bool anySize = false;  ///< the backbone takes other grids than the trained one
+  bool packed = false;   ///< one forward per step for images of mixed sizes (NiT, FiT)
+  /// The sizes (W × H) the model saw in training, with how many images had each.
+  QVector<QPair<QSize, int>> trainedSizes;
   QStringList classNames;
   bool nullClass = false;
   QString defaultSampler;
@@ -58,6 +62,8 @@ struct GenerationJob {
   QString modelPath;
   QVector<qint64> classes;  ///< one per image
   int width = 0, height = 0;
+  /// Mixed sizes (W × H): image i gets sizes[i mod k]; empty = width × height.
+  QVector<QSize> sizes;
   QString sampler;
   int steps = 50;
   QString grid = QStringLiteral("default");

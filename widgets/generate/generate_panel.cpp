@@ -382,6 +382,9 @@ void GeneratePanel::onModelChanged() {
                      .arg(m->trainedHeight)
                      .arg(m->classNames.size())
                      .arg(m->origin);
+  if (m->trainedSizes.size() > 1)
+    info.replace(QStringLiteral("trained at %1×%2").arg(m->trainedWidth).arg(m->trainedHeight),
+                 tr("trained at native sizes (%1 shapes, up to %2×%3)").arg(m->trainedSizes.size()).arg(m->trainedWidth).arg(m->trainedHeight));
   if (!m->evaluation.isEmpty()) info += QStringLiteral("<br><small>%1</small>").arg(m->evaluation.toHtmlEscaped());
   m_modelInfo->setText(info);
   m_modelInfo->setToolTip(m->path);

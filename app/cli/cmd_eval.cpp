@@ -34,7 +34,8 @@ struct EvalOptions {
   std::uint64_t seed = 0;
   bool real = false, record = false, recordDefaults = false, native = false;
   double nativeScale = 1.0;
-  std::string size;
+  std::string size, extrapolation;
+  bool decouple = false;
   std::string clip = "auto";
 };
 
@@ -203,6 +204,10 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
       r.width = std::stoll(m[1]), r.height = std::stoll(m[2]);
       if (auto ok = checkSize(*traits, r.height, r.width); !ok) return badInput("--size: " + ok.error().message());
     }
+    if (!o.extrapolation.empty()) {
+      if (auto ok = setExtrapolation(*loaded, o.extrapolation, o.decouple); !ok) return badInput("--extrapolation: " + ok.error().message());
+      result["extrapolation"] = {{"method", o.extrapolation}, {"decouple", o.decouple}};
+    }
     if (o.native) {
       auto sizes = nativeSizes(r.classes, o.nativeScale, traits->sizeMultiple, o.seed, o.dataDir);
       if (!sizes) return badInput("--native: " + sizes.error().message());
@@ -278,6 +283,8 @@ Command addEvalCommand(CLI::App& app, const GlobalOptions& global) {
                 "Sample each image at the size of a random fashion-native test crop of its class (mixed sizes; packed for NiT/FiT)");
   sub->add_option("--native-scale", o->nativeScale, "With --native: multiply those sizes (2 = twice the native size)")
       ->check(CLI::Range(0.25, 8.0));
+  sub->add_option("--extrapolation", o->extrapolation, "Sizes beyond training: as tessera-cli sample --extrapolation");
+  sub->add_flag("--decouple", o->decouple, "Extrapolation scales per axis");
   sub->add_option("--train-evaluator", o->trainEvaluator, "Train the evaluator CNN and write it here");
   sub->add_option("--epochs", o->epochs, "Evaluator training epochs")->check(CLI::Range(1, 1000));
   return {sub, [o, &global]() -> CommandResult { return runEval(*o, global); }};

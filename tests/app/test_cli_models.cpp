@@ -84,6 +84,61 @@ private Q_SLOTS:
     QVERIFY2(r.err.contains("labels must lie in [0, 10]"), r.err.constData());
   }
 
+  void nativeImagesOfTheirOwnSizes() {
+    // NiT imported from the official fixture; x.0 … x.2 are its pack's images (4×4, 3×5,
+    // 5×2 patches of 2 px), forwarded as one pack, against the official outputs.
+    QTemporaryDir dir;
+    const QString model = dir.filePath(QStringLiteral("nit.safetensors"));
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("nit"), QStringLiteral("--in"),
+                  data("nit/nit_p2.pt"), QStringLiteral("--out"), model, QStringLiteral("--heads"), QStringLiteral("2")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto io = tessera::SafetensorsFile::open(data("nit/nit_p2_io.safetensors").toStdString());
+    QVERIFY(io);
+    const std::string inputs = dir.filePath(QStringLiteral("in.safetensors")).toStdString();
+    tessera::NamedTensors in{{"t", must(io->load("t"))}, {"y", must(io->load("y"))}};
+    for (int i = 0; i < 3; ++i) in.emplace_back("x." + std::to_string(i), must(io->load("latent" + std::to_string(i))));
+    QVERIFY(tessera::writeSafetensors(inputs, in));
+    const QString out = dir.filePath(QStringLiteral("out.safetensors"));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(inputs),
+             QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto result = tessera::SafetensorsFile::open(out.toStdString());
+    QVERIFY(result);
+    for (int i = 0; i < 3; ++i) {
+      const at::Tensor a = must(result->load("output." + std::to_string(i))), b = must(io->load("out_latent" + std::to_string(i)));
+      QCOMPARE(a.sizes().vec(), b.sizes().vec());
+      QVERIFY2((a - b).abs().max().item<double>() / b.abs().max().item<double>() < 1e-5, qPrintable(QString::number(i)));
+    }
+    // Bad inputs name the image at fault; --cfg is DiT's batch rule, not for a list.
+    in[3].second = at::zeros({4, 5, 4});
+    QVERIFY(tessera::writeSafetensors(inputs, in));
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(inputs),
+             QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("tensor 'x.1'") && r.err.contains("multiples of the patch size 2"), r.err.constData());
+    r = cli({QStringLiteral("forward"), QStringLiteral("--model"), model, QStringLiteral("--inputs"), QString::fromStdString(inputs),
+             QStringLiteral("--out"), out, QStringLiteral("--cfg"), QStringLiteral("2")});
+    QCOMPARE(r.code, 2);
+    // Sampling several sizes: one tensor per image (a latent model has no PNG).
+    const QString samples = dir.filePath(QStringLiteral("s"));
+    r = cli({QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--size"), QStringLiteral("8x12,12x8,4x4"),
+             QStringLiteral("--steps"), QStringLiteral("3"), QStringLiteral("--extrapolation"), QStringLiteral("yarn"),
+             QStringLiteral("--out"), samples});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto drawn = tessera::SafetensorsFile::open((samples + QStringLiteral("/samples.safetensors")).toStdString());
+    QVERIFY(drawn);
+    QCOMPARE(must(drawn->load("samples.0")).sizes().vec(), (std::vector<std::int64_t>{4, 12, 8}));
+    QCOMPARE(must(drawn->load("samples.2")).sizes().vec(), (std::vector<std::int64_t>{4, 4, 4}));
+    r = cli({QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--size"), QStringLiteral("8x12,7x8"),
+             QStringLiteral("--out"), samples});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("7x8"), r.err.constData());
+    r = cli({QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--extrapolation"), QStringLiteral("warp"),
+             QStringLiteral("--out"), samples});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("yarn"), r.err.constData());
+  }
+
   void importRefusals() {
     QTemporaryDir dir;
     const QString out = dir.filePath(QStringLiteral("m.safetensors"));

@@ -247,32 +247,59 @@ DiTImpl::DiTImpl(DiTConfig config, bool initialize) : m_config(std::move(config)
   if (initialize) initializeWeights();
 }
 
-void DiTImpl::initializeWeights() {
+void initializeDiTFamily(torch::nn::Module& root, LabelEmbedderImpl& labels, TimestepEmbedderImpl& time,
+                         FinalLayerImpl& finalLayer, const std::vector<nn::Sequential>& zeroLast, PatchEmbedImpl* patchEmbed) {
   torch::NoGradGuard noGrad;
-  for (auto& module : modules(/*include_self=*/false)) {
+  for (auto& module : root.modules(/*include_self=*/false)) {
     if (auto* linear = module->as<nn::Linear>()) {
       nn::init::xavier_uniform_(linear->weight);
       if (linear->bias.defined()) nn::init::zeros_(linear->bias);
     }
   }
+  if (patchEmbed) {
+    at::Tensor w = patchEmbed->proj->weight;
+    nn::init::xavier_uniform_(w.view({w.size(0), -1}));
+    nn::init::zeros_(patchEmbed->proj->bias);
+  }
+  nn::init::normal_(labels.embedding_table->weight, 0.0, 0.02);
+  nn::init::normal_(time.mlp[0]->as<nn::Linear>()->weight, 0.0, 0.02);
+  nn::init::normal_(time.mlp[2]->as<nn::Linear>()->weight, 0.0, 0.02);
+  std::vector<nn::Sequential> zeroed = zeroLast;
+  zeroed.push_back(finalLayer.adaLN_modulation);
+  for (auto& seq : zeroed) {
+    auto* last = seq[seq->size() - 1]->as<nn::Linear>();
+    nn::init::zeros_(last->weight);
+    nn::init::zeros_(last->bias);
+  }
+  nn::init::zeros_(finalLayer.linear->weight);
+  nn::init::zeros_(finalLayer.linear->bias);
+}
+
+void checkClassLabels(const at::Tensor& y, std::int64_t numClasses, bool nullClass, const std::string& who) {
+  if (!y.numel()) return;
+  const std::int64_t maxLabel = nullClass ? numClasses : numClasses - 1;
+  TORCH_CHECK(y.min().item<std::int64_t>() >= 0 && y.max().item<std::int64_t>() <= maxLabel, who,
+              ": class labels must lie in [0, ", maxLabel, "] (", numClasses, " classes",
+              nullClass ? std::string(", ") + std::to_string(numClasses) + " = null class" : std::string(), ")");
+}
+
+std::int64_t parameterCountOf(const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& shapes) {
+  std::int64_t n = 0;
+  for (const auto& [name, shape] : shapes) {
+    std::int64_t k = 1;
+    for (auto v : shape) k *= v;
+    n += k;
+  }
+  return n;
+}
+
+void DiTImpl::initializeWeights() {
+  std::vector<nn::Sequential> adaLNs;
+  for (const auto& block : *blocks) adaLNs.push_back(block->as<DiTBlockImpl>()->adaLN_modulation);
+  initializeDiTFamily(*this, *y_embedder, *t_embedder, *final_layer, adaLNs, x_embedder.get());
+  torch::NoGradGuard noGrad;
   const std::int64_t grid = m_config.inputSize / m_config.patchSize;
   pos_embed.copy_(sincosPosEmbed2d(m_config.hiddenSize, grid, grid).unsqueeze(0));
-  at::Tensor w = x_embedder->proj->weight;
-  nn::init::xavier_uniform_(w.view({w.size(0), -1}));
-  nn::init::zeros_(x_embedder->proj->bias);
-  nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[0]->as<nn::Linear>()->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[2]->as<nn::Linear>()->weight, 0.0, 0.02);
-  for (const auto& block : *blocks) {
-    auto* lin = block->as<DiTBlockImpl>()->adaLN_modulation[1]->as<nn::Linear>();
-    nn::init::zeros_(lin->weight);
-    nn::init::zeros_(lin->bias);
-  }
-  auto* finalAda = final_layer->adaLN_modulation[1]->as<nn::Linear>();
-  nn::init::zeros_(finalAda->weight);
-  nn::init::zeros_(finalAda->bias);
-  nn::init::zeros_(final_layer->linear->weight);
-  nn::init::zeros_(final_layer->linear->bias);
 }
 
 void DiTImpl::setPositionInterpolation(bool on) {
@@ -303,11 +330,7 @@ at::Tensor DiTImpl::forwardTensors(const at::Tensor& x, const at::Tensor& t, con
               ": height and width must be positive multiples of the patch size ", c.patchSize, ", got ", x.size(2), "x", x.size(3));
   TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), kind(), ": expected t of shape (", x.size(0), "), got ", t.sizes());
   TORCH_CHECK(y.dim() == 1 && y.size(0) == x.size(0), kind(), ": expected y of shape (", x.size(0), "), got ", y.sizes());
-  const std::int64_t maxLabel = c.numClasses - (c.classDropoutProb > 0 ? 0 : 1);
-  if (y.numel())
-    TORCH_CHECK(y.min().item<std::int64_t>() >= 0 && y.max().item<std::int64_t>() <= maxLabel, kind(),
-                ": class labels must lie in [0, ", maxLabel, "] (", c.numClasses, " classes",
-                c.classDropoutProb > 0 ? std::string(", ") + std::to_string(c.numClasses) + " = null class" : std::string(), ")");
+  checkClassLabels(y, c.numClasses, c.classDropoutProb > 0, kind());
   const std::int64_t gridH = x.size(2) / c.patchSize, gridW = x.size(3) / c.patchSize;
   const std::int64_t p = c.patchSize, C = c.outChannels(), N = x.size(0);
 

@@ -132,6 +132,24 @@ public:
 };
 TORCH_MODULE(FinalLayer);
 
+/// The DiT family's reference initialisation (DiT's `initialize_weights`, repeated by
+/// FiT and NiT): every Linear under `root` xavier-uniform with zero bias, the label table
+/// and the timestep MLP's weights N(0, 0.02), and zero for the last Linear of each of
+/// `zeroLast` (the adaLN modulations) and for the final layer's modulation and linear,
+/// so that a new network outputs exactly 0. A convolutional patch embedding (DiT, NiT)
+/// is xavier-initialised on its (D, C·p·p) view with zero bias, right after the
+/// Linears: the reference's order of random draws, which a seed's weights depend on.
+void initializeDiTFamily(torch::nn::Module& root, LabelEmbedderImpl& labels, TimestepEmbedderImpl& time,
+                         FinalLayerImpl& finalLayer, const std::vector<torch::nn::Sequential>& zeroLast,
+                         PatchEmbedImpl* patchEmbed = nullptr);
+
+/// Fails (c10::Error, naming `who`) unless every label lies in [0, numClasses − 1], or
+/// [0, numClasses] when label numClasses is the null class.
+void checkClassLabels(const at::Tensor& y, std::int64_t numClasses, bool nullClass, const std::string& who);
+
+/// The number of parameters in a list of names and shapes.
+std::int64_t parameterCountOf(const std::vector<std::pair<std::string, std::vector<std::int64_t>>>& shapes);
+
 /// The DiT network. Any grid whose sides are multiples of the patch size: the
 /// position embedding is computed for the requested grid (the stored one is used when
 /// the grid is the one it was made for).

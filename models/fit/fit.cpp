@@ -5,7 +5,6 @@
 #include "models/registry.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
 
 #include <algorithm>
@@ -83,15 +82,7 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> fitStateShapes(co
   return s;
 }
 
-std::int64_t FiTConfig::parameterCount() const {
-  std::int64_t n = 0;
-  for (const auto& [name, shape] : fitStateShapes(*this)) {
-    std::int64_t k = 1;
-    for (auto v : shape) k *= v;
-    n += k;
-  }
-  return n;
-}
+std::int64_t FiTConfig::parameterCount() const { return parameterCountOf(fitStateShapes(*this)); }
 
 Result<void> FiTConfig::validate() const {
   auto bad = [](const std::string& m) { return fail("FiT config: " + m); };
@@ -277,26 +268,11 @@ FiTImpl::FiTImpl(FiTConfig config, bool initialize) : m_config(std::move(config)
 }
 
 void FiTImpl::initializeWeights() {
-  torch::NoGradGuard noGrad;
-  for (auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<nn::Linear>()) {
-      nn::init::xavier_uniform_(linear->weight);
-      if (linear->bias.defined()) nn::init::zeros_(linear->bias);
-    }
-  }
-  nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[0]->as<nn::Linear>()->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[2]->as<nn::Linear>()->weight, 0.0, 0.02);
-  auto zeroLast = [](nn::Sequential& seq) {
-    auto* last = seq[seq->size() - 1]->as<nn::Linear>();
-    nn::init::zeros_(last->weight);
-    nn::init::zeros_(last->bias);
-  };
-  for (const auto& block : *blocks) zeroLast(block->as<FiTBlockImpl>()->adaLN_modulation);
-  if (global_adaLN_modulation) zeroLast(global_adaLN_modulation);
-  zeroLast(final_layer->adaLN_modulation);
-  nn::init::zeros_(final_layer->linear->weight);
-  nn::init::zeros_(final_layer->linear->bias);
+  // FiT's token embedding is a Linear: the shared xavier initialisation covers it.
+  std::vector<nn::Sequential> adaLNs;
+  for (const auto& block : *blocks) adaLNs.push_back(block->as<FiTBlockImpl>()->adaLN_modulation);
+  if (global_adaLN_modulation) adaLNs.push_back(global_adaLN_modulation);
+  initializeDiTFamily(*this, *y_embedder, *t_embedder, *final_layer, adaLNs);
 }
 
 RopeTables FiTImpl::ropeFor(const at::Tensor& rows, const at::Tensor& cols, double lengthH, double lengthW) const {
@@ -316,11 +292,7 @@ at::Tensor FiTImpl::run(const at::Tensor& tokens, const at::Tensor& cos, const a
   const std::int64_t B = tokens.size(0);
   TORCH_CHECK(tIn.dim() == 1 && tIn.size(0) == B, "fit: expected t with one entry per image (", B, "), got ", tIn.sizes());
   TORCH_CHECK(y.dim() == 1 && y.size(0) == B, "fit: expected y with one entry per image (", B, "), got ", y.sizes());
-  const std::int64_t maxLabel = c.numClasses - (c.classDropoutProb > 0 ? 0 : 1);
-  if (y.numel())
-    TORCH_CHECK(y.min().item<std::int64_t>() >= 0 && y.max().item<std::int64_t>() <= maxLabel,
-                "fit: class labels must lie in [0, ", maxLabel, "] (", c.numClasses, " classes",
-                c.classDropoutProb > 0 ? std::string(", ") + std::to_string(c.numClasses) + " = null class" : std::string(), ")");
+  checkClassLabels(y, c.numClasses, c.classDropoutProb > 0, "fit");
   at::Tensor t = tIn.to(at::kFloat);
   if (c.timeShifting != 1.0) t = (c.timeShifting * t / (1 + (c.timeShifting - 1) * t)).clamp_max(1.0);
   at::Tensor h = x_embedder->proj->forward(tokens);  // (B, N, D)

@@ -6,7 +6,6 @@
 #include "models/registry.h"
 
 #include <ATen/ATen.h>
-#include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
 
 #include <algorithm>
@@ -74,15 +73,7 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> nitStateShapes(co
   return s;
 }
 
-std::int64_t NiTConfig::parameterCount() const {
-  std::int64_t n = 0;
-  for (const auto& [name, shape] : nitStateShapes(*this)) {
-    std::int64_t k = 1;
-    for (auto v : shape) k *= v;
-    n += k;
-  }
-  return n;
-}
+std::int64_t NiTConfig::parameterCount() const { return parameterCountOf(nitStateShapes(*this)); }
 
 Result<void> NiTConfig::validate() const {
   auto bad = [](const std::string& m) { return fail("NiT config: " + m); };
@@ -222,30 +213,9 @@ NiTImpl::NiTImpl(NiTConfig config, bool initialize) : m_config(std::move(config)
 }
 
 void NiTImpl::initializeWeights() {
-  torch::NoGradGuard noGrad;
-  for (auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<nn::Linear>()) {
-      nn::init::xavier_uniform_(linear->weight);
-      if (linear->bias.defined()) nn::init::zeros_(linear->bias);
-    }
-  }
-  at::Tensor w = x_embedder->proj->weight;
-  nn::init::xavier_uniform_(w.view({w.size(0), -1}));
-  nn::init::zeros_(x_embedder->proj->bias);
-  nn::init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[0]->as<nn::Linear>()->weight, 0.0, 0.02);
-  nn::init::normal_(t_embedder->mlp[2]->as<nn::Linear>()->weight, 0.0, 0.02);
-  for (const auto& block : *blocks) {
-    auto& seq = block->as<NiTBlockImpl>()->adaLN_modulation;
-    auto* last = seq[seq->size() - 1]->as<nn::Linear>();
-    nn::init::zeros_(last->weight);
-    nn::init::zeros_(last->bias);
-  }
-  auto* finalAda = final_layer->adaLN_modulation[1]->as<nn::Linear>();
-  nn::init::zeros_(finalAda->weight);
-  nn::init::zeros_(finalAda->bias);
-  nn::init::zeros_(final_layer->linear->weight);
-  nn::init::zeros_(final_layer->linear->bias);
+  std::vector<nn::Sequential> adaLNs;
+  for (const auto& block : *blocks) adaLNs.push_back(block->as<NiTBlockImpl>()->adaLN_modulation);
+  initializeDiTFamily(*this, *y_embedder, *t_embedder, *final_layer, adaLNs, x_embedder.get());
 }
 
 void NiTImpl::setExtrapolation(const RopeExtrapolation& e) {
@@ -298,11 +268,7 @@ at::Tensor NiTImpl::forwardPacked(const at::Tensor& x, const GridSizes& grids, c
               "nit: expected packed tokens of shape (", L, ", ", c.inChannels, ", ", p, ", ", p, "), got ", x.sizes());
   TORCH_CHECK(t.dim() == 1 && t.size(0) == B, "nit: expected t with one entry per image (", B, "), got ", t.sizes());
   TORCH_CHECK(y.dim() == 1 && y.size(0) == B, "nit: expected y with one entry per image (", B, "), got ", y.sizes());
-  const std::int64_t maxLabel = c.numClasses - (c.classDropoutProb > 0 ? 0 : 1);
-  if (y.numel())
-    TORCH_CHECK(y.min().item<std::int64_t>() >= 0 && y.max().item<std::int64_t>() <= maxLabel,
-                "nit: class labels must lie in [0, ", maxLabel, "] (", c.numClasses, " classes",
-                c.classDropoutProb > 0 ? std::string(", ") + std::to_string(c.numClasses) + " = null class" : std::string(), ")");
+  checkClassLabels(y, c.numClasses, c.classDropoutProb > 0, "nit");
   const at::Tensor& pw = x_embedder->proj->weight;
   at::Tensor h = at::linear(x.reshape({L, -1}), pw.reshape({pw.size(0), -1}), x_embedder->proj->bias);  // (L, D)
   const at::Tensor cond = t_embedder->forward(t) + y_embedder->forward(y.to(at::kLong), is_training());  // (B, D)

@@ -57,6 +57,29 @@ public:
   }
 };
 
+/// Which probe, if any, the next network evaluation carries: set around the first
+/// evaluation of each probed step by ProbedModel, read by the model functions.
+struct ProbeSlot {
+  Probe* probe = nullptr;                       ///< the request's probe
+  std::function<bool(std::int64_t)> wanted;     ///< which steps (empty: all)
+  Probe* active = nullptr;                      ///< the probe for the evaluation under way
+  std::int64_t step = 0, lastProbed = -1;
+};
+
+/// Counts steps for the probe slot; runs after the caller's observers.
+class StepCounter final : public StepObserver {
+public:
+  explicit StepCounter(std::shared_ptr<ProbeSlot> slot) : m_slot(std::move(slot)) {}
+  void onStart(const at::Tensor&, double, double) override {
+    m_slot->step = 0;
+    m_slot->lastProbed = -1;
+  }
+  void onStep(const StepEvent& e) override { m_slot->step = e.index + 1; }
+
+private:
+  std::shared_ptr<ProbeSlot> m_slot;
+};
+
 /// Rows [begin, end) of a given (steps, n, C, H, W) noise tensor.
 class GivenStepNoise final : public NoiseSource {
 public:
@@ -100,18 +123,40 @@ at::Tensor SeededNoise::draw(std::int64_t, const at::Tensor& like) {
   return z.to(like.options());
 }
 
-ModelFn modelFunction(const LoadedModel& model) {
+namespace {
+
+ModelFn probedModelFunction(const LoadedModel& model, std::shared_ptr<ProbeSlot> slot) {
   auto backbone = model.backbone;
   std::optional<Interpolant> interpolant = model.process ? model.process->interpolant : std::nullopt;
-  return [backbone, interpolant](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+  return [backbone, interpolant, slot](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
     BackboneInput in;
     in.x = x;
     in.t = interpolant ? interpolant->toModelTime(t) : t;
     in.y = y;
+    if (slot) in.probe = slot->active;
     const at::Tensor out = backbone->forward(in).prediction;
     return interpolant ? interpolant->fromModelOutput(out) : out;
   };
 }
+
+/// Attaches the slot's probe to the first evaluation of each wanted step.
+ModelFn withProbe(ModelFn inner, std::shared_ptr<ProbeSlot> slot) {
+  return [inner = std::move(inner), slot](const at::Tensor& x, const at::Tensor& t, const at::Tensor& y) {
+    const bool attach = slot->lastProbed != slot->step && (!slot->wanted || slot->wanted(slot->step));
+    if (!attach) return inner(x, t, y);
+    slot->lastProbed = slot->step;
+    slot->active = slot->probe;
+    struct Reset {
+      ProbeSlot& s;
+      ~Reset() { s.active = nullptr; }
+    } reset{*slot};
+    return inner(x, t, y);
+  };
+}
+
+}  // namespace
+
+ModelFn modelFunction(const LoadedModel& model) { return probedModelFunction(model, nullptr); }
 
 Result<void> setExtrapolation(LoadedModel& model, const std::string& method, bool decouple) {
   if (auto* dit = dynamic_cast<DiTImpl*>(model.backbone.get())) {
@@ -364,7 +409,13 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     device = p.device();
     break;
   }
-  const ModelFn plainFn = modelFunction(model);
+  std::shared_ptr<ProbeSlot> slot;
+  if (request.probe) {
+    slot = std::make_shared<ProbeSlot>();
+    slot->probe = request.probe;
+    slot->wanted = request.probeStep;
+  }
+  const ModelFn plainFn = probedModelFunction(model, slot);
   const std::int64_t patch = traits->sizeMultiple;
 
   GenerationResult result;
@@ -401,10 +452,12 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
         const at::Tensor tImages = t.slice(0, 0, copies * B);  // one time per step: every entry is the same
         in.t = interpolant ? interpolant->toModelTime(tImages) : tImages;
         in.y = y;
+        if (slot) in.probe = slot->active;
         const at::Tensor out = backbone->forward(in).prediction;
         return interpolant ? interpolant->fromModelOutput(out) : out;
       };
     }
+    if (slot) fn = withProbe(fn, slot);
     at::Tensor x = request.noise ? request.noise->slice(0, begin, end).to(at::kFloat) : seeded.initial();
     x = x.to(device);
     std::optional<GivenStepNoise> given;
@@ -421,6 +474,8 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     Fanout fanout;
     if (request.observer) fanout.targets.push_back(request.observer);
     if (request.recordTrajectory) fanout.targets.push_back(&recorder);
+    std::optional<StepCounter> counter;
+    if (slot) fanout.targets.push_back(&counter.emplace(slot));  // last: the step's observers see its probe first
     auto run = runSampling(entry->name, options, denoiser, x, noise, fanout.targets.empty() ? nullptr : &fanout, request.cancel);
     if (!run) return fail(run.error());
     result.nfe += run->nfe;

@@ -13,11 +13,14 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace tessera {
+
+class Probe;
 
 /// What generation needs to know about a model, from its backbone and description.
 struct ModelTraits {
@@ -58,6 +61,12 @@ struct GenerationRequest {
   bool recordTrajectory = false;      ///< keep every state and x0 estimate (host copies)
   bool guidanceParts = false;         ///< observers also get the conditional-only and unconditional-only x0
   StepObserver* observer = nullptr;   ///< every step of every batch
+  /// Inspection taps: `probe` rides on the first network evaluation of every step for
+  /// which `probeStep(step)` is true (every step when empty), so that the observer's
+  /// onStep for that step finds it filled (the observer reads and clears it). Null: no
+  /// taps, nothing computed or copied.
+  Probe* probe = nullptr;
+  std::function<bool(std::int64_t step)> probeStep;
   const CancelToken* cancel = nullptr;
   std::function<void(std::int64_t done, std::int64_t total)> onImages;  ///< after each batch
 };

@@ -11,9 +11,13 @@ void Probe::requestAttention(std::set<int> layers, std::vector<std::int64_t> hea
 }
 
 void Probe::recordAttention(int layer, const at::Tensor& probs) {
+  for (std::int64_t i = 0; i < probs.size(0); ++i) recordAttentionRow(layer, probs[i]);
+}
+
+void Probe::recordAttentionRow(int layer, const at::Tensor& probs) {
   at::Tensor kept = probs.detach();
-  if (!m_heads.empty()) kept = kept.index_select(1, at::tensor(m_heads, at::kLong).to(kept.device()));
-  m_attention[layer] = kept.to(at::kCPU).contiguous();
+  if (!m_heads.empty()) kept = kept.index_select(0, at::tensor(m_heads, at::kLong).to(kept.device()));
+  m_attention[layer].push_back(kept.to(at::kCPU, at::kFloat).contiguous());
 }
 
 void Probe::tap(const std::string& name, const at::Tensor& activation) {

@@ -30,13 +30,18 @@ public:
   bool wantsStats() const { return m_stats; }
   bool wantsTimings() const { return m_timings; }
 
-  /// probs: (N, heads, T, T); kept for the requested heads, detached, on the CPU.
+  /// probs: (N, heads, T, T); kept for the requested heads, detached, on the CPU, one
+  /// entry per row (image of the batch; with guidance the rows are [cond…; uncond…]).
   void recordAttention(int layer, const at::Tensor& probs);
+  /// One row whose sequence has its own length (packed or padded input): (heads, T_i, T_i).
+  void recordAttentionRow(int layer, const at::Tensor& probs);
   /// Summary statistics of an activation, e.g. tap("blocks.3", x).
   void tap(const std::string& name, const at::Tensor& activation);
   void recordTime(const std::string& name, double milliseconds);
 
-  const std::map<int, at::Tensor>& attention() const { return m_attention; }
+  /// Per requested layer, one (heads, T_i, T_i) tensor per row, in batch order.
+  const std::map<int, std::vector<at::Tensor>>& attention() const { return m_attention; }
+  bool anyAttention() const { return !m_attentionLayers.empty(); }
   const std::vector<Stats>& stats() const { return m_statsOut; }
   const std::vector<std::pair<std::string, double>>& timings() const { return m_timingsOut; }
   void clearResults();
@@ -46,7 +51,7 @@ private:
   std::vector<std::int64_t> m_heads;
   bool m_stats = false;
   bool m_timings = false;
-  std::map<int, at::Tensor> m_attention;
+  std::map<int, std::vector<at::Tensor>> m_attention;
   std::vector<Stats> m_statsOut;
   std::vector<std::pair<std::string, double>> m_timingsOut;
 };

@@ -343,7 +343,11 @@ at::Tensor DiTImpl::forwardTensors(const at::Tensor& x, const at::Tensor& t, con
     h = blocks[i]->as<DiTBlockImpl>()->forward(h, cond, probe, static_cast<int>(i));  // (N, T, D)
     if (stats) probe->tap("blocks." + std::to_string(i), h);
   }
-  h = final_layer->forward(h, cond);  // (N, T, p*p*C), features ordered (p_row, p_col, c)
+  {
+    ProbeTimer timer(probe, "final_layer");
+    h = final_layer->forward(h, cond);  // (N, T, p*p*C), features ordered (p_row, p_col, c)
+  }
+  if (stats) probe->tap("final_layer", h);
   at::Tensor out = h.reshape({N, gridH, gridW, p, p, C})
                        .permute({0, 5, 1, 3, 2, 4})  // nhwpqc -> nchpwq
                        .reshape({N, C, gridH * p, gridW * p});

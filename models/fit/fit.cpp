@@ -2,6 +2,7 @@
 #include "models/fit/fit.h"
 
 #include "models/common/attention.h"
+#include "models/probe.h"
 #include "models/registry.h"
 
 #include <ATen/ATen.h>
@@ -9,6 +10,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <limits>
 
 namespace tessera {
 namespace nn = torch::nn;
@@ -211,7 +214,8 @@ FiTAttentionImpl::FiTAttentionImpl(std::int64_t hidden, std::int64_t heads_, boo
   proj = register_module("proj", nn::Linear(hidden, hidden));
 }
 
-at::Tensor FiTAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid) {
+at::Tensor FiTAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid,
+                                     Probe* probe, int layer) {
   const std::int64_t B = x.size(0), N = x.size(1), D = x.size(2), d = D / heads;
   const at::Tensor qkvOut = qkv->forward(x).reshape({B, N, 3, heads, d}).permute({2, 0, 3, 1, 4});  // (3, B, h, N, d)
   at::Tensor q = qkvOut[0], k = qkvOut[1], v = qkvOut[2];
@@ -221,7 +225,23 @@ at::Tensor FiTAttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos,
   }
   q = applyRope(q, cos, sin);
   k = applyRope(k, cos, sin);
-  at::Tensor out = valid.defined() ? maskedAttention(q, k, v, valid) : scaledDotProductAttention(q, k, v);  // (B, h, N, d)
+  at::Tensor out;
+  if (probe && probe->wantsAttention(layer)) {
+    // The same attention, with its probabilities kept: each row's valid tokens only.
+    at::Tensor logits = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(d))), k.transpose(-2, -1));  // (B, h, N, N)
+    if (valid.defined()) {
+      const at::Tensor allowed = at::eq(valid.unsqueeze(2), valid.unsqueeze(1)).unsqueeze(1);
+      logits = logits.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
+    }
+    const at::Tensor probs = at::softmax(logits, -1);
+    for (std::int64_t b = 0; b < B; ++b) {
+      const std::int64_t len = valid.defined() ? valid[b].sum().item<std::int64_t>() : N;  // padding sits at the end
+      probe->recordAttentionRow(layer, probs[b].slice(1, 0, len).slice(2, 0, len));
+    }
+    out = at::matmul(probs, v);
+  } else {
+    out = valid.defined() ? maskedAttention(q, k, v, valid) : scaledDotProductAttention(q, k, v);  // (B, h, N, d)
+  }
   out = out.transpose(1, 2).reshape({B, N, D});
   if (valid.defined()) out = out * valid.unsqueeze(-1).to(out.scalar_type());
   return proj->forward(out);
@@ -243,9 +263,10 @@ FiTBlockImpl::FiTBlockImpl(const FiTConfig& c) {
 }
 
 at::Tensor FiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& mod, const at::Tensor& cos, const at::Tensor& sin,
-                                 const at::Tensor& valid) {
+                                 const at::Tensor& valid,
+                                 Probe* probe, int layer) {
   const auto m = mod.chunk(6, 1);
-  at::Tensor h = x + m[2].unsqueeze(1) * attn->forward(modulate(norm1->forward(x), m[0], m[1]), cos, sin, valid);
+  at::Tensor h = x + m[2].unsqueeze(1) * attn->forward(modulate(norm1->forward(x), m[0], m[1]), cos, sin, valid, probe, layer);
   const at::Tensor in = modulate(norm2->forward(h), m[3], m[4]);
   return h + m[5].unsqueeze(1) * (swiglu ? swiglu->forward(in) : gelu->forward(in));
 }
@@ -287,7 +308,7 @@ RopeTables FiTImpl::ropeFor(const at::Tensor& rows, const at::Tensor& cols, doub
 }
 
 at::Tensor FiTImpl::run(const at::Tensor& tokens, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid,
-                        const at::Tensor& tIn, const at::Tensor& y) {
+                        const at::Tensor& tIn, const at::Tensor& y, Probe* probe) {
   const auto& c = m_config;
   const std::int64_t B = tokens.size(0);
   TORCH_CHECK(tIn.dim() == 1 && tIn.size(0) == B, "fit: expected t with one entry per image (", B, "), got ", tIn.sizes());
@@ -296,6 +317,8 @@ at::Tensor FiTImpl::run(const at::Tensor& tokens, const at::Tensor& cos, const a
   at::Tensor t = tIn.to(at::kFloat);
   if (c.timeShifting != 1.0) t = (c.timeShifting * t / (1 + (c.timeShifting - 1) * t)).clamp_max(1.0);
   at::Tensor h = x_embedder->proj->forward(tokens);  // (B, N, D)
+  const bool stats = probe && probe->wantsStats();
+  if (stats) probe->tap("x_embedder", h);
   const at::Tensor cond = t_embedder->forward(t) + y_embedder->forward(y.to(at::kLong), is_training());  // (B, D)
   const at::Tensor global = global_adaLN_modulation ? global_adaLN_modulation->forward(cond) : at::Tensor();
   const at::Tensor cosB = cos.unsqueeze(1).to(h.scalar_type()), sinB = sin.unsqueeze(1).to(h.scalar_type());  // (B, 1, N, d)
@@ -303,9 +326,15 @@ at::Tensor FiTImpl::run(const at::Tensor& tokens, const at::Tensor& cos, const a
     auto* block = blocks[i]->as<FiTBlockImpl>();
     at::Tensor mod = block->adaLN_modulation->forward(cond);
     if (global.defined()) mod = mod + global;
-    h = block->forward(h, mod, cosB, sinB, valid);
+    ProbeTimer timer(probe, "blocks", static_cast<int>(i));
+    h = block->forward(h, mod, cosB, sinB, valid, probe, static_cast<int>(i));
+    if (stats) probe->tap("blocks." + std::to_string(i), h);
   }
-  h = final_layer->forward(h, cond);  // (B, N, p²C_out)
+  {
+    ProbeTimer timer(probe, "final_layer");
+    h = final_layer->forward(h, cond);  // (B, N, p²C_out)
+  }
+  if (stats) probe->tap("final_layer", h);
   if (valid.defined()) h = h * valid.unsqueeze(-1).to(h.scalar_type());
   return h;
 }
@@ -384,7 +413,7 @@ BackboneOutput FiTImpl::forward(const BackboneInput& input) {
   cosB = cosB.to(rows.device()), sinB = sinB.to(rows.device());
   const at::Tensor tokens = uniform ? rows.reshape({B, maxTokens, -1}) : padPacked(rows, grids, maxTokens);
   const at::Tensor valid = uniform ? at::Tensor() : paddingMask(grids, maxTokens).to(rows.device());
-  const at::Tensor out = run(tokens, cosB, sinB, valid, input.t, input.y);  // (B, N, p²C_out)
+  const at::Tensor out = run(tokens, cosB, sinB, valid, input.t, input.y, input.probe);  // (B, N, p²C_out)
   const std::int64_t Cout = c.outChannels();
   const at::Tensor outRows = uniform ? out.reshape({B * maxTokens, Cout, p, p}) : unpadToPacked(out, grids).reshape({-1, Cout, p, p});
   if (packed) return {outRows, std::nullopt};

@@ -82,7 +82,8 @@ class FiTAttentionImpl : public torch::nn::Module {
 public:
   FiTAttentionImpl(std::int64_t hidden, std::int64_t heads, bool qkNorm);
   /// x (B, N, D); cos/sin (B, 1, N, d); valid (B, N) bool or undefined (no padding).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid,
+                     Probe* probe = nullptr, int layer = -1);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   bool qkNorm;
   std::int64_t heads;
@@ -92,7 +93,8 @@ TORCH_MODULE(FiTAttention);
 class FiTBlockImpl : public torch::nn::Module {
 public:
   explicit FiTBlockImpl(const FiTConfig& config);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mod, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mod, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid,
+                     Probe* probe = nullptr, int layer = -1);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   FiTAttention attn{nullptr};
   SwiGLU swiglu{nullptr};  ///< registered as "mlp" when the MLP is SwiGLU
@@ -133,7 +135,7 @@ public:
 
 private:
   at::Tensor run(const at::Tensor& tokens, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& valid,
-                 const at::Tensor& t, const at::Tensor& y);
+                 const at::Tensor& t, const at::Tensor& y, Probe* probe = nullptr);
   FiTConfig m_config;
 };
 TORCH_MODULE(FiT);

@@ -161,7 +161,7 @@ NiTAttentionImpl::NiTAttentionImpl(std::int64_t hidden, std::int64_t heads_, boo
   proj = register_module("proj", nn::Linear(hidden, hidden));
 }
 
-at::Tensor NiTAttentionImpl::forward(const at::Tensor& x, const RopeTables& rope, const at::Tensor& cuSeqlens) {
+at::Tensor NiTAttentionImpl::forward(const at::Tensor& x, const RopeTables& rope, const at::Tensor& cuSeqlens, Probe* probe, int layer) {
   const std::int64_t L = x.size(0), D = x.size(1), d = D / heads;
   const at::Tensor qkvOut = qkv->forward(x).reshape({L, 3, heads, d});
   at::Tensor q = qkvOut.select(1, 0), k = qkvOut.select(1, 1), v = qkvOut.select(1, 2);  // (L, h, d)
@@ -172,6 +172,19 @@ at::Tensor NiTAttentionImpl::forward(const at::Tensor& x, const RopeTables& rope
   const at::Tensor cos = rope.cos.unsqueeze(1), sin = rope.sin.unsqueeze(1);  // (L, 1, d)
   q = applyRope(q, cos, sin).to(v.scalar_type());
   k = applyRope(k, cos, sin).to(v.scalar_type());
+  if (probe && probe->wantsAttention(layer)) {
+    // The same attention image by image, with its probabilities kept.
+    const at::Tensor cu = cuSeqlens.to(at::kCPU, at::kLong).contiguous();
+    at::Tensor out = at::empty_like(v);
+    for (std::int64_t i = 0; i + 1 < cu.size(0); ++i) {
+      const std::int64_t b = cu[i].item<std::int64_t>(), e = cu[i + 1].item<std::int64_t>();
+      const at::Tensor qi = q.slice(0, b, e).transpose(0, 1), ki = k.slice(0, b, e).transpose(0, 1);  // (h, len, d)
+      const at::Tensor probs = attentionProbabilities(qi, ki);  // (h, len, len)
+      probe->recordAttentionRow(layer, probs);
+      out.slice(0, b, e).copy_(at::matmul(probs, v.slice(0, b, e).transpose(0, 1)).transpose(0, 1));
+    }
+    return proj->forward(out.reshape({L, D}));
+  }
   const at::Tensor out = varlenAttention(q.contiguous(), k.contiguous(), v.contiguous(), cuSeqlens);  // (L, h, d)
   return proj->forward(out.reshape({L, D}));
 }
@@ -192,9 +205,10 @@ NiTBlockImpl::NiTBlockImpl(const NiTConfig& c) {
 
 at::Tensor NiTBlockImpl::modulation(const at::Tensor& cond) { return adaLN_modulation->forward(cond); }
 
-at::Tensor NiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& mod, const RopeTables& rope, const at::Tensor& cuSeqlens) {
+at::Tensor NiTBlockImpl::forward(const at::Tensor& x, const at::Tensor& mod, const RopeTables& rope, const at::Tensor& cuSeqlens,
+                                 Probe* probe, int layer) {
   const auto m = mod.chunk(6, 1);  // shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp: (L, D)
-  at::Tensor h = x + m[2] * attn->forward(modulateTokens(norm1->forward(x), m[0], m[1]), rope, cuSeqlens);
+  at::Tensor h = x + m[2] * attn->forward(modulateTokens(norm1->forward(x), m[0], m[1]), rope, cuSeqlens, probe, layer);
   return h + m[5] * mlp->forward(modulateTokens(norm2->forward(h), m[3], m[4]));
 }
 
@@ -261,7 +275,7 @@ RopeTables NiTImpl::ropeFor(const GridSizes& grids, std::pair<double, double> pe
 }
 
 at::Tensor NiTImpl::forwardPacked(const at::Tensor& x, const GridSizes& grids, const at::Tensor& t, const at::Tensor& y,
-                                  std::pair<double, double> peLength) {
+                                  std::pair<double, double> peLength, Probe* probe) {
   const auto& c = m_config;
   const std::int64_t B = static_cast<std::int64_t>(grids.size()), L = totalTokens(grids), p = c.patchSize;
   TORCH_CHECK(x.dim() == 4 && x.size(0) == L && x.size(1) == c.inChannels && x.size(2) == p && x.size(3) == p,
@@ -271,6 +285,8 @@ at::Tensor NiTImpl::forwardPacked(const at::Tensor& x, const GridSizes& grids, c
   checkClassLabels(y, c.numClasses, c.classDropoutProb > 0, "nit");
   const at::Tensor& pw = x_embedder->proj->weight;
   at::Tensor h = at::linear(x.reshape({L, -1}), pw.reshape({pw.size(0), -1}), x_embedder->proj->bias);  // (L, D)
+  const bool stats = probe && probe->wantsStats();
+  if (stats) probe->tap("x_embedder", h);
   const at::Tensor cond = t_embedder->forward(t) + y_embedder->forward(y.to(at::kLong), is_training());  // (B, D)
   const at::Tensor tokenImage = tokenImageIndex(grids).to(x.device());
   const at::Tensor cu = cumulativeLengths(grids);
@@ -283,10 +299,16 @@ at::Tensor NiTImpl::forwardPacked(const at::Tensor& x, const GridSizes& grids, c
   };
   for (std::size_t i = 0; i < blocks->size(); ++i) {
     auto* block = blocks[i]->as<NiTBlockImpl>();
-    h = block->forward(h, perToken(block->modulation(cond)), rope, cu);
+    ProbeTimer timer(probe, "blocks", static_cast<int>(i));
+    h = block->forward(h, perToken(block->modulation(cond)), rope, cu, probe, static_cast<int>(i));
+    if (stats) probe->tap("blocks." + std::to_string(i), h);
   }
-  const auto m = perToken(final_layer->adaLN_modulation->forward(cond)).chunk(2, 1);  // shift, scale
-  h = final_layer->linear->forward(modulateTokens(final_layer->norm_final->forward(h), m[0], m[1]));
+  {
+    ProbeTimer timer(probe, "final_layer");
+    const auto m = perToken(final_layer->adaLN_modulation->forward(cond)).chunk(2, 1);  // shift, scale
+    h = final_layer->linear->forward(modulateTokens(final_layer->norm_final->forward(h), m[0], m[1]));
+  }
+  if (stats) probe->tap("final_layer", h);
   return h.reshape({L, c.outChannels(), p, p});  // features ordered (c, p1, p2)
 }
 
@@ -294,7 +316,7 @@ BackboneOutput NiTImpl::forward(const BackboneInput& input) {
   const std::int64_t p = m_config.patchSize;
   if (input.sizes) {
     const GridSizes grids = gridsFromSizes(*input.sizes, p);
-    return {forwardPacked(input.x, grids, input.t, input.y), std::nullopt};
+    return {forwardPacked(input.x, grids, input.t, input.y, {0, 0}, input.probe), std::nullopt};
   }
   const at::Tensor& x = input.x;
   TORCH_CHECK(x.dim() == 4, "nit: expected images (N, C, H, W) or packed tokens with per-image sizes, got ", x.sizes());
@@ -303,7 +325,7 @@ BackboneOutput NiTImpl::forward(const BackboneInput& input) {
               "nit: height and width must be positive multiples of the patch size ", p, ", got ", x.size(2), "x", x.size(3));
   const std::int64_t N = x.size(0), gh = x.size(2) / p, gw = x.size(3) / p;
   const GridSizes grids(static_cast<std::size_t>(N), {gh, gw});
-  const at::Tensor out = forwardPacked(patchify(x, p), grids, input.t, input.y);
+  const at::Tensor out = forwardPacked(patchify(x, p), grids, input.t, input.y, {0, 0}, input.probe);
   return {unpatchifyBatch(out, N, gh, gw), std::nullopt};
 }
 

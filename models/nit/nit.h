@@ -71,7 +71,7 @@ class NiTAttentionImpl : public torch::nn::Module {
 public:
   NiTAttentionImpl(std::int64_t hidden, std::int64_t heads, bool qkNorm);
   /// x (L, D) packed; cos/sin (L, d); cuSeqlens (B+1,).
-  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const at::Tensor& cuSeqlens);
+  at::Tensor forward(const at::Tensor& x, const RopeTables& rope, const at::Tensor& cuSeqlens, Probe* probe = nullptr, int layer = -1);
   torch::nn::Linear qkv{nullptr}, proj{nullptr};
   torch::nn::LayerNorm q_norm{nullptr}, k_norm{nullptr};
   std::int64_t heads;
@@ -82,7 +82,8 @@ class NiTBlockImpl : public torch::nn::Module {
 public:
   NiTBlockImpl(const NiTConfig& config);
   /// x (L, D); mod (L, 6D): each token's modulation (its image's).
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& mod, const RopeTables& rope, const at::Tensor& cuSeqlens);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mod, const RopeTables& rope, const at::Tensor& cuSeqlens,
+                     Probe* probe = nullptr, int layer = -1);
   /// The 6D modulation of each image, (B, 6D).
   at::Tensor modulation(const at::Tensor& cond);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
@@ -106,7 +107,7 @@ public:
   /// `peLength` (rows, columns) fixes the RoPE extrapolation lengths for every image (NiT's
   /// max_pe_len_h/w); {0, 0}: each image's own grid.
   at::Tensor forwardPacked(const at::Tensor& x, const GridSizes& grids, const at::Tensor& t, const at::Tensor& y,
-                           std::pair<double, double> peLength = {0, 0});
+                           std::pair<double, double> peLength = {0, 0}, Probe* probe = nullptr);
 
   void initializeWeights();
   const NiTConfig& config() const { return m_config; }

@@ -272,12 +272,14 @@ private Q_SLOTS:
     const at::Tensor tapped = model->forwardTensors(x, t, y, &probe);
     QVERIFY(at::allclose(plain, tapped, 1e-5, 1e-6));  // taps do not change the result
     QCOMPARE(probe.attention().size(), std::size_t(1));
-    const at::Tensor a = probe.attention().at(1);
+    QCOMPARE(probe.attention().at(1).size(), std::size_t(2));  // one entry per row
+    const at::Tensor a = at::stack(probe.attention().at(1), 0);
     QCOMPARE(a.sizes().vec(), (std::vector<std::int64_t>{2, 2, 24, 24}));  // 2 heads asked, 4x6 tokens
     QVERIFY(at::allclose(a.sum(-1), at::ones({2, 2, 24})));
-    QCOMPARE(probe.stats().size(), std::size_t(3));  // x_embedder + 2 blocks
+    QCOMPARE(probe.stats().size(), std::size_t(4));  // x_embedder + 2 blocks + final layer
     QCOMPARE(probe.stats()[2].name, std::string("blocks.1"));
-    QCOMPARE(probe.timings().size(), std::size_t(2));
+    QCOMPARE(probe.stats()[3].name, std::string("final_layer"));
+    QCOMPARE(probe.timings().size(), std::size_t(3));
   }
 
   void sitDropsSigmaChannels() {

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "models/inspection.h"
+
+#include "core/formats/safetensors.h"
+#include "models/probe.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tessera {
+namespace {
+
+struct Shape {
+  std::int64_t height = 0, width = 0, patch = 1, depth = 0, heads = 0;
+};
+
+Result<Shape> shapeOf(const LoadedModel& model, const GenerationRequest& g) {
+  auto traits = modelTraits(model);
+  if (!traits) return fail(traits.error());
+  Shape s;
+  if (g.sizes.size() > 1) return fail("inspection looks at one image of one size; the request has " + std::to_string(g.sizes.size()) + " sizes");
+  s.height = !g.sizes.empty() ? g.sizes[0].first : g.height > 0 ? g.height : traits->trainedHeight;
+  s.width = !g.sizes.empty() ? g.sizes[0].second : g.width > 0 ? g.width : traits->trainedWidth;
+  if (auto ok = checkSize(*traits, s.height, s.width); !ok) return fail(ok.error());
+  s.patch = traits->sizeMultiple;
+  const nlohmann::json config = model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+  s.depth = config.value("depth", std::int64_t(0));
+  s.heads = config.value("num_heads", std::int64_t(0));
+  return s;
+}
+
+Result<void> checkRequest(const InspectionRequest& r, const Shape& s) {
+  if (r.generation.classes.size() != 1)
+    return fail("inspection looks at one image; the request has " + std::to_string(r.generation.classes.size()));
+  if (r.attention && (s.depth < 1 || s.heads < 1))
+    return fail("this backbone has no attention taps (its configuration names no depth and num_heads)");
+  for (int l : r.layers)
+    if (l < 0 || l >= s.depth)
+      return fail("layer " + std::to_string(l) + " is out of range: this model has blocks 0 to " + std::to_string(s.depth - 1));
+  const std::int64_t steps = r.generation.options.steps;
+  for (std::int64_t k : r.steps)
+    if (k < 0 || (steps > 0 && k >= steps))
+      return fail("step " + std::to_string(k) + " is out of range: this run has steps 0 to " + std::to_string(steps - 1));
+  return {};
+}
+
+/// Observer of the capture run: keeps the probed steps' conditional attention and every
+/// guided step's guidance map.
+class CaptureObserver final : public StepObserver {
+public:
+  CaptureObserver(Probe& probe, InspectionCapture& out, std::int64_t total, std::function<void(std::int64_t, std::int64_t)> progress)
+      : m_probe(probe), m_out(out), m_total(total), m_progress(std::move(progress)) {}
+
+  void onStep(const StepEvent& e) override {
+    if (!m_probe.attention().empty()) {
+      std::vector<at::Tensor> layers;
+      for (const auto& [layer, rows] : m_probe.attention()) layers.push_back(rows.front());  // row 0: the conditional pass
+      m_attention.push_back(at::stack(layers, 0));
+      m_out.steps.push_back(e.index);
+      m_out.taus.push_back(e.tau);
+      m_probe.clearResults();
+    }
+    const Denoised& d = *e.denoised;
+    if (d.x0Conditional.defined()) {
+      const at::Tensor diff = (d.x0Conditional[0] - d.x0Unconditional[0]).to(at::kCPU, at::kFloat);  // (C, H, W)
+      m_guidance.push_back(diff.pow(2).sum(0).sqrt());
+      m_out.guidanceSteps.push_back(e.index);
+      m_out.guidanceTaus.push_back(e.tau);
+    }
+    if (m_progress) m_progress(e.index + 1, m_total);
+  }
+
+  void finish() {
+    if (!m_attention.empty()) m_out.attention = at::stack(m_attention, 0).contiguous();
+    if (!m_guidance.empty()) m_out.guidance = at::stack(m_guidance, 0).contiguous();
+  }
+
+private:
+  Probe& m_probe;
+  InspectionCapture& m_out;
+  std::int64_t m_total;
+  std::function<void(std::int64_t, std::int64_t)> m_progress;
+  std::vector<at::Tensor> m_attention, m_guidance;
+};
+
+at::Tensor layerHeads(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head) {
+  at::Tensor a = c.attention[stepIndex][layer];  // (heads, T, T)
+  return head == kMeanOfHeads ? a.mean(0) : a[head];
+}
+
+}  // namespace
+
+Result<InspectionEstimate> estimateInspection(const LoadedModel& model, const InspectionRequest& request) {
+  auto shape = shapeOf(model, request.generation);
+  if (!shape) return fail(shape.error());
+  if (auto ok = checkRequest(request, *shape); !ok) return fail(ok.error());
+  InspectionEstimate e;
+  e.tokens = (shape->height / shape->patch) * (shape->width / shape->patch);
+  e.depth = shape->depth;
+  e.heads = shape->heads;
+  e.layers = request.attention ? (request.layers.empty() ? shape->depth : static_cast<std::int64_t>(request.layers.size())) : 0;
+  e.totalSteps = request.generation.options.steps;
+  e.steps = request.steps.empty() ? e.totalSteps : static_cast<std::int64_t>(request.steps.size());
+  const std::uint64_t perLayer = static_cast<std::uint64_t>(e.heads) * static_cast<std::uint64_t>(e.tokens * e.tokens) * sizeof(float);
+  // Kept: the conditional rows of every captured step; transient: one evaluation's rows
+  // (conditional and unconditional) of every captured layer, plus one layer's logits.
+  e.bytes = perLayer * static_cast<std::uint64_t>(e.layers) * static_cast<std::uint64_t>(e.steps + 2) + (e.layers ? 2 * perLayer : 0);
+  e.bytes += static_cast<std::uint64_t>(e.totalSteps) * static_cast<std::uint64_t>(shape->height * shape->width) * sizeof(float);
+  return e;
+}
+
+Result<InspectionCapture> captureInspection(const LoadedModel& model, const InspectionRequest& request) {
+  auto shape = shapeOf(model, request.generation);
+  if (!shape) return fail(shape.error());
+  if (auto ok = checkRequest(request, *shape); !ok) return fail(ok.error());
+  InspectionCapture out;
+  out.height = shape->height;
+  out.width = shape->width;
+  out.patch = shape->patch;
+  out.gridH = shape->height / shape->patch;
+  out.gridW = shape->width / shape->patch;
+  out.depth = shape->depth;
+  out.heads = shape->heads;
+
+  Probe probe;
+  GenerationRequest g = request.generation;
+  g.batch = 1;
+  g.guidanceParts = true;
+  g.recordTrajectory = false;
+  if (request.attention) {
+    std::set<int> layers = request.layers;
+    if (layers.empty())
+      for (int l = 0; l < shape->depth; ++l) layers.insert(l);
+    out.layers.assign(layers.begin(), layers.end());
+    probe.requestAttention(layers);
+    g.probe = &probe;
+    if (!request.steps.empty()) {
+      const std::set<std::int64_t> wanted(request.steps.begin(), request.steps.end());
+      g.probeStep = [wanted](std::int64_t step) { return wanted.count(step) > 0; };
+    }
+  }
+  CaptureObserver observer(probe, out, request.generation.options.steps, request.progress);
+  // The caller's observer, if any, still sees every step (after ours).
+  struct Both final : StepObserver {
+    StepObserver* a;
+    StepObserver* b;
+    void onStart(const at::Tensor& x, double tau, double time) override {
+      a->onStart(x, tau, time);
+      if (b) b->onStart(x, tau, time);
+    }
+    void onStep(const StepEvent& e) override {
+      a->onStep(e);
+      if (b) b->onStep(e);
+    }
+  } both;
+  both.a = &observer;
+  both.b = request.generation.observer;
+  g.observer = &both;
+  auto result = generate(model, g);
+  if (!result) return fail(result.error());
+  if (result->cancelled) return fail("the inspection was cancelled");
+  observer.finish();
+  if (request.attention && !out.attention.defined())
+    return fail("the backbone recorded no attention: its blocks have no attention taps");
+  out.image = result->images.front();
+  out.settings = result->settings;
+  return out;
+}
+
+Result<at::Tensor> attentionMap(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head, std::int64_t token, bool reverse) {
+  if (!c.attention.defined()) return fail("this capture holds no attention");
+  const std::int64_t S = c.attention.size(0), L = c.attention.size(1), H = c.attention.size(2), T = c.attention.size(3);
+  if (stepIndex < 0 || stepIndex >= S) return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " + std::to_string(S - 1));
+  if (layer != kMeanOfLayers && layer != kRollout && (layer < 0 || layer >= L))
+    return fail("layer " + std::to_string(layer) + " is out of range: " + std::to_string(L) + " layers were captured");
+  if (head != kMeanOfHeads && (head < 0 || head >= H))
+    return fail("head " + std::to_string(head) + " is out of range: the model has " + std::to_string(H) + " heads");
+  if (token < 0 || token >= T) return fail("token " + std::to_string(token) + " is out of range: the image has " + std::to_string(T) + " tokens");
+  at::Tensor m;  // (T, T): rows are queries, columns keys
+  if (layer == kRollout) {
+    const at::Tensor eye = at::eye(T, at::kFloat);
+    m = eye;
+    for (std::int64_t l = 0; l < L; ++l) {
+      at::Tensor a = 0.5 * layerHeads(c, stepIndex, static_cast<int>(l), head) + 0.5 * eye;
+      a = a / a.sum(-1, true);
+      m = at::matmul(a, m);  // later layers act on what earlier ones mixed
+    }
+  } else if (layer == kMeanOfLayers) {
+    m = (head == kMeanOfHeads ? c.attention[stepIndex].mean(1) : c.attention[stepIndex].select(1, head)).mean(0);
+  } else {
+    m = layerHeads(c, stepIndex, layer, head);
+  }
+  const at::Tensor v = reverse ? m.select(1, token) : m.select(0, token);
+  return v.reshape({c.gridH, c.gridW}).contiguous();
+}
+
+Result<at::Tensor> headEntropy(const InspectionCapture& c, std::int64_t stepIndex) {
+  if (!c.attention.defined()) return fail("this capture holds no attention");
+  if (stepIndex < 0 || stepIndex >= c.attention.size(0))
+    return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " + std::to_string(c.attention.size(0) - 1));
+  const at::Tensor p = c.attention[stepIndex];  // (L, heads, T, T)
+  return (-(p * at::log(p.clamp_min(1e-30))).sum(-1)).mean(-1).contiguous();  // (L, heads)
+}
+
+Result<void> writeInspection(const std::string& path, const InspectionCapture& c) {
+  NamedTensors tensors;
+  tensors.emplace_back("image", c.image.contiguous());
+  if (c.attention.defined()) {
+    tensors.emplace_back("attention", c.attention);
+    tensors.emplace_back("steps", at::tensor(c.steps, at::kLong));
+    tensors.emplace_back("taus", at::tensor(c.taus, at::kDouble));
+    tensors.emplace_back("layers", at::tensor(std::vector<std::int64_t>(c.layers.begin(), c.layers.end()), at::kLong));
+  }
+  if (c.guidance.defined()) {
+    tensors.emplace_back("guidance", c.guidance);
+    tensors.emplace_back("guidance_steps", at::tensor(c.guidanceSteps, at::kLong));
+    tensors.emplace_back("guidance_taus", at::tensor(c.guidanceTaus, at::kDouble));
+  }
+  const nlohmann::json meta = {{"grid", {{"height", c.gridH}, {"width", c.gridW}}},
+                               {"patch", c.patch},
+                               {"size", {{"height", c.height}, {"width", c.width}}},
+                               {"attention_layout", "(step, layer, head, query, key); tokens row-major on the patch grid; conditional pass"},
+                               {"guidance_layout", "(step, H, W): per pixel norm over channels of x0(cond) - x0(uncond)"},
+                               {"settings", c.settings}};
+  return writeSafetensors(path, tensors, {{"tessera.inspection", meta.dump()}});
+}
+
+double forwardGflops(const LoadedModel& model, std::int64_t height, std::int64_t width) {
+  const std::int64_t p = std::max<std::int64_t>(1, model.backbone->capabilities().sizeMultiple);
+  const double T = static_cast<double>((height / p) * (width / p));
+  const nlohmann::json config = model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+  const double depth = static_cast<double>(config.value("depth", 0)), D = static_cast<double>(config.value("hidden_size", 0));
+  double flops = 2.0 * T * T * D * 2.0 * depth;  // QKᵀ and (softmax)·V in every block
+  for (const auto& item : model.backbone->named_parameters()) {
+    const std::string& name = item.key();
+    const at::Tensor& w = item.value();
+    if (w.dim() < 2 || name.find("pos_embed") != std::string::npos || name.find("embedding_table") != std::string::npos) continue;
+    const bool perImage = name.find("adaLN") != std::string::npos || name.find("t_embedder") != std::string::npos ||
+                          name.find("y_embedder") != std::string::npos;
+    flops += 2.0 * static_cast<double>(w.numel()) * (perImage ? 1.0 : T);
+  }
+  return flops / 1e9;
+}
+
+}  // namespace tessera

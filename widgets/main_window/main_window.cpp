@@ -2,6 +2,7 @@
 #include "widgets/main_window/main_window.h"
 
 #include "widgets/about/about_dialog.h"
+#include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
@@ -87,6 +88,9 @@ void MainWindow::buildStudio() {
   systemScroll->setMinimumWidth(280);
   QDockWidget* systemDock = dock(systemScroll, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
   tabifyDockWidget(galleryDock, systemDock);
+  m_attention = new AttentionPanel(this);
+  QDockWidget* attentionDock = dock(m_attention, tr("Attention maps"), "dockAttention", Qt::RightDockWidgetArea);
+  tabifyDockWidget(galleryDock, attentionDock);
   galleryDock->raise();
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
@@ -119,6 +123,7 @@ void MainWindow::buildStudio() {
   });
   connect(m_timeline, &TimelinePanel::intervalDragged, m_generate, &GeneratePanel::setGuidanceInterval);
   connect(m_canvas, &ImageCanvas::currentChanged, m_timeline, &TimelinePanel::setImage);
+  connect(m_canvas, &ImageCanvas::currentChanged, this, &MainWindow::updateInspectionSource);
   connect(m_canvas, &ImageCanvas::pixelHovered, this, [this](const QString& text) {
     if (!text.isEmpty()) statusBar()->showMessage(text, 3000);
   });
@@ -130,6 +135,7 @@ void MainWindow::buildStudio() {
   connect(m_gallery, &GalleryPanel::showRequested, this, [this](const QImage& image, const QByteArray& png) {
     m_canvas->clear(1);
     m_canvas->setImage(0, image, png);
+    updateInspectionSource(0);
   });
 
   connect(m_worker, &GenerationWorker::started, this, [this](qint64 id, int images, int steps, const NoiseLevels& levels) {
@@ -143,7 +149,9 @@ void MainWindow::buildStudio() {
     if (step > 0) m_generate->setProgress(++m_stepsDone, m_jobSteps * m_jobBatches);
   });
   connect(m_worker, &GenerationWorker::imageReady, this, [this](qint64 id, int index, const QImage& image, const QByteArray& png, qint64) {
-    if (id == m_jobId) m_canvas->setImage(index, image, png);
+    if (id != m_jobId) return;
+    m_canvas->setImage(index, image, png);
+    if (index == std::max(0, m_canvas->current())) updateInspectionSource(index);
   });
   connect(m_worker, &GenerationWorker::finished, this, [this](qint64 id, bool cancelled, double seconds, const QString& summary) {
     if (id != m_jobId) return;
@@ -183,6 +191,31 @@ void MainWindow::endJob() {
   Q_EMIT generationEnded();
 }
 
+void MainWindow::updateInspectionSource(int index) {
+  const QByteArray png = m_canvas->png(index);
+  if (png.isEmpty()) return;
+  const QByteArray settings = QImage::fromData(png, "PNG").text(QStringLiteral("tessera")).toUtf8();
+  QString problem;
+  const GenerationJob job = jobFromSettings(settings, m_generate->models(), &problem);
+  if (!problem.isEmpty()) {
+    m_attention->clearSource(tr("This image cannot be inspected: %1.").arg(problem));
+    return;
+  }
+  const ModelInfo* model = nullptr;
+  for (const ModelInfo& m : m_generate->models())
+    if (m.path == job.modelPath) model = &m;
+  if (!model) return;
+  const QJsonObject image = QJsonDocument::fromJson(settings).object().value(QStringLiteral("image")).toObject();
+  const QString title = tr("<b>%1</b> · %2×%3 · seed %4 · %5, %6 steps, CFG %7 · %8")
+                            .arg(image.value(QStringLiteral("class_name")).toString(), QString::number(job.width), QString::number(job.height))
+                            .arg(job.seed)
+                            .arg(job.sampler)
+                            .arg(job.steps)
+                            .arg(job.cfg)
+                            .arg(model->name);
+  m_attention->setSource(job, *model, title);
+}
+
 void MainWindow::maybeReady() {
   if (isReady()) Q_EMIT ready();
 }
@@ -199,6 +232,7 @@ QString MainWindow::openImage(const QString& path) {
   if (file.open(QIODevice::ReadOnly)) png = file.readAll();
   m_canvas->clear(1);
   m_canvas->setImage(0, image, png);
+  updateInspectionSource(0);
   statusBar()->showMessage(missing.isEmpty() ? tr("Settings of %1 restored").arg(QFileInfo(path).fileName())
                                              : tr("Restored, except: %1").arg(missing));
   return missing;

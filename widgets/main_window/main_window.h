@@ -24,6 +24,7 @@ class ImageCanvas;
 class TimelinePanel;
 class GalleryPanel;
 class GenerationWorker;
+class AttentionPanel;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
@@ -46,6 +47,7 @@ public:
   ImageCanvas* canvas() const { return m_canvas; }
   TimelinePanel* timeline() const { return m_timeline; }
   GalleryPanel* gallery() const { return m_gallery; }
+  AttentionPanel* attention() const { return m_attention; }
   bool isGenerating() const { return m_running; }
   QString lastError() const { return m_lastError; }
   QString lastSummary() const { return m_lastSummary; }
@@ -77,6 +79,8 @@ private:
   void startJob(GenerationJob job);
   void endJob();
   void maybeReady();
+  /// Points the inspection panels at canvas image `index` (its PNG settings).
+  void updateInspectionSource(int index);
 
   QMenu* m_panelsMenu = nullptr;
   QLabel* m_torchLabel = nullptr;
@@ -93,6 +97,7 @@ private:
   ImageCanvas* m_canvas = nullptr;
   TimelinePanel* m_timeline = nullptr;
   GalleryPanel* m_gallery = nullptr;
+  AttentionPanel* m_attention = nullptr;
   QThread m_workerThread;
   GenerationWorker* m_worker = nullptr;
   qint64 m_jobId = 0;

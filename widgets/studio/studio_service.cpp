@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/studio/studio_service.h"
 
+#include "widgets/studio/job_request.h"
+
 #include "core/data/batching.h"
 #include "core/formats/safetensors.h"
 #include "core/gallery/gallery_store.h"
@@ -9,6 +11,8 @@
 #include "core/system/resources.h"
 #include "models/generated_image.h"
 #include "models/generation.h"
+#include "models/inspection.h"
+#include "models/probe.h"
 #include "models/common/packing.h"
 #include "models/model_file.h"
 
@@ -26,6 +30,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -117,6 +122,10 @@ ModelInfo describe(const QString& path, const QString& origin) {
   info.defaultSteps = defaults.value("steps", 50);
   info.defaultCfg = defaults.value("cfg", 1.0);
   info.defaultClip = defaults.value("clip_x0", false);
+  const auto config = d["backbone"].value("config", nlohmann::json::object());
+  info.depth = config.value("depth", 0);
+  info.heads = config.value("num_heads", 0);
+  if (info.depth > 0 && info.trainedWidth > 0) info.gflops = forwardGflops(*loaded, traits->trainedHeight, traits->trainedWidth);
   info.evaluation = evaluationLine(d);
   return info;
 }
@@ -235,6 +244,128 @@ QByteArray pngSettings(const QString& path) {
 
 // ---- the worker -------------------------------------------------------------------------
 
+Result<GenerationRequest> requestFromJob(const GenerationJob& job, const LoadedModel& model, const ModelTraits& traits,
+                                         GridSizes* packGrids) {
+  GenerationRequest r;
+  for (qint64 k : job.classes) r.classes.push_back(k);
+  r.width = job.width;
+  r.height = job.height;
+  if (!job.sizes.isEmpty()) {
+    QSet<QPair<int, int>> distinct;
+    for (const QSize& s : job.sizes) distinct.insert({s.width(), s.height()});
+    if (distinct.size() > 1) {
+      if (!model.backbone->capabilities().packed)
+        return fail("mixed sizes in one job need a backbone that takes packed sequences (NiT, FiT); "
+                    "this model generates one size at a time");
+      for (const QSize& s : job.sizes) r.sizes.emplace_back(s.height(), s.width());
+      const std::int64_t p = traits.sizeMultiple;
+      if (packGrids)
+        for (qsizetype i = 0; i < job.classes.size(); ++i) {
+          const auto& [h, w] = r.sizes[static_cast<std::size_t>(i) % r.sizes.size()];
+          packGrids->emplace_back(h / p, w / p);
+        }
+    }
+    r.width = job.sizes.front().width();
+    r.height = job.sizes.front().height();
+  }
+  r.sampler = job.sampler.toStdString();
+  r.options.steps = job.steps;
+  r.options.grid = job.grid.toStdString();
+  r.options.eta = job.eta;
+  r.options.clipDenoised = job.clip;
+  r.guidance.scale = job.cfg;
+  r.guidance.low = job.cfgLow;
+  r.guidance.high = job.cfgHigh;
+  r.seed = job.seed;
+  r.batch = std::max(1, job.batch);
+  if (auto ok = r.guidance.validate(); !ok) return fail(ok.error());
+  return r;
+}
+
+QString ModelSlot::load(const QString& file, bool withHash) {
+  const QDateTime stamp = QFileInfo(file).lastModified();
+  if (model && path == file && modified == stamp && (!withHash || !hash.empty())) return {};
+  model.reset();
+  traits.reset();
+  hash.clear();
+  auto loaded = loadModelFile(file.toStdString());
+  if (!loaded) return qs(loaded.error().message());
+  auto t = modelTraits(*loaded);
+  if (!t) return qs(t.error().message());
+  if (withHash) {
+    auto h = sha256File(file.toStdString());
+    if (!h) return qs(h.error().message());
+    hash = *h;
+  }
+  model = std::move(*loaded);
+  traits = *t;
+  path = file;
+  modified = stamp;
+  return {};
+}
+
+/// The live inspector's observer: reads the probe's block statistics and timings after
+/// every step, adds the latent's histogram and the guidance difference, and posts it.
+class InspectorObserver final : public StepObserver {
+public:
+  InspectorObserver(Probe& probe, qint64 job, int steps, std::function<void(InspectorStep)> post)
+      : m_probe(probe), m_job(job), m_steps(steps), m_post(std::move(post)) {}
+  void onStart(const at::Tensor&, double, double) override {
+    m_probe.clearResults();
+    m_clock.start();
+  }
+  void onStep(const StepEvent& e) override {
+    InspectorStep s;
+    s.job = m_job;
+    s.step = static_cast<int>(e.index);
+    s.steps = m_steps;
+    s.tau = e.tauNext;
+    s.stepMs = static_cast<double>(m_clock.nsecsElapsed()) / 1e6;
+    m_clock.restart();
+    std::map<std::string, double> ms;
+    for (const auto& [name, t] : m_probe.timings()) ms[name] += t;
+    for (const auto& st : m_probe.stats()) {
+      BlockStat b;
+      b.name = QString::fromStdString(st.name);
+      b.mean = static_cast<float>(st.mean);
+      b.std = static_cast<float>(st.std);
+      b.absMax = static_cast<float>(st.absMax);
+      if (auto it = ms.find(st.name); it != ms.end()) b.ms = it->second;
+      s.blocks.push_back(b);
+    }
+    m_probe.clearResults();
+    const at::Tensor x = e.x->detach().to(at::kCPU, at::kFloat);
+    const float lo = x.min().item<float>(), hi = x.max().item<float>();
+    s.histogramMin = lo;
+    s.histogramMax = hi;
+    const at::Tensor h = at::histc(x, 64, lo, hi > lo ? hi : lo + 1.0f);
+    s.histogram.resize(64);
+    std::memcpy(s.histogram.data(), h.contiguous().data_ptr<float>(), 64 * sizeof(float));
+    if (e.denoised && e.denoised->x0Conditional.defined())
+      s.guidanceDifference = (e.denoised->x0Conditional - e.denoised->x0Unconditional).abs().mean().item<double>();
+    m_post(std::move(s));
+  }
+
+private:
+  Probe& m_probe;
+  qint64 m_job;
+  int m_steps;
+  std::function<void(InspectorStep)> m_post;
+  QElapsedTimer m_clock;
+};
+
+/// Forwards every event to several observers, in order.
+class ObserverList final : public StepObserver {
+public:
+  std::vector<StepObserver*> targets;
+  void onStart(const at::Tensor& x, double tau, double time) override {
+    for (auto* t : targets) t->onStart(x, tau, time);
+  }
+  void onStep(const StepEvent& e) override {
+    for (auto* t : targets) t->onStep(e);
+  }
+};
+
 struct GenerationWorker::Cache {
   QString path;
   QDateTime modified;  ///< of the file when loaded: a model retrained in place is loaded again
@@ -250,6 +381,7 @@ GenerationWorker::GenerationWorker() : m_cache(std::make_unique<Cache>()) {
   qRegisterMetaType<StepFrame>();
   qRegisterMetaType<QVector<StepFrame>>();
   qRegisterMetaType<NoiseLevels>();
+  qRegisterMetaType<InspectorStep>();
 }
 
 GenerationWorker::~GenerationWorker() = default;
@@ -375,41 +507,12 @@ void GenerationWorker::run(const GenerationJob& job) {
       c.galleryPath = job.galleryPath;
     }
 
-    GenerationRequest r;
-    for (qint64 k : job.classes) r.classes.push_back(k);
-    r.width = job.width;
-    r.height = job.height;
     GridSizes packGrids;
-    if (!job.sizes.isEmpty()) {
-      QSet<QPair<int, int>> distinct;
-      for (const QSize& s : job.sizes) distinct.insert({s.width(), s.height()});
-      if (distinct.size() > 1) {
-        if (!c.model->backbone->capabilities().packed)
-          return failWith(QStringLiteral("mixed sizes in one job need a backbone that takes packed sequences (NiT, FiT); "
-                                         "this model generates one size at a time"));
-        for (const QSize& s : job.sizes) r.sizes.emplace_back(s.height(), s.width());
-        const std::int64_t p = c.traits->sizeMultiple;
-        for (qsizetype i = 0; i < job.classes.size(); ++i) {
-          const auto& [h, w] = r.sizes[static_cast<std::size_t>(i) % r.sizes.size()];
-          packGrids.emplace_back(h / p, w / p);
-        }
-      }
-      r.width = job.sizes.front().width();
-      r.height = job.sizes.front().height();
-    }
-    r.sampler = job.sampler.toStdString();
-    r.options.steps = job.steps;
-    r.options.grid = job.grid.toStdString();
-    r.options.eta = job.eta;
-    r.options.clipDenoised = job.clip;
-    r.guidance.scale = job.cfg;
-    r.guidance.low = job.cfgLow;
-    r.guidance.high = job.cfgHigh;
-    r.seed = job.seed;
-    r.batch = std::max(1, job.batch);
+    auto made = requestFromJob(job, *c.model, *c.traits, &packGrids);
+    if (!made) return failWith(qs(made.error().message()));
+    GenerationRequest r = std::move(*made);
     r.cancel = token.get();
     r.guidanceParts = true;
-    if (auto ok = r.guidance.validate(); !ok) return failWith(qs(ok.error().message()));
 
     // The noise levels of the grid, for the timeline's plot (generate() builds the same grid).
     const SamplerEntry* entry = samplerRegistry().find(r.sampler);
@@ -435,7 +538,18 @@ void GenerationWorker::run(const GenerationJob& job) {
     FrameObserver observer(r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) {
       Q_EMIT stepped(id, step, frames);
     });
-    r.observer = &observer;
+    ObserverList observers;
+    observers.targets.push_back(&observer);
+    Probe probe;
+    std::optional<InspectorObserver> inspector;
+    if (job.inspect) {
+      probe.requestActivationStats(true);
+      probe.requestTimings(true);
+      r.probe = &probe;
+      observers.targets.push_back(&inspector.emplace(probe, job.id, static_cast<int>(grid->size()) - 1,
+                                                     [this, id = job.id](InspectorStep s) { Q_EMIT inspected(id, s); }));
+    }
+    r.observer = &observers;
     auto result = generate(*c.model, r);
     if (!result) return failWith(qs(result.error().message()));
 

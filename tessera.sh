@@ -15,6 +15,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   qt6-base-dev qt6-base-dev-tools libqt6opengl6-dev qt6-charts-dev libqt6sql6-sqlite libgl-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev zlib1g-dev libpng-dev libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libsqlite3-dev libsqlitecpp-dev libssl-dev libopencv-videoio-dev libgloo-dev
+  libimgui-dev libgl1 xvfb xauth
   dataset-fashion-mnist fonts-dejavu-core
 )
 

@@ -7,6 +7,8 @@
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
 #include "widgets/generate/generate_panel.h"
+#include "widgets/inspector/imgui_widget.h"
+#include "widgets/inspector/inspector_panel.h"
 #include "widgets/main_window/main_window.h"
 
 #include <QCheckBox>
@@ -188,6 +190,53 @@ private Q_SLOTS:
     QVERIFY(std::abs(static_cast<double>(r.width()) / r.height() - 12.0 / 28.0) < 0.03);
     QVERIFY(std::abs(sum(a->currentMap()) - 1.0) < 1e-4);
     panel()->setMixedSizes(false, QString());
+  }
+
+  void liveInspectorGetsEveryBlockEveryStep() {
+    auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("dockInspector"));
+    QVERIFY(dock);
+    dock->show();
+    dock->raise();
+    InspectorPanel* inspector = m_window->inspector();
+    QTRY_VERIFY(inspector->isCollecting());
+    QVERIFY(panel()->selectModel(QStringLiteral("dit-fashion")));
+    const int depth = panel()->currentModel()->depth;
+    QVERIFY(depth > 0);
+    child<QSpinBox>(panel(), "imageCount")->setValue(2);
+    child<QSpinBox>(panel(), "steps")->setValue(9);
+    child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(2.0);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    const auto& steps = inspector->history().steps();
+    QTRY_COMPARE(steps.size(), std::size_t(9));
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const InspectorStep& s = steps[i];
+      QCOMPARE(s.step, static_cast<int>(i));
+      QCOMPARE(s.steps, 9);
+      QCOMPARE(s.blocks.size(), depth + 2);  // the patch embedding, every block, the final layer
+      QCOMPARE(s.blocks.front().name, QStringLiteral("x_embedder"));
+      for (int b = 0; b < depth; ++b) {
+        QCOMPARE(s.blocks[1 + b].name, QStringLiteral("blocks.%1").arg(b));
+        QVERIFY(s.blocks[1 + b].ms >= 0);
+        QVERIFY(s.blocks[1 + b].std > 0);
+      }
+      QCOMPARE(s.histogram.size(), 64);
+      double count = 0;
+      for (float c : s.histogram) count += c;
+      QCOMPARE(count, 2.0 * 28 * 28);  // every value of both images' state
+      QVERIFY(s.guidanceDifference > 0);
+      QVERIFY(s.stepMs > 0);
+    }
+    QVERIFY(!inspector->summaryText().isEmpty());
+    QTest::qWait(200);  // the view redraws at most every 33 ms; the header label every 100 ms
+    shoot(m_window.get(), "studio-inspector.png");
+    shoot(inspector, "inspector-panel.png");
+    // Out of sight, nothing is collected: the next job runs without taps.
+    m_window->findChild<QDockWidget*>(QStringLiteral("dockTimeline"))->raise();
+    QTRY_VERIFY(!inspector->isCollecting());
+    const quint64 revision = inspector->history().revision();
+    QVERIFY(generate());
+    QCOMPARE(inspector->history().revision(), revision);
   }
 
   void cleanupTestCase() { m_window.reset(); }

@@ -5,7 +5,9 @@
 
 #include <QHBoxLayout>
 #include <QHideEvent>
+#include <QGuiApplication>
 #include <QLabel>
+#include <QOpenGLContext>
 #include <QPushButton>
 #include <QShowEvent>
 #include <QVBoxLayout>
@@ -25,7 +27,7 @@ namespace {
 /// Plots never draw more points than this, whatever the history length.
 constexpr std::size_t kMaxPoints = 512;
 /// Height of the full-width plots, in logical pixels.
-constexpr float kPlotHeight = 60.0f;
+constexpr float kPlotHeight = 44.0f;
 
 const BlockStat* findBlock(const QVector<BlockStat>& blocks, int hint, const QString& name) {
   if (hint >= 0 && hint < blocks.size() && blocks[hint].name == name) return &blocks[hint];
@@ -197,10 +199,27 @@ void InspectorView::drawUi() {
     } else {
       const InspectorStep& newest = steps.back();
       drawHeader(newest);
-      drawPerStep();
-      drawLatent(newest);
-      drawBlockTimes();
-      drawBlockTable(newest);
+      if (io.DisplaySize.x >= 540.0f) {
+        // Wide docks: plots on the left, the block table on the right, so a short bottom
+        // dock shows everything without scrolling.
+        if (ImGui::BeginTable("##layout", 2, ImGuiTableFlags_SizingStretchProp | ImGuiTableFlags_BordersInnerV)) {
+          ImGui::TableSetupColumn("plots", ImGuiTableColumnFlags_WidthStretch, 1.0f);
+          ImGui::TableSetupColumn("blocks", ImGuiTableColumnFlags_WidthStretch, 1.3f);
+          ImGui::TableNextRow();
+          ImGui::TableSetColumnIndex(0);
+          drawPerStep();
+          drawLatent(newest);
+          drawBlockTimes();
+          ImGui::TableSetColumnIndex(1);
+          drawBlockTable(newest);
+          ImGui::EndTable();
+        }
+      } else {
+        drawPerStep();
+        drawLatent(newest);
+        drawBlockTimes();
+        drawBlockTable(newest);
+      }
     }
   }
   ImGui::End();
@@ -221,7 +240,7 @@ void InspectorView::drawHeader(const InspectorStep& newest) {
 
 void InspectorView::drawPerStep() {
   if (!ImGui::CollapsingHeader("Per step", ImGuiTreeNodeFlags_DefaultOpen)) return;
-  const ImVec2 size(-FLT_MIN, kPlotHeight);
+  const ImVec2 size(ImGui::GetContentRegionAvail().x, kPlotHeight);
   const int samples = static_cast<int>(m_sample.size());
   if (m_stride > 1) ImGui::TextDisabled("every %zu-th step of %zu", m_stride, m_history->steps().size());
 
@@ -259,7 +278,7 @@ void InspectorView::drawLatent(const InspectorStep& newest) {
     return;
   }
   ImGui::PlotHistogram("##histogram", m_histogram.data(), static_cast<int>(m_histogram.size()),
-                       0, nullptr, 0.0f, FLT_MAX, ImVec2(-FLT_MIN, kPlotHeight));
+                       0, nullptr, 0.0f, FLT_MAX, ImVec2(ImGui::GetContentRegionAvail().x, kPlotHeight));
   char low[32], high[32];
   std::snprintf(low, sizeof low, "%.4g", static_cast<double>(newest.histogramMin));
   std::snprintf(high, sizeof high, "%.4g", static_cast<double>(newest.histogramMax));
@@ -279,7 +298,7 @@ void InspectorView::drawBlockTimes() {
   std::snprintf(overlay, sizeof overlay, "%.1f ms in blocks", static_cast<double>(m_blockMsTotal));
   const int count = static_cast<int>(m_blockMs.size());
   ImGui::PlotHistogram("##blockms", m_blockMs.data(), count, 0, overlay, 0.0f, FLT_MAX,
-                       ImVec2(-FLT_MIN, kPlotHeight));
+                       ImVec2(ImGui::GetContentRegionAvail().x, kPlotHeight));
   if (ImGui::IsItemHovered()) {
     // Same bar lookup as ImGui's plot: the inner rectangle is the frame less its padding.
     const ImGuiStyle& style = ImGui::GetStyle();
@@ -348,13 +367,13 @@ void InspectorView::drawBlockTable(const InspectorStep& newest) {
       }
       ImGui::TableSetColumnIndex(1);
       ImGui::AlignTextToFramePadding();
-      ImGui::Text("%.4g", static_cast<double>(stat.mean));
+      ImGui::Text("%.3g", static_cast<double>(stat.mean));
       ImGui::TableSetColumnIndex(2);
       ImGui::AlignTextToFramePadding();
-      ImGui::Text("%.4g", static_cast<double>(stat.std));
+      ImGui::Text("%.3g", static_cast<double>(stat.std));
       ImGui::TableSetColumnIndex(3);
       ImGui::AlignTextToFramePadding();
-      ImGui::Text("%.4g", static_cast<double>(stat.absMax));
+      ImGui::Text("%.3g", static_cast<double>(stat.absMax));
       ImGui::TableSetColumnIndex(4);
       ImGui::AlignTextToFramePadding();
       if (stat.ms >= 0)
@@ -365,7 +384,7 @@ void InspectorView::drawBlockTable(const InspectorStep& newest) {
       if (samples > 0)
         ImGui::PlotLines("##spark", m_blockStd.data() + index * samples,
                          static_cast<int>(samples), 0, nullptr, FLT_MAX, FLT_MAX,
-                         ImVec2(-FLT_MIN, rowHeight));
+                         ImVec2(ImGui::GetContentRegionAvail().x, rowHeight));
       ImGui::PopID();
     }
   }
@@ -381,7 +400,23 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   m_summary->setTextInteractionFlags(Qt::TextSelectableByMouse);
   m_clear = new QPushButton(tr("Clear"), this);
   m_clear->setToolTip(tr("Forget the steps shown"));
-  m_view = new InspectorView(&m_history, this);
+  // A QOpenGLWidget on a platform without OpenGL (the offscreen platform, a remote
+  // session without GLX) takes the whole window down when it is flushed: look first.
+  const QString glProblem = openGLProblem();
+  QWidget* body = nullptr;
+  if (glProblem.isEmpty()) {
+    m_view = new InspectorView(&m_history, this);
+    body = m_view;
+  } else {
+    auto* note = new QLabel(tr("The live inspector draws with OpenGL, which is not available here: %1. "
+                               "Its data is still collected (block statistics, timings, histograms).")
+                                .arg(glProblem),
+                            this);
+    note->setWordWrap(true);
+    note->setAlignment(Qt::AlignCenter);
+    note->setObjectName(QStringLiteral("inspectorNoGl"));
+    body = note;
+  }
 
   auto* header = new QHBoxLayout;
   header->setContentsMargins(6, 4, 6, 4);
@@ -391,7 +426,7 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   layout->setContentsMargins(0, 0, 0, 0);
   layout->setSpacing(0);
   layout->addLayout(header);
-  layout->addWidget(m_view, 1);
+  layout->addWidget(body, 1);
 
   m_summaryTimer.setSingleShot(true);
   m_summaryTimer.setInterval(100);
@@ -400,7 +435,20 @@ InspectorPanel::InspectorPanel(QWidget* parent) : QWidget(parent) {
   refreshSummary();
 }
 
-InspectorPanel::~InspectorPanel() = default;
+QString openGLProblem() {
+  static const QString problem = [] {
+    QOpenGLContext context;
+    if (!context.create()) return QObject::tr("no OpenGL context can be created on the '%1' platform").arg(QGuiApplication::platformName());
+    return QString();
+  }();
+  return problem;
+}
+
+InspectorPanel::~InspectorPanel() {
+  // The view reads m_history: destroy it (and its GL resources) while the history lives.
+  delete m_view;
+  m_view = nullptr;
+}
 
 ImGuiWidget* InspectorPanel::view() const { return m_view; }
 
@@ -420,14 +468,14 @@ void InspectorPanel::refreshSummary() { m_summary->setText(summaryText()); }
 void InspectorPanel::addStep(const tessera::InspectorStep& step) {
   m_history.add(step);  // QVector members are implicitly shared: the copy is cheap
   if (!m_summaryTimer.isActive()) m_summaryTimer.start();
-  m_view->requestRedraw();
+  if (m_view) m_view->requestRedraw();
 }
 
 void InspectorPanel::clear() {
   m_summaryTimer.stop();
   m_history.clear();
   refreshSummary();
-  m_view->requestRedraw();
+  if (m_view) m_view->requestRedraw();
 }
 
 void InspectorPanel::setCollecting(bool collecting) {

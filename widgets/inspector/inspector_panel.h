@@ -22,6 +22,9 @@ namespace tessera {
 class ImGuiWidget;
 class InspectorView;  // the ImGui view, private to inspector_panel.cpp
 
+/// Empty when an OpenGL context can be made here, else why not (checked once).
+QString openGLProblem();
+
 class InspectorPanel : public QWidget {
   Q_OBJECT
 public:
@@ -33,9 +36,11 @@ public:
 
   const InspectorHistory& history() const { return m_history; }
   /// The ImGui host (e.g. to check glReady() / glProblem()).
+  /// The ImGui view; null where OpenGL is not available (see openGLProblem()).
   ImGuiWidget* view() const;
   /// True while the panel is shown (non-spontaneous show/hide events).
-  bool isCollecting() const { return m_collecting; }
+  /// True while the panel is on screen (a tabbed-away or closed dock is not).
+  bool isCollecting() const { return isVisible() && !visibleRegion().isEmpty(); }
   /// The header row's text for the current history ("job 12 · step 34/50 · 6 blocks").
   QString summaryText() const;
 

@@ -8,6 +8,7 @@
 #include "widgets/generate/generate_panel.h"
 #include "widgets/timeline/timeline_panel.h"
 #include "widgets/icons.h"
+#include "widgets/inspector/inspector_panel.h"
 #include "widgets/main_window/system_page.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
@@ -79,7 +80,11 @@ void MainWindow::buildStudio() {
   };
   m_generate->setMinimumWidth(330);
   dock(m_generate, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
-  dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
+  QDockWidget* timelineDock = dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
+  m_inspector = new InspectorPanel(this);
+  QDockWidget* inspectorDock = dock(m_inspector, tr("Live inspector"), "dockInspector", Qt::BottomDockWidgetArea);
+  tabifyDockWidget(timelineDock, inspectorDock);
+  timelineDock->raise();
   QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
   auto* systemScroll = new QScrollArea(this);  // long facts scroll instead of widening the column
   systemScroll->setWidget(m_systemPage);
@@ -148,6 +153,9 @@ void MainWindow::buildStudio() {
     m_timeline->addFrames(step, frames);
     if (step > 0) m_generate->setProgress(++m_stepsDone, m_jobSteps * m_jobBatches);
   });
+  connect(m_worker, &GenerationWorker::inspected, this, [this](qint64 id, const InspectorStep& step) {
+    if (id == m_jobId) m_inspector->addStep(step);
+  });
   connect(m_worker, &GenerationWorker::imageReady, this, [this](qint64 id, int index, const QImage& image, const QByteArray& png, qint64) {
     if (id != m_jobId) return;
     m_canvas->setImage(index, image, png);
@@ -171,6 +179,7 @@ void MainWindow::startJob(GenerationJob job) {
   if (m_running) return;
   job.id = ++m_jobId;
   job.galleryPath = m_gallery->model()->path();
+  job.inspect = m_inspector->isCollecting();  // the probe rides along only while someone looks
   m_job = job;
   m_running = true;
   m_lastError.clear();

@@ -25,6 +25,7 @@ class TimelinePanel;
 class GalleryPanel;
 class GenerationWorker;
 class AttentionPanel;
+class InspectorPanel;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
@@ -48,6 +49,7 @@ public:
   TimelinePanel* timeline() const { return m_timeline; }
   GalleryPanel* gallery() const { return m_gallery; }
   AttentionPanel* attention() const { return m_attention; }
+  InspectorPanel* inspector() const { return m_inspector; }
   bool isGenerating() const { return m_running; }
   QString lastError() const { return m_lastError; }
   QString lastSummary() const { return m_lastSummary; }
@@ -98,6 +100,7 @@ private:
   TimelinePanel* m_timeline = nullptr;
   GalleryPanel* m_gallery = nullptr;
   AttentionPanel* m_attention = nullptr;
+  InspectorPanel* m_inspector = nullptr;
   QThread m_workerThread;
   GenerationWorker* m_worker = nullptr;
   qint64 m_jobId = 0;

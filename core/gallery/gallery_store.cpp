@@ -67,6 +67,24 @@ CREATE INDEX images_class ON images(class_index);
 CREATE INDEX images_rating ON images(rating);
 CREATE VIRTUAL TABLE gallery_fts USING fts5(model_name, backbone, sampler, class_name, tags, note);
 )sql",
+    // 1 → 2: comparison sets (the studio's Compare grid), cells pointing at images.
+    R"sql(
+CREATE TABLE comparisons(
+  id INTEGER PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  title TEXT NOT NULL,
+  layout TEXT NOT NULL
+);
+CREATE TABLE comparison_cells(
+  comparison_id INTEGER NOT NULL REFERENCES comparisons(id) ON DELETE CASCADE,
+  row_index INTEGER NOT NULL,
+  column_index INTEGER NOT NULL,
+  image_id INTEGER REFERENCES images(id) ON DELETE SET NULL,
+  metrics TEXT NOT NULL,
+  PRIMARY KEY (comparison_id, row_index, column_index)
+) WITHOUT ROWID;
+CREATE INDEX comparison_cells_image ON comparison_cells(image_id);
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(sizeof kMigrations / sizeof kMigrations[0]);
 static_assert(kMigrationCount == GalleryStore::kSchemaVersion, "one migration per schema version");
@@ -168,7 +186,9 @@ Result<GalleryStore> GalleryStore::open(const std::string& path) {
         return fail(path + ": a SQLite database of another kind (" + std::to_string(tables) +
                     " tables, no Tessera schema version); expected a Tessera gallery");
     } else {
-      for (const char* table : {"images", "image_data", "tags", "image_tags", "gallery_fts"})
+      std::vector<const char*> tables = {"images", "image_data", "tags", "image_tags", "gallery_fts"};
+      if (version >= 2) tables.insert(tables.end(), {"comparisons", "comparison_cells"});
+      for (const char* table : tables)
         if (!store.m_db->tableExists(table))
           return fail(path + ": damaged gallery: table '" + std::string(table) + "' is missing (schema version " +
                       std::to_string(version) + ")");
@@ -379,6 +399,84 @@ Result<std::string> readBlob(SQLite::Database& db, const std::string& path, cons
   return std::move(**r);
 }
 }  // namespace
+
+Result<std::int64_t> GalleryStore::addComparison(ComparisonRecord record) {
+  if (record.createdAt.empty()) record.createdAt = nowIso();
+  return guarded(m_path, "saving a comparison", [&] {
+    SQLite::Transaction t(*m_db);
+    SQLite::Statement ins(*m_db, "INSERT INTO comparisons(created_at, title, layout) VALUES (?, ?, ?)");
+    ins.bind(1, record.createdAt);
+    ins.bind(2, record.title);
+    ins.bind(3, record.layout);
+    ins.exec();
+    const std::int64_t id = m_db->getLastInsertRowid();
+    SQLite::Statement cell(*m_db, "INSERT INTO comparison_cells(comparison_id, row_index, column_index, image_id, metrics) VALUES (?, ?, ?, ?, ?)");
+    for (const ComparisonCell& c : record.cells) {
+      cell.bind(1, id);
+      cell.bind(2, c.row);
+      cell.bind(3, c.column);
+      if (c.imageId) cell.bind(4, *c.imageId);
+      else cell.bind(4);
+      cell.bind(5, c.metrics);
+      cell.exec();
+      cell.reset();
+      cell.clearBindings();
+    }
+    t.commit();
+    return id;
+  });
+}
+
+Result<std::vector<ComparisonRecord>> GalleryStore::comparisons() const {
+  return guarded(m_path, "listing comparisons", [&] {
+    std::vector<ComparisonRecord> out;
+    SQLite::Statement q(*m_db, "SELECT id, created_at, title, layout FROM comparisons ORDER BY created_at DESC, id DESC");
+    while (q.executeStep()) {
+      ComparisonRecord r;
+      r.id = q.getColumn(0).getInt64();
+      r.createdAt = q.getColumn(1).getString();
+      r.title = q.getColumn(2).getString();
+      r.layout = q.getColumn(3).getString();
+      out.push_back(std::move(r));
+    }
+    return out;
+  });
+}
+
+Result<ComparisonRecord> GalleryStore::comparison(std::int64_t id) const {
+  auto r = guarded(m_path, "reading a comparison", [&]() -> std::optional<ComparisonRecord> {
+    SQLite::Statement q(*m_db, "SELECT created_at, title, layout FROM comparisons WHERE id = ?");
+    q.bind(1, id);
+    if (!q.executeStep()) return std::nullopt;
+    ComparisonRecord rec;
+    rec.id = id;
+    rec.createdAt = q.getColumn(0).getString();
+    rec.title = q.getColumn(1).getString();
+    rec.layout = q.getColumn(2).getString();
+    SQLite::Statement cells(*m_db, "SELECT row_index, column_index, image_id, metrics FROM comparison_cells WHERE comparison_id = ? ORDER BY row_index, column_index");
+    cells.bind(1, id);
+    while (cells.executeStep()) {
+      ComparisonCell c;
+      c.row = cells.getColumn(0).getInt();
+      c.column = cells.getColumn(1).getInt();
+      if (!cells.getColumn(2).isNull()) c.imageId = cells.getColumn(2).getInt64();
+      c.metrics = cells.getColumn(3).getString();
+      rec.cells.push_back(std::move(c));
+    }
+    return rec;
+  });
+  if (!r) return fail(r.error());
+  if (!*r) return fail(m_path + ": no comparison with id " + std::to_string(id));
+  return std::move(**r);
+}
+
+Result<void> GalleryStore::deleteComparison(std::int64_t id) {
+  return guarded(m_path, "deleting a comparison", [&] {
+    SQLite::Statement d(*m_db, "DELETE FROM comparisons WHERE id = ?");
+    d.bind(1, id);
+    d.exec();
+  });
+}
 
 Result<std::string> GalleryStore::png(std::int64_t id) const { return readBlob(*m_db, m_path, "png", id); }
 Result<std::string> GalleryStore::thumbnail(std::int64_t id) const { return readBlob(*m_db, m_path, "thumbnail", id); }

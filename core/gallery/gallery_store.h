@@ -41,6 +41,24 @@ struct GalleryRecord {
   std::string pngSha256;  ///< of the stored PNG bytes
 };
 
+/// One cell of a saved comparison: its place in the grid, its image (none when the
+/// cell failed or its image was deleted) and its measurements as JSON.
+struct ComparisonCell {
+  int row = 0, column = 0;
+  std::optional<std::int64_t> imageId;
+  std::string metrics;  ///< JSON: seconds, nfe, gflops, error…
+};
+
+/// A comparison grid saved as a set: `layout` is JSON (axes, their values, the base
+/// settings, matched compute…), one cell per grid position.
+struct ComparisonRecord {
+  std::int64_t id = 0;
+  std::string createdAt;  ///< set by addComparison() when empty
+  std::string title;
+  std::string layout;
+  std::vector<ComparisonCell> cells;
+};
+
 enum class GallerySort { Newest, Oldest, Rating, Model, Class };
 
 /// What the grid shows. Empty strings and nullopt mean "any".
@@ -56,7 +74,7 @@ struct GalleryFilter {
 
 class GalleryStore {
 public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   /// Opens (creating and migrating as needed) the gallery at `path`. A file that is not a
   /// SQLite database, or is one without Tessera's tables, or is from a newer schema, is
@@ -92,6 +110,14 @@ public:
   /// Distinct values for the filter menus: "model", "backbone", "sampler", "tag" or
   /// "class" (as "index name").
   Result<std::vector<std::string>> distinct(const std::string& what) const;
+  /// Saves a comparison and its cells in one transaction; returns its id.
+  Result<std::int64_t> addComparison(ComparisonRecord record);
+  /// Saved comparisons, newest first (cells not loaded).
+  Result<std::vector<ComparisonRecord>> comparisons() const;
+  /// One comparison with its cells.
+  Result<ComparisonRecord> comparison(std::int64_t id) const;
+  Result<void> deleteComparison(std::int64_t id);
+
   /// PRAGMA integrity_check: "ok" or SQLite's report.
   Result<std::string> integrityCheck() const;
 

@@ -230,6 +230,57 @@ private Q_SLOTS:
     QCOMPARE(*store->integrityCheck(), std::string("ok"));
   }
 
+  void comparisonSets() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "g.db");
+    auto store = GalleryStore::open(path);
+    QVERIFY(store);
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(*store->add(sample(i), "p", "t"));
+    ComparisonRecord rec;
+    rec.title = "models x samplers";
+    rec.layout = R"({"rows":"model","columns":"sampler"})";
+    rec.cells = {{0, 0, ids[0], R"({"nfe":10})"}, {0, 1, ids[1], R"({"nfe":20})"}, {1, 0, ids[2], "{}"}, {1, 1, std::nullopt, R"({"error":"x"})"}};
+    auto id = store->addComparison(rec);
+    QVERIFY2(id, id ? "" : id.error().message().c_str());
+    auto back = store->comparison(*id);
+    QVERIFY(back);
+    QCOMPARE(back->title, rec.title);
+    QCOMPARE(back->layout, rec.layout);
+    QCOMPARE(back->cells.size(), std::size_t{4});
+    QCOMPARE(back->cells[1].column, 1);
+    QCOMPARE(*back->cells[1].imageId, ids[1]);
+    QCOMPARE(back->cells[1].metrics, std::string(R"({"nfe":20})"));
+    QVERIFY(!back->cells[3].imageId);
+    QCOMPARE(store->comparisons()->size(), std::size_t{1});
+    // Deleting an image for good leaves its cell empty, not dangling.
+    QVERIFY(store->moveToTrash({ids[1]}));
+    QCOMPARE(*store->emptyTrash(), std::int64_t{1});
+    QVERIFY(!store->comparison(*id)->cells[1].imageId);
+    // A duplicate cell position is refused and nothing of that comparison is kept.
+    rec.cells.push_back({0, 0, ids[0], "{}"});
+    QVERIFY(!store->addComparison(rec));
+    QCOMPARE(store->comparisons()->size(), std::size_t{1});
+    QVERIFY(store->deleteComparison(*id));
+    QVERIFY(!store->comparison(*id));
+    QCOMPARE(*store->integrityCheck(), std::string("ok"));
+  }
+
+  void migratesAVersionOneGallery() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "v1.db");
+    { QVERIFY(GalleryStore::open(path)); }
+    // Take it back to schema 1, as the previous Tessera left it.
+    const std::string cmd = "python3 -c \"import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
+                            "c.executescript('DROP TABLE comparison_cells; DROP TABLE comparisons; PRAGMA user_version=1;')\" '" +
+                            path + "'";
+    QCOMPARE(std::system(cmd.c_str()), 0);
+    auto store = GalleryStore::open(path);
+    QVERIFY2(store, store ? "" : store.error().message().c_str());
+    QVERIFY(store->comparisons());
+    QVERIFY(store->addComparison({0, "", "t", "{}", {}}));
+  }
+
   void survivesAKilledWriter() {
     QTemporaryDir dir;
     const std::string path = tmpPath(dir, "g.db");

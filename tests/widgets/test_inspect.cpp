@@ -6,6 +6,8 @@
 #include "core/formats/safetensors.h"
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
+#include "widgets/compare/compare_panel.h"
+#include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/inspector/imgui_widget.h"
 #include "widgets/inspector/inspector_panel.h"
@@ -16,6 +18,8 @@
 #include <QDockWidget>
 #include <QDoubleSpinBox>
 #include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QListWidget>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -237,6 +241,111 @@ private Q_SLOTS:
     const quint64 revision = inspector->history().revision();
     QVERIFY(generate());
     QCOMPARE(inspector->history().revision(), revision);
+  }
+
+  void compareGridMatchesSingleGenerations() {
+    QVERIFY(panel()->selectModel(QStringLiteral("dit-fashion")));
+    auto* list = child<QListWidget>(panel(), "classList");
+    list->clearSelection();
+    list->item(2)->setSelected(true);  // Pullover
+    child<QSpinBox>(panel(), "imageCount")->setValue(1);
+    child<QSpinBox>(panel(), "steps")->setValue(6);
+    child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(2.0);
+    child<QSpinBox>(panel(), "seed")->setValue(11);
+    ComparePanel* c = m_window->compare();
+    c->setAxes(CompareAxis::Model, QStringLiteral("dit-fashion, sit-fashion"), CompareAxis::Sampler, QStringLiteral("ddim, euler"));
+    c->setMatchedCompute(false);
+    QSignalSpy done(c, &ComparePanel::runFinished);
+    c->run();
+    QVERIFY(done.wait(120000));
+    QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
+    CompareGrid* grid = c->grid();
+    QCOMPARE(grid->rows(), 2);
+    QCOMPARE(grid->columns(), 2);
+    for (int r = 0; r < 2; ++r)
+      for (int k = 0; k < 2; ++k) {
+        const CompareCell* cell = grid->cell(r, k);
+        QVERIFY(cell->done);
+        QVERIFY2(cell->error.isEmpty(), qPrintable(cell->error));
+        QCOMPARE(cell->image.size(), QSize(28, 28));
+        QCOMPARE(cell->nfe, 6);
+        QCOMPARE(cell->forwardRows, 12);  // guided: cond and uncond per evaluation
+        QVERIFY(cell->gflopsPerForward > 0);
+        QCOMPARE(cell->job.seed, quint64(11));
+        QCOMPARE(cell->job.classes.value(0), qint64(2));
+      }
+    QVERIFY(grid->cell(0, 0)->image != grid->cell(1, 0)->image);  // the models differ
+    QVERIFY(c->lastSavedSet() > 0);
+
+    // Each cell is the image a single generation with its settings makes.
+    for (int r = 0; r < 2; ++r)
+      for (int k = 0; k < 2; ++k) {
+        const CompareCell* cell = grid->cell(r, k);
+        const QJsonObject meta = QJsonDocument::fromJson(QImage::fromData(cell->png, "PNG").text(QStringLiteral("tessera")).toUtf8()).object();
+        QCOMPARE(panel()->applySettings(meta), QString());
+        QVERIFY(generate());
+        QCOMPARE(m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8), cell->image.convertToFormat(QImage::Format_Grayscale8));
+      }
+
+    // The labelled grid as one PNG.
+    const QString png = m_dir.filePath(QStringLiteral("grid.png"));
+    QCOMPARE(c->exportPng(png), QString());
+    const QImage exported(png);
+    QCOMPARE(exported.size(), grid->sizeHint());
+    QVERIFY(exported.width() > 2 * 128);
+
+    // Reopened from the gallery: the same cells.
+    const qint64 set = c->lastSavedSet();
+    QSignalSpy loaded(c, &ComparePanel::setLoaded);
+    c->openSet(set);
+    QVERIFY(loaded.wait(30000));
+    QCOMPARE(grid->rows(), 2);
+    QCOMPARE(grid->cell(1, 1)->nfe, 6);
+    QVERIFY(!grid->cell(1, 1)->image.isNull());
+
+    // Any cell opens in the studio: the canvas, the timeline and the attention source follow it.
+    QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
+    Q_EMIT grid->cellDoubleClicked(1, 1);
+    QVERIFY(ended.wait(60000));
+    QCOMPARE(m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8), grid->cell(1, 1)->image.convertToFormat(QImage::Format_Grayscale8));
+    QVERIFY(m_window->attention()->hasSource());
+
+    // Quality per row through tessera-cli eval, in the background.
+    QSignalSpy quality(c, &ComparePanel::qualityFinished);
+    c->evaluate(true, 2);
+    QVERIFY(c->isEvaluating());
+    QVERIFY(quality.wait(180000));
+    if (!qEnvironmentVariableIsEmpty("TESSERA_SCREENSHOT_DIR")) {
+      auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("dockCompare"));
+      dock->setFloating(true);
+      dock->resize(900, 640);
+      QTest::qWait(100);
+      shoot(c, "compare-panel.png");
+      dock->setFloating(false);
+    }
+  }
+
+  void matchedComputeSpendsTheSameFlops() {
+    QVERIFY(panel()->selectModel(QStringLiteral("dit-fashion")));
+    child<QSpinBox>(panel(), "steps")->setValue(12);
+    child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(2.0);
+    ComparePanel* c = m_window->compare();
+    c->setAxes(CompareAxis::Model, QStringLiteral("dit-fashion, nit-fashion"), CompareAxis::Sampler, QStringLiteral("euler, heun"));
+    c->setMatchedCompute(true);
+    QSignalSpy done(c, &ComparePanel::runFinished);
+    c->run();
+    QVERIFY(done.wait(120000));
+    QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
+    const CompareCell* base = c->grid()->cell(0, 0);
+    const double budget = base->gflops();
+    QVERIFY(budget > 0);
+    QCOMPARE(c->grid()->cell(0, 1)->job.steps, base->job.steps / 2);  // Heun evaluates twice per step
+    for (int r = 0; r < 2; ++r)
+      for (int k = 0; k < 2; ++k) {
+        const double g = c->grid()->cell(r, k)->gflops();
+        QVERIFY2(std::abs(g - budget) <= 0.2 * budget, qPrintable(QStringLiteral("cell %1,%2: %3 vs %4 GFLOP").arg(r).arg(k).arg(g).arg(budget)));
+      }
+    c->setMatchedCompute(false);
   }
 
   void cleanupTestCase() { m_window.reset(); }

@@ -4,6 +4,7 @@
 #include "widgets/about/about_dialog.h"
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
+#include "widgets/compare/compare_panel.h"
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/timeline/timeline_panel.h"
@@ -84,6 +85,7 @@ void MainWindow::buildStudio() {
   m_inspector = new InspectorPanel(this);
   QDockWidget* inspectorDock = dock(m_inspector, tr("Live inspector"), "dockInspector", Qt::BottomDockWidgetArea);
   tabifyDockWidget(timelineDock, inspectorDock);
+
   timelineDock->raise();
   QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
   auto* systemScroll = new QScrollArea(this);  // long facts scroll instead of widening the column
@@ -96,6 +98,9 @@ void MainWindow::buildStudio() {
   m_attention = new AttentionPanel(this);
   QDockWidget* attentionDock = dock(m_attention, tr("Attention maps"), "dockAttention", Qt::RightDockWidgetArea);
   tabifyDockWidget(galleryDock, attentionDock);
+  m_compare = new ComparePanel(this);
+  QDockWidget* compareDock = dock(m_compare, tr("Compare"), "dockCompare", Qt::RightDockWidgetArea);
+  tabifyDockWidget(galleryDock, compareDock);
   galleryDock->raise();
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
@@ -115,11 +120,26 @@ void MainWindow::buildStudio() {
     statusBar()->showMessage(tr("Gallery unavailable: %1").arg(error));
   }
 
-  connect(m_generate, &GeneratePanel::generateRequested, this, &MainWindow::startJob);
+  connect(m_generate, &GeneratePanel::generateRequested, this, [this](const GenerationJob& job) { startJob(job); });
+  m_compare->setGalleryPath(m_gallery->model()->path());
+  m_compare->setBaseProvider([this] {
+    GenerationJob base = m_generate->captureJob();
+    base.classes = {base.classes.value(0)};
+    base.sizes.clear();
+    base.batch = 1;
+    return base;
+  });
+  connect(m_compare, &ComparePanel::openRequested, this, [this](const GenerationJob& job) {
+    // The cell becomes the studio's current image (already in the gallery: not stored again).
+    if (auto* dock = findChild<QDockWidget*>(QStringLiteral("dockTimeline"))) dock->raise();
+    startJob(job, false);
+  });
+  connect(m_compare, &ComparePanel::runFinished, m_gallery, &GalleryPanel::refresh);
   connect(m_generate, &GeneratePanel::cancelRequested, this, [this] {
     if (m_running) m_worker->cancel(m_jobId);
   });
   connect(m_generate, &GeneratePanel::modelsLoaded, this, [this] {
+    m_compare->setModels(m_generate->models());
     m_modelsReady = true;
     maybeReady();
   });
@@ -175,10 +195,10 @@ void MainWindow::buildStudio() {
   });
 }
 
-void MainWindow::startJob(GenerationJob job) {
+void MainWindow::startJob(GenerationJob job, bool store) {
   if (m_running) return;
   job.id = ++m_jobId;
-  job.galleryPath = m_gallery->model()->path();
+  job.galleryPath = store ? m_gallery->model()->path() : QString();
   job.inspect = m_inspector->isCollecting();  // the probe rides along only while someone looks
   m_job = job;
   m_running = true;

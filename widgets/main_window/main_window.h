@@ -26,6 +26,7 @@ class GalleryPanel;
 class GenerationWorker;
 class AttentionPanel;
 class InspectorPanel;
+class ComparePanel;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
@@ -50,6 +51,7 @@ public:
   GalleryPanel* gallery() const { return m_gallery; }
   AttentionPanel* attention() const { return m_attention; }
   InspectorPanel* inspector() const { return m_inspector; }
+  ComparePanel* compare() const { return m_compare; }
   bool isGenerating() const { return m_running; }
   QString lastError() const { return m_lastError; }
   QString lastSummary() const { return m_lastSummary; }
@@ -78,7 +80,8 @@ private:
   void refreshStatus();
   void onSystemInfo();
   void buildStudio();
-  void startJob(GenerationJob job);
+  /// Runs a generation job; `store`: write its images to the gallery.
+  void startJob(GenerationJob job, bool store = true);
   void endJob();
   void maybeReady();
   /// Points the inspection panels at canvas image `index` (its PNG settings).
@@ -101,6 +104,7 @@ private:
   GalleryPanel* m_gallery = nullptr;
   AttentionPanel* m_attention = nullptr;
   InspectorPanel* m_inspector = nullptr;
+  ComparePanel* m_compare = nullptr;
   QThread m_workerThread;
   GenerationWorker* m_worker = nullptr;
   qint64 m_jobId = 0;

@@ -558,7 +558,7 @@ void GenerationWorker::run(const GenerationJob& job) {
       auto image = describeGeneratedImage(*c.model, *c.traits, *result, r.classes, r.seed, i, job.modelPath.toStdString(), c.hash);
       if (!image) return failWith(qs(image.error().message()));
       qint64 galleryId = 0;
-      if (c.gallery) {
+      if (c.gallery && !job.galleryPath.isEmpty()) {
         auto id = c.gallery->add(image->record, image->png, image->thumbnail);
         if (!id) return failWith(qs(id.error().message()));
         galleryId = *id;

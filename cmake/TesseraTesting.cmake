@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # tessera_add_test(NAME <name> SOURCES <src...> LABEL unit|integration|gui|slow
-#                  [LIBS <targets...>] [TIMEOUT <seconds>] [APPLESS])
+#                  [LIBS <targets...>] [TIMEOUT <seconds>] [XVFB])
 # One Qt Test program registered with CTest, its label and timeout. Every test runs
 # with QT_QPA_PLATFORM=offscreen and knows the source tree (TESSERA_SOURCE_DIR) and
-# the built executables (TESSERA_CLI, TESSERA_GUI_EXE).
+# the built executables (TESSERA_CLI, TESSERA_GUI_EXE). XVFB: the test needs OpenGL, so it
+# runs on the xcb platform under a virtual X server (xvfb-run, Debian's xvfb); without
+# xvfb-run it is not registered, with a warning.
 function(tessera_add_test)
-  cmake_parse_arguments(T "" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(T "XVFB" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_LABEL MATCHES "^(unit|integration|gui|slow)$")
     message(FATAL_ERROR "tessera_add_test(${T_NAME}): LABEL must be unit, integration, gui or slow")
   endif()
@@ -31,9 +33,20 @@ function(tessera_add_test)
   if(TARGET tessera)
     target_compile_definitions(${T_NAME} PRIVATE TESSERA_GUI_EXE="$<TARGET_FILE:tessera>")
   endif()
-  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  set(_platform offscreen)
+  if(T_XVFB)
+    find_program(TESSERA_XVFB_RUN xvfb-run)
+    if(NOT TESSERA_XVFB_RUN)
+      message(WARNING "${T_NAME} needs xvfb-run (Debian: xvfb, xauth): not registered")
+      return()
+    endif()
+    add_test(NAME ${T_NAME} COMMAND ${TESSERA_XVFB_RUN} -a -s "-screen 0 1280x1024x24" $<TARGET_FILE:${T_NAME}>)
+    set(_platform xcb)
+  else()
+    add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  endif()
   set_tests_properties(${T_NAME} PROPERTIES
     LABELS ${T_LABEL}
     TIMEOUT ${T_TIMEOUT}
-    ENVIRONMENT "QT_QPA_PLATFORM=offscreen;TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
+    ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
 endfunction()

@@ -46,6 +46,7 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global);
 Command addBenchCommand(CLI::App& app, const GlobalOptions& global);
 Command addImportCommand(CLI::App& app, const GlobalOptions& global);
 Command addForwardCommand(CLI::App& app, const GlobalOptions& global);
+Command addInspectCommand(CLI::App& app, const GlobalOptions& global);
 Command addSampleCommand(CLI::App& app, const GlobalOptions& global);
 /// train re-executes itself for --nproc, so it keeps the program's arguments.
 Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, char** argv);

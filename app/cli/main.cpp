@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
       addInfoCommand(app, global),
       addImportCommand(app, global),
       addForwardCommand(app, global),
+      addInspectCommand(app, global),
       addSampleCommand(app, global),
       addTrainCommand(app, global, argc, argv),
       addEvalCommand(app, global),
@@ -86,5 +87,5 @@ int main(int argc, char** argv) {
       return reportError(global, kRuntimeFailure, what);
     }
   }
-  return reportError(global, kBadInput, "no subcommand given (expected one of: info, import, forward, sample, train, eval, bench; run 'tessera-cli --help')");
+  return reportError(global, kBadInput, "no subcommand given (expected one of: info, import, forward, inspect, sample, train, eval, bench; run 'tessera-cli --help')");
 }

@@ -84,6 +84,40 @@ private Q_SLOTS:
     QVERIFY2(r.err.contains("labels must lie in [0, 10]"), r.err.constData());
   }
 
+  void inspectCapturesAttentionAndGuidance() {
+    // The studio's capture, headless, on the shipped NiT at a native (tall) size.
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("capture.safetensors"));
+    auto r = cli({QStringLiteral("--json"), QStringLiteral("inspect"), QStringLiteral("--model"), QStringLiteral("nit-fashion"),
+                  QStringLiteral("--class"), QStringLiteral("Trouser"), QStringLiteral("--size"), QStringLiteral("12x28"),
+                  QStringLiteral("--steps"), QStringLiteral("5"), QStringLiteral("--cfg"), QStringLiteral("2"),
+                  QStringLiteral("--capture-steps"), QStringLiteral("0,4"), QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const QJsonObject j = json(r.out);
+    QCOMPARE(j.value(QStringLiteral("tokens")).toInt(), 21);  // 3 × 7 patches of 4 px
+    auto file = tessera::SafetensorsFile::open(out.toStdString());
+    QVERIFY(file);
+    const at::Tensor a = must(file->load("attention"));
+    QCOMPARE(a.sizes().vec(), (std::vector<std::int64_t>{2, 6, 4, 21, 21}));
+    QVERIFY(at::allclose(a.sum(-1), at::ones({2, 6, 4, 21}), 1e-4, 1e-5));
+    const at::Tensor g = must(file->load("guidance"));
+    QCOMPARE(g.sizes().vec(), (std::vector<std::int64_t>{5, 28, 12}));
+    QVERIFY(file->metadata().count("tessera.inspection"));
+    // The estimate alone, and bad requests named.
+    r = cli({QStringLiteral("--json"), QStringLiteral("inspect"), QStringLiteral("--model"), QStringLiteral("nit-fashion"),
+             QStringLiteral("--estimate")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QVERIFY(json(r.out).value(QStringLiteral("estimated_bytes")).toDouble() > 0);
+    r = cli({QStringLiteral("inspect"), QStringLiteral("--model"), QStringLiteral("nit-fashion"), QStringLiteral("--blocks"),
+             QStringLiteral("9"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("layer 9 is out of range"), r.err.constData());
+    r = cli({QStringLiteral("inspect"), QStringLiteral("--model"), QStringLiteral("nit-fashion"), QStringLiteral("--capture-steps"),
+             QStringLiteral("x"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("--capture-steps"), r.err.constData());
+  }
+
   void nativeImagesOfTheirOwnSizes() {
     // NiT imported from the official fixture; x.0 … x.2 are its pack's images (4×4, 3×5,
     // 5×2 patches of 2 px), forwarded as one pack, against the official outputs.

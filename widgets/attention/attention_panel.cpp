@@ -113,7 +113,7 @@ void MapView::mousePressEvent(QMouseEvent* e) {
 // ---- EntropyChart ----------------------------------------------------------------------
 
 EntropyChart::EntropyChart(QWidget* parent) : QWidget(parent) {
-  setMinimumHeight(90);
+  setMinimumHeight(60);
   setToolTip(tr("Attention entropy per block (rows) and head (columns), in nats: dark cells are sharp heads. Click one to show it."));
 }
 
@@ -230,7 +230,7 @@ AttentionPanel::AttentionPanel(QWidget* parent) : QWidget(parent) {
   m_strip->setFlow(QListView::LeftToRight);
   m_strip->setWrapping(false);
   m_strip->setIconSize(QSize(64, 64));
-  m_strip->setFixedHeight(104);
+  m_strip->setFixedHeight(96);
   m_strip->setMovement(QListView::Static);
   m_strip->setToolTip(tr("The map at every captured step: click one to show it"));
   m_exportPng = new QPushButton(tr("PNG…"), this);
@@ -240,13 +240,19 @@ AttentionPanel::AttentionPanel(QWidget* parent) : QWidget(parent) {
   m_exportCapture = new QPushButton(tr("Capture…"), this);
   m_exportCapture->setToolTip(tr("Every captured probability and guidance map, as safetensors"));
 
+  for (QComboBox* box : {m_captureSteps, m_captureLayers}) {
+    box->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    box->setMinimumContentsLength(6);
+  }
   auto* captureRow = new QHBoxLayout;
   captureRow->addWidget(new QLabel(tr("Steps"), this));
-  captureRow->addWidget(m_captureSteps, 1);
+  captureRow->addWidget(m_captureSteps, 2);
   captureRow->addWidget(new QLabel(tr("Blocks"), this));
   captureRow->addWidget(m_captureLayers, 1);
-  captureRow->addWidget(m_capture);
-  captureRow->addWidget(m_cancel);
+  auto* estimateRow = new QHBoxLayout;
+  estimateRow->addWidget(m_estimate, 1);
+  estimateRow->addWidget(m_capture);
+  estimateRow->addWidget(m_cancel);
 
   auto* controls = new QFormLayout;
   controls->addRow(tr("Show"), m_kind);
@@ -265,7 +271,7 @@ AttentionPanel::AttentionPanel(QWidget* parent) : QWidget(parent) {
   exports->addWidget(m_exportPng);
   exports->addWidget(m_exportTensor);
   exports->addWidget(m_exportCapture);
-  right->addLayout(exports);
+  exports->addStretch(1);
   auto* rightBox = new QWidget(this);
   rightBox->setLayout(right);
   rightBox->setMaximumWidth(290);
@@ -279,15 +285,16 @@ AttentionPanel::AttentionPanel(QWidget* parent) : QWidget(parent) {
   split->setStretchFactor(0, 1);
   split->setStretchFactor(1, 0);
   split->setChildrenCollapsible(false);
-  m_view->setMinimumSize(220, 220);
+  m_view->setMinimumSize(160, 160);
 
   auto* layout = new QVBoxLayout(this);
   layout->addWidget(m_source);
   layout->addLayout(captureRow);
-  layout->addWidget(m_estimate);
+  layout->addLayout(estimateRow);
   layout->addWidget(m_progress);
   layout->addWidget(split, 1);
   layout->addWidget(m_strip);
+  layout->addLayout(exports);
   layout->addWidget(m_status);
 
   connect(m_capture, &QPushButton::clicked, this, &AttentionPanel::capture);
@@ -399,7 +406,36 @@ AttentionPanel::~AttentionPanel() {
   m_thread.wait();
 }
 
+namespace {
+QString jobKey(const GenerationJob& j) {
+  return QStringLiteral("%1|%2|%3|%4x%5|%6|%7|%8|%9|%10|%11|%12")
+      .arg(j.modelPath)
+      .arg(j.classes.value(0))
+      .arg(j.seed)
+      .arg(j.width)
+      .arg(j.height)
+      .arg(j.sampler)
+      .arg(j.steps)
+      .arg(j.cfg)
+      .arg(j.cfgLow)
+      .arg(j.cfgHigh)
+      .arg(j.grid)
+      .arg(j.clip);
+}
+}  // namespace
+
 void AttentionPanel::setSource(const GenerationJob& job, const ModelInfo& model, const QString& title) {
+  if (m_data && jobKey(job) != jobKey(m_job)) {
+    // Another image: the old capture would be shown over the wrong picture.
+    m_data.reset();
+    m_summary = InspectionSummary();
+    m_map.clear();
+    m_overlay = QImage();
+    refresh();
+    refreshStrip();
+    m_entropy->setEntropy({}, {}, 0, 1);
+    m_status->setText(tr("Press Capture to see this image's maps."));
+  }
   m_job = job;
   m_model = model;
   m_hasSource = true;
@@ -543,7 +579,8 @@ void AttentionPanel::refresh() {
   const int scale = std::max(1, (384 + longest - 1) / std::max(1, longest));
   m_overlay = heatOverlay(m_summary.image, m_map, m_mapSize.width(), m_mapSize.height(), m_colors->currentIndex(),
                           m_opacity->value() / 100.0, scale);
-  m_view->setOverlay(m_overlay, m_summary.gridW, m_summary.gridH);
+  // Guidance maps are per pixel: no patch grid, no selected patch.
+  m_view->setOverlay(m_overlay, guidance ? 0 : m_summary.gridW, guidance ? 0 : m_summary.gridH);
   if (!guidance && m_summary.hasAttention()) {
     const int tokens = m_summary.gridW * m_summary.gridH;
     m_entropy->setEntropy(entropyOf(m_data, index), m_summary.layers, m_summary.heads, std::log(static_cast<double>(tokens)));
@@ -551,6 +588,7 @@ void AttentionPanel::refresh() {
   } else {
     m_entropy->setEntropy({}, {}, 0, 1);
   }
+  m_entropy->setVisible(!guidance);
   m_exportPng->setEnabled(!m_map.isEmpty());
   m_exportTensor->setEnabled(!m_map.isEmpty());
   m_exportCapture->setEnabled(true);

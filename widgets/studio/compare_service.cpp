@@ -170,7 +170,7 @@ QJsonObject setupToJson(const CompareSetup& s) {
 // ---- worker -------------------------------------------------------------------------
 
 struct CompareWorker::Cache {
-  std::map<QString, ModelSlot> models;  ///< every model of the grid stays loaded during a run
+  std::map<QString, ModelSlot> models;  ///< every model of the grid, loaded once for the run
 };
 
 CompareWorker::CompareWorker() : m_cache(std::make_unique<Cache>()) {
@@ -313,8 +313,10 @@ void CompareWorker::run(const CompareSetup& setup) {
       if (!id) return Q_EMIT failed(setup.id, qs(id.error().message()));
       setId = *id;
     }
+    m_cache->models.clear();  // a grid of large models should not stay in memory after it ran
     Q_EMIT finished(setup.id, cancelled, setId);
   } catch (const std::exception& e) {
+    m_cache->models.clear();
     Q_EMIT failed(setup.id, tr("comparison failed: %1").arg(QString::fromUtf8(e.what())));
   }
 }

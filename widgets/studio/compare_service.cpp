@@ -183,28 +183,10 @@ CompareWorker::CompareWorker() : m_cache(std::make_unique<Cache>()) {
 
 CompareWorker::~CompareWorker() = default;
 
-void CompareWorker::cancel(qint64 id) {
-  QMutexLocker lock(&m_mutex);
-  if (m_token && m_tokenJob == id) m_token->cancel();
-  else m_cancelBeforeStart = id;
-}
+void CompareWorker::cancel(qint64 id) { m_tokens.cancel(id); }
 
 void CompareWorker::run(const CompareSetup& setup) {
-  auto token = std::make_shared<CancelToken>();
-  {
-    QMutexLocker lock(&m_mutex);
-    m_token = token;
-    m_tokenJob = setup.id;
-    if (m_cancelBeforeStart == setup.id) token->cancel();
-  }
-  struct Release {
-    CompareWorker* w;
-    ~Release() {
-      QMutexLocker lock(&w->m_mutex);
-      w->m_token.reset();
-      w->m_tokenJob = -1;
-    }
-  } release{this};
+  JobTokens::Scope token(m_tokens, setup.id);
   try {
     // The cells' jobs; every model loaded once.
     QVector<CompareCell> cells;
@@ -248,7 +230,7 @@ void CompareWorker::run(const CompareSetup& setup) {
     }
     bool cancelled = false;
     for (CompareCell& cell : cells) {
-      if (token->cancelled()) {
+      if (token.cancelled()) {
         cancelled = true;
         break;
       }
@@ -267,7 +249,7 @@ void CompareWorker::run(const CompareSetup& setup) {
         continue;
       }
       GenerationRequest r = std::move(*made);
-      r.cancel = token.get();
+      r.cancel = token.token();
       auto result = generate(*slot->model, r);
       if (!result) {
         cell.error = qs(result.error().message());

@@ -100,9 +100,7 @@ Q_SIGNALS:
 private:
   struct Cache;
   std::unique_ptr<Cache> m_cache;
-  QMutex m_mutex;
-  std::shared_ptr<CancelToken> m_token;
-  qint64 m_tokenJob = -1, m_cancelBeforeStart = -1;
+  JobTokens m_tokens;
 };
 
 /// The tessera-cli next to this program (or TESSERA_CLI); empty when none is found.

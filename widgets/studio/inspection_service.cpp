@@ -193,28 +193,10 @@ InspectionWorker::InspectionWorker() : m_cache(std::make_unique<Cache>()) {
 
 InspectionWorker::~InspectionWorker() = default;
 
-void InspectionWorker::cancel(qint64 id) {
-  QMutexLocker lock(&m_mutex);
-  if (m_token && m_tokenJob == id) m_token->cancel();
-  else m_cancelBeforeStart = id;
-}
+void InspectionWorker::cancel(qint64 id) { m_tokens.cancel(id); }
 
 void InspectionWorker::run(const InspectionSetup& setup) {
-  auto token = std::make_shared<CancelToken>();
-  {
-    QMutexLocker lock(&m_mutex);
-    m_token = token;
-    m_tokenJob = setup.id;
-    if (m_cancelBeforeStart == setup.id) token->cancel();
-  }
-  struct Release {
-    InspectionWorker* w;
-    ~Release() {
-      QMutexLocker lock(&w->m_mutex);
-      w->m_token.reset();
-      w->m_tokenJob = -1;
-    }
-  } release{this};
+  JobTokens::Scope token(m_tokens, setup.id);
   try {
     ModelSlot& slot = m_cache->slot;
     if (const QString problem = slot.load(setup.job.modelPath); !problem.isEmpty()) return Q_EMIT failed(setup.id, problem);
@@ -222,7 +204,7 @@ void InspectionWorker::run(const InspectionSetup& setup) {
     if (!made) return Q_EMIT failed(setup.id, qs(made.error().message()));
     InspectionRequest r;
     r.generation = std::move(*made);
-    r.generation.cancel = token.get();
+    r.generation.cancel = token.token();
     for (int s : setup.steps) r.steps.push_back(s);
     for (int l : setup.layers) r.layers.insert(l);
     r.attention = setup.attention;

@@ -386,11 +386,28 @@ GenerationWorker::GenerationWorker() : m_cache(std::make_unique<Cache>()) {
 
 GenerationWorker::~GenerationWorker() = default;
 
-void GenerationWorker::cancel(qint64 id) {
+JobTokens::Scope::Scope(JobTokens& owner, qint64 id) : m_owner(owner), m_token(std::make_shared<CancelToken>()) {
+  QMutexLocker lock(&owner.m_mutex);
+  owner.m_token = m_token;
+  owner.m_job = id;
+  if (owner.m_cancelBeforeStart == id) m_token->cancel();
+}
+
+JobTokens::Scope::~Scope() {
+  QMutexLocker lock(&m_owner.m_mutex);
+  m_owner.m_token.reset();
+  m_owner.m_job = -1;
+}
+
+bool JobTokens::Scope::cancelled() const { return m_token->cancelled(); }
+
+void JobTokens::cancel(qint64 id) {
   QMutexLocker lock(&m_mutex);
-  if (m_tokenJob == id && m_token) m_token->cancel();
+  if (m_job == id && m_token) m_token->cancel();
   else m_cancelBeforeStart = id;
 }
+
+void GenerationWorker::cancel(qint64 id) { m_tokens.cancel(id); }
 
 namespace {
 
@@ -466,21 +483,7 @@ private:
 void GenerationWorker::run(const GenerationJob& job) {
   QElapsedTimer clock;
   clock.start();
-  auto token = std::make_shared<CancelToken>();
-  {
-    QMutexLocker lock(&m_mutex);
-    m_token = token;
-    m_tokenJob = job.id;
-    if (m_cancelBeforeStart == job.id) token->cancel();
-  }
-  struct ReleaseToken {
-    GenerationWorker* worker;
-    ~ReleaseToken() {
-      QMutexLocker lock(&worker->m_mutex);
-      worker->m_token.reset();
-      worker->m_tokenJob = -1;
-    }
-  } release{this};
+  JobTokens::Scope token(m_tokens, job.id);
   auto failWith = [&](const QString& message) { Q_EMIT failed(job.id, message); };
   try {
     Cache& c = *m_cache;
@@ -511,7 +514,7 @@ void GenerationWorker::run(const GenerationJob& job) {
     auto made = requestFromJob(job, *c.model, *c.traits, &packGrids);
     if (!made) return failWith(qs(made.error().message()));
     GenerationRequest r = std::move(*made);
-    r.cancel = token.get();
+    r.cancel = token.token();
     r.guidanceParts = true;
 
     // The noise levels of the grid, for the timeline's plot (generate() builds the same grid).

@@ -60,6 +60,33 @@ QStringList samplerNames();
 /// The studio's gallery file (in the user's data folder unless TESSERA_GALLERY is set).
 QString defaultGalleryPath();
 
+/// The cancel token of the job a worker thread runs, for cancel() calls from any thread:
+/// a cancel that arrives before its job starts is remembered and applied at start.
+class JobTokens {
+public:
+  /// Scope of one job on the worker thread.
+  class Scope {
+  public:
+    Scope(JobTokens& owner, qint64 id);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    const CancelToken* token() const { return m_token.get(); }
+    bool cancelled() const;
+
+  private:
+    JobTokens& m_owner;
+    std::shared_ptr<CancelToken> m_token;
+  };
+  /// Thread-safe: cancels job `id` now, or as soon as it starts.
+  void cancel(qint64 id);
+
+private:
+  QMutex m_mutex;
+  std::shared_ptr<CancelToken> m_token;
+  qint64 m_job = -1, m_cancelBeforeStart = -1;
+};
+
 /// Everything one press of Generate asked for, captured at that moment.
 struct GenerationJob {
   qint64 id = 0;
@@ -120,9 +147,7 @@ Q_SIGNALS:
 private:
   struct Cache;
   std::unique_ptr<Cache> m_cache;
-  QMutex m_mutex;
-  std::shared_ptr<CancelToken> m_token;
-  qint64 m_tokenJob = -1, m_cancelBeforeStart = -1;
+  JobTokens m_tokens;
 };
 
 /// Writes frames as a video with OpenCV's writer: ".avi" (Motion JPEG, always available) or

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "models/generation.h"
 
+#include "core/samplers/observer_fanout.h"
 #include "core/samplers/sampling_space.h"
 #include "models/common/packing.h"
 #include "models/dit/dit.h"
@@ -43,18 +44,6 @@ public:
     x0.push_back(e.denoised->x0.to(at::kCPU, at::kFloat, false, true));
   }
   std::vector<at::Tensor> states, x0;
-};
-
-/// Forwards every event to several observers.
-class Fanout final : public StepObserver {
-public:
-  std::vector<StepObserver*> targets;
-  void onStart(const at::Tensor& x, double tau, double time) override {
-    for (auto* t : targets) t->onStart(x, tau, time);
-  }
-  void onStep(const StepEvent& e) override {
-    for (auto* t : targets) t->onStep(e);
-  }
 };
 
 /// Which probe, if any, the next network evaluation carries: set around the first
@@ -471,7 +460,7 @@ Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequ
     denoiser.setClipDenoised(options.clipDenoised);
     denoiser.setKeepGuidanceParts(request.guidanceParts);
     TrajectoryRecorder recorder;
-    Fanout fanout;
+    ObserverFanout fanout;
     if (request.observer) fanout.targets.push_back(request.observer);
     if (request.recordTrajectory) fanout.targets.push_back(&recorder);
     std::optional<StepCounter> counter;

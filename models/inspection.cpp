@@ -2,6 +2,7 @@
 #include "models/inspection.h"
 
 #include "core/formats/safetensors.h"
+#include "core/samplers/observer_fanout.h"
 #include "models/probe.h"
 
 #include <ATen/ATen.h>
@@ -143,20 +144,8 @@ Result<InspectionCapture> captureInspection(const LoadedModel& model, const Insp
   }
   CaptureObserver observer(probe, out, request.generation.options.steps, request.progress);
   // The caller's observer, if any, still sees every step (after ours).
-  struct Both final : StepObserver {
-    StepObserver* a;
-    StepObserver* b;
-    void onStart(const at::Tensor& x, double tau, double time) override {
-      a->onStart(x, tau, time);
-      if (b) b->onStart(x, tau, time);
-    }
-    void onStep(const StepEvent& e) override {
-      a->onStep(e);
-      if (b) b->onStep(e);
-    }
-  } both;
-  both.a = &observer;
-  both.b = request.generation.observer;
+  ObserverFanout both;
+  both.targets = {&observer, request.generation.observer};
   g.observer = &both;
   auto result = generate(model, g);
   if (!result) return fail(result.error());

@@ -6,6 +6,7 @@
 // One JSON document on stdout: class accuracy, FD against the Fashion-MNIST test split,
 // the floor (the same FD for as many real training images), precision and recall.
 #include "app/cli/command.h"
+#include "app/cli/model_argument.h"
 #include "core/system/resources.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/fashion_native.h"
@@ -177,9 +178,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     samples = realImages(*train, o.perClass, o.seed + 1, &labels);
     result["model"] = "real:fashion-mnist/train";
   } else {
-    const std::string modelPath = resolveModelArgument(o.model);
-    if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
-    auto loaded = loadModelFile(modelPath);
+    auto loaded = loadModelArgument(o.model);
     if (!loaded) return badInput(loaded.error().message());
     if (auto ok = moveModel(*loaded, o.device); !ok) return badInput(ok.error().message());
     auto traits = modelTraits(*loaded);

@@ -6,6 +6,7 @@
 // on at the chosen steps and blocks, its guidance map at every guided step, written as
 // safetensors (attention (steps, blocks, heads, T, T), guidance (steps, H, W), image).
 #include "app/cli/command.h"
+#include "app/cli/model_argument.h"
 #include "core/samplers/sampler.h"
 #include "core/system/resources.h"
 #include "models/generation.h"
@@ -46,9 +47,7 @@ Result<std::vector<std::int64_t>> numberList(const std::string& flag, const std:
 
 CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string modelPath = resolveModelArgument(o.model);
-  if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
-  auto loaded = loadModelFile(modelPath);
+  auto loaded = loadModelArgument(o.model);
   if (!loaded) return badInput(loaded.error().message());
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());

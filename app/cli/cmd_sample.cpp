@@ -2,6 +2,7 @@
 // tessera-cli sample --model MODEL [--class K|NAME[,…]] [--size WxH] [--sampler NAME] [--steps N]
 //                    [--cfg S] [--seed N] [-n N] [--batch B] [--noise Z] [--step-noise N] [--trajectory T] --out DIR
 #include "app/cli/command.h"
+#include "app/cli/model_argument.h"
 #include "core/system/resources.h"
 #include "core/formats/png.h"
 #include "core/gallery/gallery_store.h"
@@ -74,10 +75,9 @@ private:
 };
 
 CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
-  const std::string modelPath = resolveModelArgument(o.model);
-  if (std::error_code ec; !std::filesystem::exists(modelPath, ec)) return badInput(missingModelMessage(o.model));
-  auto loaded = loadModelFile(modelPath);
+  auto loaded = loadModelArgument(o.model);
   if (!loaded) return badInput(loaded.error().message());
+  const std::string modelPath = loaded->path;
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
   if (auto moved = moveModel(*loaded, o.device); !moved) return badInput("--device: " + moved.error().message());

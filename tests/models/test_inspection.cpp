@@ -14,6 +14,8 @@
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
+#include "tests/models/tiny_backbone.h"
+
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/module.h>
@@ -26,24 +28,10 @@ using namespace tessera;
 namespace {
 
 LoadedModel tinyModel(const std::string& kind) {
-  const auto* entry = backboneRegistry().find(kind);
-  nlohmann::json config = entry->tiny["config"];
-  config["in_channels"] = 1;
-  config["learn_sigma"] = false;
-  config["prediction"] = "velocity";
-  config["cfg_channels"] = kind == "dit" ? 1 : 0;
-  auto built = entry->factory(Config::fromJson(config, "tiny"), BuildOptions());
-  if (!built) qFatal("%s", built.error().message().c_str());
+  nlohmann::json config;
   LoadedModel m;
-  m.backbone = *built;
-  torch::manual_seed(5);
-  {
-    torch::NoGradGuard guard;
-    for (auto& p : m.backbone->named_parameters())
-      if (p.key().find("final_layer") != std::string::npos || p.key().find("adaLN") != std::string::npos)
-        p.value().normal_(0, 0.05);
-  }
-  m.backbone->eval();
+  m.backbone = test::tinyBackbone(
+      kind, {{"in_channels", 1}, {"learn_sigma", false}, {"prediction", "velocity"}, {"cfg_channels", kind == "dit" ? 1 : 0}}, 5, &config);
   Process process;
   process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
   m.process = process;

@@ -16,6 +16,8 @@
 #include "models/state_dict.h"
 
 #include <ATen/ATen.h>
+#include "tests/models/tiny_backbone.h"
+
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
@@ -100,24 +102,9 @@ GridSizes gridsOf(const at::Tensor& hw, std::int64_t /*p*/) {
 /// A tiny backbone from the registry with its zero-initialised output layers given small
 /// random weights, as a LoadedModel on SiT's linear interpolant.
 LoadedModel tinyModel(const std::string& kind) {
-  const auto* entry = backboneRegistry().find(kind);
-  nlohmann::json config = entry->tiny["config"];
-  config["in_channels"] = 1;
-  config["learn_sigma"] = false;
-  config["prediction"] = "velocity";
-  config["cfg_channels"] = kind == "dit" ? 1 : 0;
-  auto built = entry->factory(Config::fromJson(config, "tiny"), BuildOptions());
-  if (!built) qFatal("%s", built.error().message().c_str());
   LoadedModel m;
-  m.backbone = *built;
-  torch::manual_seed(3);
-  {
-    torch::NoGradGuard guard;
-    for (auto& p : m.backbone->named_parameters())
-      if (p.key().find("final_layer") != std::string::npos || p.key().find("adaLN") != std::string::npos)
-        p.value().normal_(0, 0.05);
-  }
-  m.backbone->eval();
+  m.backbone = test::tinyBackbone(
+      kind, {{"in_channels", 1}, {"learn_sigma", false}, {"prediction", "velocity"}, {"cfg_channels", kind == "dit" ? 1 : 0}}, 3);
   Process process;
   process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
   m.process = process;

@@ -6,6 +6,8 @@
 #include "models/registry.h"
 
 #include <ATen/ATen.h>
+#include "tests/models/tiny_backbone.h"
+
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
 #include <torch/nn/modules/linear.h>
@@ -17,23 +19,8 @@ namespace {
 /// A tiny DiT/SiT whose zero-initialised output layer is given small random weights, so
 /// that its prediction is smooth but not trivial.
 LoadedModel tinyModel(const std::string& kind, bool learnSigma) {
-  const auto* entry = backboneRegistry().find(kind);
-  nlohmann::json config = entry->tiny["config"];
-  config["learn_sigma"] = learnSigma;
-  config["in_channels"] = 1;
-  config["cfg_channels"] = 1;
-  auto built = entry->factory(Config::fromJson(config, "tiny"), BuildOptions());
-  if (!built) qFatal("%s", built.error().message().c_str());
   LoadedModel m;
-  m.backbone = *built;
-  torch::manual_seed(5);
-  {
-    torch::NoGradGuard guard;
-    for (auto& p : m.backbone->named_parameters())
-      if (p.key().find("final_layer") != std::string::npos || p.key().find("adaLN") != std::string::npos)
-        p.value().normal_(0, 0.05);
-  }
-  m.backbone->eval();
+  m.backbone = test::tinyBackbone(kind, {{"learn_sigma", learnSigma}, {"in_channels", 1}, {"cfg_channels", 1}}, 5);
   Process process;
   if (kind == "dit") {
     GaussianDiffusionConfig c;

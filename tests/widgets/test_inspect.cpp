@@ -12,6 +12,7 @@
 #include "widgets/inspector/imgui_widget.h"
 #include "widgets/inspector/inspector_panel.h"
 #include "widgets/main_window/main_window.h"
+#include "tests/widgets/studio_test_support.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -32,15 +33,9 @@
 #include <cmath>
 
 using namespace tessera;
+using tessera::test::child;
 
 namespace {
-
-template <class T>
-T* child(QWidget* root, const char* name) {
-  T* w = root->findChild<T*>(QString::fromLatin1(name));
-  if (!w) qFatal("no widget named %s", name);
-  return w;
-}
 
 double sum(const QVector<float>& v) {
   double s = 0;
@@ -58,11 +53,7 @@ class TestInspect : public QObject {
 
   GeneratePanel* panel() { return m_window->generatePanel(); }
 
-  bool generate(int timeoutMs = 120000) {
-    QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
-    QTest::mouseClick(child<QPushButton>(panel(), "generateButton"), Qt::LeftButton);
-    return ended.wait(timeoutMs) || ended.count() > 0;
-  }
+  bool generate(int timeoutMs = 120000) { return test::generateAndWait(*m_window, timeoutMs); }
 
   bool capture(AttentionPanel* a) {
     QSignalSpy done(a, &AttentionPanel::captureFinished);
@@ -71,13 +62,7 @@ class TestInspect : public QObject {
     return done.front().front().toBool();
   }
 
-  void shoot(QWidget* w, const char* name) {
-    const QByteArray dir = qgetenv("TESSERA_SCREENSHOT_DIR");
-    if (dir.isEmpty()) return;
-    QCoreApplication::processEvents();
-    const QString path = QString::fromLocal8Bit(dir) + QLatin1Char('/') + QString::fromLatin1(name);
-    QVERIFY2(w->grab().save(path), qPrintable(path));
-  }
+  void shoot(QWidget* w, const char* name) { QVERIFY2(test::shoot(w, name), name); }
 
 private Q_SLOTS:
   void initTestCase() {

@@ -9,6 +9,7 @@
 #include "widgets/generate/aspect_histogram.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/main_window/main_window.h"
+#include "tests/widgets/studio_test_support.h"
 #include "widgets/theme.h"
 #include "widgets/timeline/timeline_panel.h"
 
@@ -35,15 +36,9 @@
 #include <QtTest>
 
 using namespace tessera;
+using tessera::test::child;
 
 namespace {
-
-template <class T>
-T* child(QWidget* root, const char* name) {
-  T* w = root->findChild<T*>(QString::fromLatin1(name));
-  if (!w) qFatal("no widget named %s", name);
-  return w;
-}
 
 void selectClass(GeneratePanel* panel, int k) {
   auto* list = child<QListWidget>(panel, "classList");
@@ -88,19 +83,9 @@ class TestStudio : public QObject {
 
   GeneratePanel* panel() { return m_window->generatePanel(); }
 
-  bool generate(int timeoutMs = 120000) {
-    QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
-    QTest::mouseClick(child<QPushButton>(panel(), "generateButton"), Qt::LeftButton);
-    return ended.wait(timeoutMs) || ended.count() > 0;
-  }
+  bool generate(int timeoutMs = 120000) { return test::generateAndWait(*m_window, timeoutMs); }
 
-  void shoot(QWidget* w, const char* name) {
-    const QByteArray dir = qgetenv("TESSERA_SCREENSHOT_DIR");
-    if (dir.isEmpty()) return;
-    QCoreApplication::processEvents();
-    const QString path = QString::fromLocal8Bit(dir) + QLatin1Char('/') + QString::fromLatin1(name);
-    QVERIFY2(w->grab().save(path), qPrintable(path));
-  }
+  void shoot(QWidget* w, const char* name) { QVERIFY2(test::shoot(w, name), name); }
 
 private Q_SLOTS:
   void initTestCase() {

@@ -375,7 +375,6 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent) {
   });
   connect(m_worker, &CompareWorker::loaded, this, [this](qint64 id, const CompareSetup& setup, const QVector<CompareCell>& cells) {
     if (id != m_id) return;
-    m_setup = setup;
     const QStringList names = compareAxisNames();
     m_grid->setAxes(names.value(static_cast<int>(setup.rowAxis)), setup.rows, names.value(static_cast<int>(setup.columnAxis)), setup.columns);
     for (const CompareCell& c : cells) m_grid->setCell(c);
@@ -506,7 +505,6 @@ void ComparePanel::run() {
 }
 
 void ComparePanel::startCells(const CompareSetup& s) {
-  m_setup = s;
   const QStringList names = compareAxisNames();
   m_grid->setAxes(names.value(static_cast<int>(s.rowAxis)), s.rows, names.value(static_cast<int>(s.columnAxis)), s.columns);
   m_running = true;

@@ -116,7 +116,6 @@ private:
   QVector<ModelInfo> m_models;
   GenerationJob m_base;
   QString m_galleryPath, m_error;
-  CompareSetup m_setup;
   std::function<GenerationJob()> m_baseProvider;
 
   QComboBox *m_rowAxis, *m_columnAxis, *m_sets;

@@ -4,12 +4,10 @@
 #include "widgets/inspector/imgui_widget.h"
 
 #include <QHBoxLayout>
-#include <QHideEvent>
 #include <QGuiApplication>
 #include <QLabel>
 #include <QOpenGLContext>
 #include <QPushButton>
-#include <QShowEvent>
 #include <QVBoxLayout>
 
 #include <imgui.h>
@@ -476,22 +474,6 @@ void InspectorPanel::clear() {
   m_history.clear();
   refreshSummary();
   if (m_view) m_view->requestRedraw();
-}
-
-void InspectorPanel::setCollecting(bool collecting) {
-  if (collecting == m_collecting) return;
-  m_collecting = collecting;
-  Q_EMIT collectingChanged(collecting);
-}
-
-void InspectorPanel::showEvent(QShowEvent* event) {
-  QWidget::showEvent(event);
-  if (!event->spontaneous()) setCollecting(true);
-}
-
-void InspectorPanel::hideEvent(QHideEvent* event) {
-  QWidget::hideEvent(event);
-  if (!event->spontaneous()) setCollecting(false);
 }
 
 }  // namespace tessera

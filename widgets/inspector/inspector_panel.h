@@ -35,10 +35,8 @@ public:
   ~InspectorPanel() override;
 
   const InspectorHistory& history() const { return m_history; }
-  /// The ImGui host (e.g. to check glReady() / glProblem()).
   /// The ImGui view; null where OpenGL is not available (see openGLProblem()).
   ImGuiWidget* view() const;
-  /// True while the panel is shown (non-spontaneous show/hide events).
   /// True while the panel is on screen (a tabbed-away or closed dock is not).
   bool isCollecting() const { return isVisible() && !visibleRegion().isEmpty(); }
   /// The header row's text for the current history ("job 12 · step 34/50 · 6 blocks").
@@ -50,15 +48,7 @@ public Q_SLOTS:
   /// Forgets every step.
   void clear();
 
-Q_SIGNALS:
-  void collectingChanged(bool collecting);
-
-protected:
-  void showEvent(QShowEvent* event) override;
-  void hideEvent(QHideEvent* event) override;
-
 private:
-  void setCollecting(bool collecting);
   void refreshSummary();
 
   InspectorHistory m_history{kHistoryCapacity};
@@ -66,7 +56,6 @@ private:
   QLabel* m_summary = nullptr;
   QPushButton* m_clear = nullptr;
   QTimer m_summaryTimer;  ///< coalesces label updates (addStep may come fast)
-  bool m_collecting = false;
 };
 
 }  // namespace tessera

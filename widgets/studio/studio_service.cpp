@@ -6,6 +6,7 @@
 #include "core/data/batching.h"
 #include "core/formats/safetensors.h"
 #include "core/gallery/gallery_store.h"
+#include "core/samplers/observer_fanout.h"
 #include "core/samplers/sampler.h"
 #include "core/samplers/sampling_space.h"
 #include "core/system/resources.h"
@@ -354,18 +355,6 @@ private:
   QElapsedTimer m_clock;
 };
 
-/// Forwards every event to several observers, in order.
-class ObserverList final : public StepObserver {
-public:
-  std::vector<StepObserver*> targets;
-  void onStart(const at::Tensor& x, double tau, double time) override {
-    for (auto* t : targets) t->onStart(x, tau, time);
-  }
-  void onStep(const StepEvent& e) override {
-    for (auto* t : targets) t->onStep(e);
-  }
-};
-
 struct GenerationWorker::Cache {
   QString path;
   QDateTime modified;  ///< of the file when loaded: a model retrained in place is loaded again
@@ -541,7 +530,7 @@ void GenerationWorker::run(const GenerationJob& job) {
     FrameObserver observer(r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) {
       Q_EMIT stepped(id, step, frames);
     });
-    ObserverList observers;
+    ObserverFanout observers;
     observers.targets.push_back(&observer);
     Probe probe;
     std::optional<InspectorObserver> inspector;

@@ -39,8 +39,11 @@ Result<std::shared_ptr<BackboneImpl>> BackboneRegistry::create(const std::string
   return made;
 }
 
-const BackboneRegistry& backboneRegistry() {
-  static const BackboneRegistry registry = [] {
+namespace {
+
+// Mutable only through addPluginBackbone, at start-up; everything else sees it const.
+BackboneRegistry& registryInstance() {
+  static BackboneRegistry registry = [] {
     BackboneRegistry r;
 #define TESSERA_BACKBONE(name) registerBackbone_##name(r);
 #include "models/backbones.def"
@@ -49,5 +52,11 @@ const BackboneRegistry& backboneRegistry() {
   }();
   return registry;
 }
+
+}  // namespace
+
+const BackboneRegistry& backboneRegistry() { return registryInstance(); }
+
+Result<void> addPluginBackbone(BackboneEntry entry) { return registryInstance().add(std::move(entry)); }
 
 }  // namespace tessera

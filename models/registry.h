@@ -51,7 +51,12 @@ private:
   std::map<std::string, BackboneEntry> m_entries;
 };
 
-/// The registry with every backbone listed in models/backbones.def.
+/// The registry with every backbone listed in models/backbones.def, plus those plugins added.
 const BackboneRegistry& backboneRegistry();
+
+/// Adds a plugin's backbone to backboneRegistry() (models/plugin_loader.h calls it). The
+/// registry is read without locks, so this must run before any other thread builds a
+/// model: at start-up. Fails, changing nothing, when the name is taken.
+Result<void> addPluginBackbone(BackboneEntry entry);
 
 }  // namespace tessera

@@ -919,7 +919,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   };
 
   auto writeSamples = [&](std::int64_t step) -> Result<void> {
-    if (!leader || s.samplesEvery == 0) return {};
+    if (!leader) return {};
     LoadedModel m{"", description, ema, process};
     auto traits = modelTraits(m);
     if (!traits) return fail(traits.error());
@@ -1120,7 +1120,8 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     if (step % s.checkpointEvery == 0 || last) {
       if (auto ok = writeCheckpoint(step, elapsedTotal, loss); !ok) return fail(ok.error());
     }
-    if (s.samplesEvery > 0 && (step % s.samplesEvery == 0 || last)) {
+    const bool asked = request.sampleNow && request.sampleNow->exchange(false);
+    if (asked || (s.samplesEvery > 0 && (step % s.samplesEvery == 0 || last))) {
       if (auto ok = writeSamples(step); !ok) return fail(ok.error());
     }
     if (stopAfterThisStep && !last) {

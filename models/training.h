@@ -35,6 +35,9 @@ struct TrainRequest {
   std::ostream* events = nullptr;
   /// Set from a signal handler: the trainer finishes its step, writes a checkpoint and stops.
   const std::atomic<bool>* stop = nullptr;
+  /// Set from a signal handler (the studio's "sample now"): the trainer writes a sample
+  /// grid after its current step and clears the flag.
+  std::atomic<bool>* sampleNow = nullptr;
 };
 
 struct TrainSummary {

@@ -23,7 +23,7 @@ namespace tessera::cli {
 namespace {
 
 struct BenchTrainOptions {
-  std::string config;
+  std::string config, init;
   std::int64_t steps = 20, warmup = 3, repeats = 1;
 };
 
@@ -52,6 +52,7 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
     req.configPath = cfgPath;
     req.outDir = (dir / ("run" + std::to_string(r))).string();
     req.events = &events;
+    req.initModel = o.init;
     auto summary = runTraining(req);
     if (!summary) {
       std::error_code ec;
@@ -115,6 +116,7 @@ Command addBenchTrain(CLI::App& bench, const GlobalOptions&) {
   auto o = std::make_shared<BenchTrainOptions>();
   CLI::App* sub = bench.add_subcommand("train", "Training throughput of a configuration (steps/s, images/s, data waits, memory)");
   sub->add_option("--config", o->config, "Training configuration (JSON)")->required()->check(CLI::ExistingFile);
+  sub->add_option("--init", o->init, "Fine-tune from this model file (as train --init)")->check(CLI::ExistingFile);
   sub->add_option("--steps", o->steps, "Measured steps")->check(CLI::Range(1, 100000))->capture_default_str();
   sub->add_option("--warmup", o->warmup, "Steps before measuring")->check(CLI::Range(0, 1000))->capture_default_str();
   sub->add_option("--repeats", o->repeats, "Runs (one JSON line each)")->check(CLI::Range(1, 100))->capture_default_str();

@@ -8,6 +8,7 @@
 #include "core/data/image_folder.h"
 #include "core/system/system_info.h"
 #include "models/model_file.h"
+#include "models/plugin_loader.h"
 
 #include <nlohmann/json.hpp>
 
@@ -88,7 +89,7 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
   auto path = std::make_shared<std::string>();
   auto system = std::make_shared<bool>(false);
   sub->add_option("MODEL", *path, "A .safetensors model or a torch.save checkpoint (.pt/.pth)");
-  sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s");
+  sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s, loaded plugins");
   auto data = std::make_shared<std::string>();
   auto split = std::make_shared<std::string>("train");
   sub->add_option("--data", *data, "Describe a data set: fashion-native (widths and heights of the crops) or an image folder (classes, counts, unreadable files)");
@@ -119,7 +120,16 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
             }
             if (*system) {
               if (!path->empty()) return badInput("give either MODEL or --system, not both");
-              std::cout << systemInfoJson(querySystemInfo(/*measureGemm=*/true), indent) << std::endl;
+              ojson out = ojson::parse(systemInfoJson(querySystemInfo(/*measureGemm=*/true), -1));
+              // Plugins are a models matter, so core's system facts do not know them.
+              ojson plugins = ojson::array(), refused = ojson::array();
+              for (const auto& p : loadedPlugins()) plugins.push_back(ojson(p.toJson()));
+              for (const auto& r : pluginLoadReport())
+                if (!r.plugin) refused.push_back(ojson{{"path", r.path}, {"error", r.plugin.error().message()}});
+              out["plugins"] = plugins;
+              out["plugins_refused"] = refused;
+              out["plugin_search_path"] = pluginSearchPath();
+              std::cout << out.dump(indent) << std::endl;
               return {};
             }
             if (path->empty()) return badInput("info: MODEL is required (or --system)");

@@ -2,7 +2,8 @@
 // tessera-cli train --config CFG.json --out RUN_DIR [--resume] [--init MODEL] [--device D] [--nproc N] [--check]
 //
 // Events go to stdout as JSON lines; a progress bar goes to stderr on a terminal.
-// SIGINT/SIGTERM finish the current step, write a checkpoint and stop (resume later).
+// SIGINT/SIGTERM finish the current step, write a checkpoint and stop (resume later);
+// SIGUSR1 writes a sample grid after the current step (the studio's "sample now").
 // --nproc N starts N ranks on this machine the way torchrun does (RANK, WORLD_SIZE,
 // MASTER_ADDR, MASTER_PORT) and waits for them.
 #include "app/cli/command.h"
@@ -28,9 +29,11 @@ namespace tessera::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_sampleNow{false};
 std::vector<pid_t> g_children;
 
 extern "C" void onStopSignal(int) { g_stop.store(true); }
+extern "C" void onSampleSignal(int) { g_sampleNow.store(true); }
 extern "C" void forwardSignal(int sig) {
   for (pid_t p : g_children) ::kill(p, sig);
 }
@@ -143,6 +146,9 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
             sa.sa_handler = onStopSignal;
             sigaction(SIGINT, &sa, nullptr);
             sigaction(SIGTERM, &sa, nullptr);
+            struct sigaction sample {};
+            sample.sa_handler = onSampleSignal;
+            sigaction(SIGUSR1, &sample, nullptr);
             TrainRequest r;
             r.configPath = o->config;
             r.outDir = o->out;
@@ -152,6 +158,7 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
             r.progressBar = Progress::chooseMode(false, global.quiet) == Progress::Mode::Bar;
             r.events = &std::cout;
             r.stop = &g_stop;
+            r.sampleNow = &g_sampleNow;
             auto summary = runTraining(r);
             if (!summary) {
               const std::string& m = summary.error().message();

@@ -4,6 +4,7 @@
 #include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
+#include "models/plugin_loader.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -11,6 +12,8 @@
 #include <torch/version.h>
 
 #include <iostream>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -45,6 +48,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", global.threads, "LibTorch and OpenBLAS threads (default: all hardware threads)")
       ->check(CLI::Range(1, 1024))
       ->envname("TESSERA_THREADS");
+  std::vector<std::string> plugins;
+  // One path per --plugin: a vector option would otherwise swallow the subcommand's name.
+  app.add_option("--plugin", plugins,
+                 "Load a plugin (.so) that adds samplers or backbones; repeatable. Plugins in TESSERA_PLUGIN_PATH "
+                 "and <prefix>/lib/tessera/plugins load by themselves")
+      ->type_name("PATH")
+      ->allow_extra_args(false);
 
   const Command commands[] = {
       addInfoCommand(app, global),
@@ -74,6 +84,19 @@ int main(int argc, char** argv) {
   if (!kernel.warning.empty()) spdlog::warn("{}", kernel.warning);
   spdlog::debug("BLAS kernel {} ({}), max relative error {:.2e}", kernel.active, kernel.source, kernel.maxRelError);
   tessera::setThreadCount(global.threads > 0 ? global.threads : tessera::hardwareThreadCount());
+
+  // Before any command, which may start threads that read the registries. The ones asked
+  // for come first, so that they win a name against the search path's; a search-path
+  // plugin that cannot load is only a warning, as the user did not ask for it here.
+  for (const std::string& path : plugins) {
+    auto loaded = tessera::loadPlugin(path);
+    if (!loaded) return reportError(global, kBadInput, "--plugin: " + loaded.error().message());
+    spdlog::debug("plugin {} {} from {}", loaded->name, loaded->version, loaded->path);
+  }
+  for (const auto& r : tessera::loadPluginsFrom(tessera::pluginSearchPath())) {
+    if (!r.plugin) spdlog::warn("{} (skipped)", r.plugin.error().message());
+    else spdlog::debug("plugin {} {} from {}", r.plugin->name, r.plugin->version, r.plugin->path);
+  }
 
   for (const Command& command : commands) {
     if (!command.node->parsed()) continue;

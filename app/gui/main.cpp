@@ -3,6 +3,7 @@
 #include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
+#include "models/plugin_loader.h"
 #include "widgets/gallery/gallery_bench.h"
 #include "widgets/icons.h"
 #include "widgets/main_window/main_window.h"
@@ -60,6 +61,13 @@ int main(int argc, char** argv) {
   const auto kernel = tessera::blas::verifyOrFallback(argv);
   if (!kernel.warning.empty()) spdlog::warn("{}", kernel.warning);
   tessera::setThreadCount(tessera::settings::threadCount());
+
+  // Before the window, whose workers read the registries without locks. A plugin that
+  // cannot load is skipped with a warning (tessera::pluginLoadReport() keeps why).
+  for (const auto& r : tessera::loadPluginsFrom(tessera::pluginSearchPath())) {
+    if (!r.plugin) spdlog::warn("{} (skipped)", r.plugin.error().message());
+    else spdlog::info("plugin {} {} from {}", r.plugin->name, r.plugin->version, r.plugin->path);
+  }
 
   tessera::MainWindow window;
   window.show();

@@ -85,6 +85,27 @@ CREATE TABLE comparison_cells(
 ) WITHOUT ROWID;
 CREATE INDEX comparison_cells_image ON comparison_cells(image_id);
 )sql",
+    // 2 → 3: training jobs started from the studio (their files live in run_dir).
+    R"sql(
+CREATE TABLE training_jobs(
+  id INTEGER PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  config TEXT NOT NULL,
+  run_dir TEXT NOT NULL,
+  init_model TEXT NOT NULL,
+  state TEXT NOT NULL,
+  step INTEGER NOT NULL,
+  steps INTEGER NOT NULL,
+  pid INTEGER NOT NULL,
+  queue_order INTEGER NOT NULL,
+  last_output TEXT NOT NULL,
+  model_path TEXT NOT NULL,
+  evaluation TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kMigrationCount = static_cast<int>(sizeof kMigrations / sizeof kMigrations[0]);
 static_assert(kMigrationCount == GalleryStore::kSchemaVersion, "one migration per schema version");
@@ -473,6 +494,107 @@ Result<ComparisonRecord> GalleryStore::comparison(std::int64_t id) const {
 Result<void> GalleryStore::deleteComparison(std::int64_t id) {
   return guarded(m_path, "deleting a comparison", [&] {
     SQLite::Statement d(*m_db, "DELETE FROM comparisons WHERE id = ?");
+    d.bind(1, id);
+    d.exec();
+  });
+}
+
+namespace {
+
+void bindJob(SQLite::Statement& s, const TrainingJobRecord& j) {
+  s.bind(1, j.updatedAt);
+  s.bind(2, j.name);
+  s.bind(3, j.kind);
+  s.bind(4, j.config);
+  s.bind(5, j.runDir);
+  s.bind(6, j.initModel);
+  s.bind(7, j.state);
+  s.bind(8, j.step);
+  s.bind(9, j.steps);
+  s.bind(10, j.pid);
+  s.bind(11, j.queueOrder);
+  s.bind(12, j.lastOutput);
+  s.bind(13, j.modelPath);
+  s.bind(14, j.evaluation);
+}
+
+constexpr const char* kJobColumns =
+    "id, created_at, updated_at, name, kind, config, run_dir, init_model, state, step, steps, pid, queue_order, "
+    "last_output, model_path, evaluation";
+
+TrainingJobRecord readJob(SQLite::Statement& q) {
+  TrainingJobRecord j;
+  j.id = q.getColumn(0).getInt64();
+  j.createdAt = q.getColumn(1).getString();
+  j.updatedAt = q.getColumn(2).getString();
+  j.name = q.getColumn(3).getString();
+  j.kind = q.getColumn(4).getString();
+  j.config = q.getColumn(5).getString();
+  j.runDir = q.getColumn(6).getString();
+  j.initModel = q.getColumn(7).getString();
+  j.state = q.getColumn(8).getString();
+  j.step = q.getColumn(9).getInt64();
+  j.steps = q.getColumn(10).getInt64();
+  j.pid = q.getColumn(11).getInt64();
+  j.queueOrder = q.getColumn(12).getInt64();
+  j.lastOutput = q.getColumn(13).getString();
+  j.modelPath = q.getColumn(14).getString();
+  j.evaluation = q.getColumn(15).getString();
+  return j;
+}
+
+}  // namespace
+
+Result<std::int64_t> GalleryStore::addTrainingJob(TrainingJobRecord job) {
+  if (job.createdAt.empty()) job.createdAt = nowIso();
+  if (job.updatedAt.empty()) job.updatedAt = job.createdAt;
+  return guarded(m_path, "saving a training job", [&] {
+    SQLite::Statement ins(*m_db,
+                          "INSERT INTO training_jobs(updated_at, name, kind, config, run_dir, init_model, state, step, "
+                          "steps, pid, queue_order, last_output, model_path, evaluation, created_at) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    bindJob(ins, job);
+    ins.bind(15, job.createdAt);
+    ins.exec();
+    return static_cast<std::int64_t>(m_db->getLastInsertRowid());
+  });
+}
+
+Result<void> GalleryStore::updateTrainingJob(const TrainingJobRecord& job) {
+  TrainingJobRecord j = job;
+  j.updatedAt = nowIso();
+  return guarded(m_path, "updating a training job", [&] {
+    SQLite::Statement up(*m_db,
+                         "UPDATE training_jobs SET updated_at = ?, name = ?, kind = ?, config = ?, run_dir = ?, "
+                         "init_model = ?, state = ?, step = ?, steps = ?, pid = ?, queue_order = ?, last_output = ?, "
+                         "model_path = ?, evaluation = ? WHERE id = ?");
+    bindJob(up, j);
+    up.bind(15, j.id);
+    if (up.exec() != 1) throw std::runtime_error("no training job " + std::to_string(j.id));
+  });
+}
+
+Result<std::vector<TrainingJobRecord>> GalleryStore::trainingJobs() const {
+  return guarded(m_path, "listing training jobs", [&] {
+    std::vector<TrainingJobRecord> out;
+    SQLite::Statement q(*m_db, std::string("SELECT ") + kJobColumns + " FROM training_jobs ORDER BY id");
+    while (q.executeStep()) out.push_back(readJob(q));
+    return out;
+  });
+}
+
+Result<TrainingJobRecord> GalleryStore::trainingJob(std::int64_t id) const {
+  return guarded(m_path, "reading a training job", [&] {
+    SQLite::Statement q(*m_db, std::string("SELECT ") + kJobColumns + " FROM training_jobs WHERE id = ?");
+    q.bind(1, id);
+    if (!q.executeStep()) throw std::runtime_error("no training job " + std::to_string(id));
+    return readJob(q);
+  });
+}
+
+Result<void> GalleryStore::deleteTrainingJob(std::int64_t id) {
+  return guarded(m_path, "deleting a training job", [&] {
+    SQLite::Statement d(*m_db, "DELETE FROM training_jobs WHERE id = ?");
     d.bind(1, id);
     d.exec();
   });

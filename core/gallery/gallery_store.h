@@ -59,6 +59,26 @@ struct ComparisonRecord {
   std::vector<ComparisonCell> cells;
 };
 
+/// A training job started from the studio. Its files (config.json, checkpoints, samples,
+/// events.jsonl, stderr.log) live in `runDir`; the row keeps what the jobs panel needs to
+/// find it again after a restart.
+struct TrainingJobRecord {
+  std::int64_t id = 0;
+  std::string createdAt, updatedAt;  ///< set by addTrainingJob()/updateTrainingJob()
+  std::string name;
+  std::string kind;        ///< "scratch" or "finetune"
+  std::string config;      ///< the training configuration (JSON)
+  std::string runDir;
+  std::string initModel;   ///< fine-tuning: the model it started from
+  std::string state;       ///< queued, running, stopping, stopped, finished, failed
+  std::int64_t step = 0, steps = 0;
+  std::int64_t pid = 0;    ///< the trainer's process while running
+  std::int64_t queueOrder = 0;
+  std::string lastOutput;  ///< the last lines of the trainer's output (failed jobs)
+  std::string modelPath;   ///< the finished model in the user's model folder
+  std::string evaluation;  ///< JSON of its eval, when there is one
+};
+
 enum class GallerySort { Newest, Oldest, Rating, Model, Class };
 
 /// What the grid shows. Empty strings and nullopt mean "any".
@@ -74,7 +94,7 @@ struct GalleryFilter {
 
 class GalleryStore {
 public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   /// Opens (creating and migrating as needed) the gallery at `path`. A file that is not a
   /// SQLite database, or is one without Tessera's tables, or is from a newer schema, is
@@ -117,6 +137,14 @@ public:
   /// One comparison with its cells.
   Result<ComparisonRecord> comparison(std::int64_t id) const;
   Result<void> deleteComparison(std::int64_t id);
+
+  /// Training jobs (the studio's jobs panel), oldest first.
+  Result<std::int64_t> addTrainingJob(TrainingJobRecord job);
+  /// Writes every field of the job with this id (and its updatedAt).
+  Result<void> updateTrainingJob(const TrainingJobRecord& job);
+  Result<std::vector<TrainingJobRecord>> trainingJobs() const;
+  Result<TrainingJobRecord> trainingJob(std::int64_t id) const;
+  Result<void> deleteTrainingJob(std::int64_t id);
 
   /// PRAGMA integrity_check: "ok" or SQLite's report.
   Result<std::string> integrityCheck() const;

@@ -112,11 +112,16 @@ nlohmann::json SamplerOptions::toJson() const {
 Result<void> SamplerRegistry::add(SamplerEntry entry) {
   const std::string key = lower(entry.name);
   if (m_entries.count(key) || m_aliases.count(key)) return fail("sampler registry: '" + entry.name + "' is registered twice");
+  // Every alias is checked before any is recorded, so that a refused entry (a plugin's)
+  // leaves the registry as it was.
+  std::vector<std::string> aliases;
   for (const auto& alias : entry.aliases) {
     const std::string a = lower(alias);
-    if (m_entries.count(a) || m_aliases.count(a)) return fail("sampler registry: alias '" + alias + "' is taken");
-    m_aliases[a] = key;
+    if (m_entries.count(a) || m_aliases.count(a) || std::find(aliases.begin(), aliases.end(), a) != aliases.end())
+      return fail("sampler registry: alias '" + alias + "' of '" + entry.name + "' is taken");
+    aliases.push_back(a);
   }
+  for (const auto& a : aliases) m_aliases[a] = key;
   m_entries.emplace(key, std::move(entry));
   return {};
 }
@@ -138,8 +143,11 @@ std::vector<std::string> SamplerRegistry::names() const {
 #include "core/samplers/samplers.def"
 #undef TESSERA_SAMPLER
 
-const SamplerRegistry& samplerRegistry() {
-  static const SamplerRegistry registry = [] {
+namespace {
+
+// Mutable only through addPluginSampler, at start-up; everything else sees it const.
+SamplerRegistry& registryInstance() {
+  static SamplerRegistry registry = [] {
     SamplerRegistry r;
 #define TESSERA_SAMPLER(name) registerSampler_##name(r);
 #include "core/samplers/samplers.def"
@@ -147,6 +155,16 @@ const SamplerRegistry& samplerRegistry() {
     return r;
   }();
   return registry;
+}
+
+}  // namespace
+
+const SamplerRegistry& samplerRegistry() { return registryInstance(); }
+
+Result<void> addPluginSampler(SamplerEntry entry) {
+  if (entry.name.empty()) return fail("a sampler needs a name");
+  if (!entry.make) return fail("sampler '" + entry.name + "' has no factory");
+  return registryInstance().add(std::move(entry));
 }
 
 // ---- running ---------------------------------------------------------------------------

@@ -171,8 +171,13 @@ private:
   std::map<std::string, std::string> m_aliases;
 };
 
-/// Every sampler listed in core/samplers/samplers.def.
+/// Every sampler listed in core/samplers/samplers.def, plus those plugins added.
 const SamplerRegistry& samplerRegistry();
+
+/// Adds a plugin's sampler to samplerRegistry() (models/plugin_loader.h calls it). The
+/// registry is read without locks, so this must run before any other thread samples:
+/// at start-up. Fails, changing nothing, when the name or an alias is taken.
+Result<void> addPluginSampler(SamplerEntry entry);
 
 /// Builds the grid and runs a sampler from x (unit noise). Errors name what is wrong:
 /// an unknown sampler (with the list), steps < 1, a grid the process cannot take.

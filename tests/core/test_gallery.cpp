@@ -272,13 +272,70 @@ private Q_SLOTS:
     { QVERIFY(GalleryStore::open(path)); }
     // Take it back to schema 1, as the previous Tessera left it.
     const std::string cmd = "python3 -c \"import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); "
-                            "c.executescript('DROP TABLE comparison_cells; DROP TABLE comparisons; PRAGMA user_version=1;')\" '" +
+                            "c.executescript('DROP TABLE training_jobs; DROP TABLE comparison_cells; DROP TABLE comparisons; "
+                            "PRAGMA user_version=1;')\" '" +
                             path + "'";
     QCOMPARE(std::system(cmd.c_str()), 0);
     auto store = GalleryStore::open(path);
     QVERIFY2(store, store ? "" : store.error().message().c_str());
     QVERIFY(store->comparisons());
     QVERIFY(store->addComparison({0, "", "t", "{}", {}}));
+    QVERIFY(store->trainingJobs());  // and on to schema 3
+  }
+
+  void trainingJobsRoundTrip() {
+    QTemporaryDir dir;
+    const std::string path = tmpPath(dir, "g.db");
+    std::int64_t id = 0;
+    {
+      auto store = GalleryStore::open(path);
+      QVERIFY(store);
+      TrainingJobRecord j;
+      j.name = "shirts";
+      j.kind = "finetune";
+      j.config = R"({"train":{"steps":20}})";
+      j.runDir = "/tmp/run";
+      j.initModel = "dit-fashion";
+      j.state = "queued";
+      j.steps = 20;
+      j.queueOrder = 3;
+      auto added = store->addTrainingJob(j);
+      QVERIFY2(added, added ? "" : added.error().message().c_str());
+      id = *added;
+      auto back = store->trainingJob(id);
+      QVERIFY(back);
+      QCOMPARE(back->state, std::string("queued"));
+      QVERIFY(!back->createdAt.empty());
+      back->state = "failed";
+      back->step = 7;
+      back->pid = 4242;
+      back->lastOutput = "line 1\nline 2";
+      QVERIFY(store->updateTrainingJob(*back));
+      TrainingJobRecord missing = *back;
+      missing.id = id + 100;
+      QVERIFY(!store->updateTrainingJob(missing));
+    }
+    // What a restarted studio finds.
+    auto again = GalleryStore::open(path);
+    QVERIFY(again);
+    auto jobs = again->trainingJobs();
+    QVERIFY(jobs);
+    QCOMPARE(jobs->size(), std::size_t{1});
+    const TrainingJobRecord& j = jobs->front();
+    QCOMPARE(j.id, id);
+    QCOMPARE(j.name, std::string("shirts"));
+    QCOMPARE(j.kind, std::string("finetune"));
+    QCOMPARE(j.config, std::string(R"({"train":{"steps":20}})"));
+    QCOMPARE(j.initModel, std::string("dit-fashion"));
+    QCOMPARE(j.state, std::string("failed"));
+    QCOMPARE(j.step, std::int64_t{7});
+    QCOMPARE(j.steps, std::int64_t{20});
+    QCOMPARE(j.pid, std::int64_t{4242});
+    QCOMPARE(j.queueOrder, std::int64_t{3});
+    QCOMPARE(j.lastOutput, std::string("line 1\nline 2"));
+    QVERIFY(again->deleteTrainingJob(id));
+    QVERIFY(again->trainingJobs()->empty());
+    QVERIFY(!again->trainingJob(id));
   }
 
   void survivesAKilledWriter() {

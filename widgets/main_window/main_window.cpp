@@ -8,6 +8,8 @@
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
 #include "widgets/timeline/timeline_panel.h"
+#include "widgets/training/training_jobs.h"
+#include "widgets/training/training_panel.h"
 #include "widgets/icons.h"
 #include "widgets/inspector/inspector_panel.h"
 #include "widgets/main_window/system_page.h"
@@ -85,6 +87,10 @@ void MainWindow::buildStudio() {
   m_inspector = new InspectorPanel(this);
   QDockWidget* inspectorDock = dock(m_inspector, tr("Live inspector"), "dockInspector", Qt::BottomDockWidgetArea);
   tabifyDockWidget(timelineDock, inspectorDock);
+  m_trainingJobs = new TrainingJobs(this);
+  m_training = new TrainingPanel(m_trainingJobs, this);
+  QDockWidget* trainingDock = dock(m_training, tr("Training jobs"), "dockTraining", Qt::BottomDockWidgetArea);
+  tabifyDockWidget(timelineDock, trainingDock);
 
   timelineDock->raise();
   QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
@@ -119,6 +125,21 @@ void MainWindow::buildStudio() {
     m_lastError = error;
     statusBar()->showMessage(tr("Gallery unavailable: %1").arg(error));
   }
+
+  if (const QString error = m_trainingJobs->open(m_gallery->model()->path()); !error.isEmpty())
+    statusBar()->showMessage(tr("Training jobs unavailable: %1").arg(error));
+  m_training->setModelsProvider([this] { return m_generate->models(); });
+  connect(m_trainingJobs, &TrainingJobs::modelReady, this, [this](qint64, const QString& path) {
+    statusBar()->showMessage(tr("A training job finished: %1 is in the model picker").arg(QFileInfo(path).fileName()), 8000);
+    m_generate->refreshModels();
+  });
+  connect(m_training, &TrainingPanel::useModelRequested, this, [this](const QString& path) {
+    if (m_generate->selectModel(path)) {
+      if (auto* dock = findChild<QDockWidget*>(QStringLiteral("dockGenerate"))) dock->raise();
+    } else {
+      statusBar()->showMessage(tr("%1 is not in the model list yet").arg(path), 5000);
+    }
+  });
 
   connect(m_generate, &GeneratePanel::generateRequested, this, [this](const GenerationJob& job) { startJob(job); });
   m_compare->setGalleryPath(m_gallery->model()->path());

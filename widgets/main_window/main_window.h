@@ -27,6 +27,8 @@ class GenerationWorker;
 class AttentionPanel;
 class InspectorPanel;
 class ComparePanel;
+class TrainingJobs;
+class TrainingPanel;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
@@ -52,6 +54,8 @@ public:
   AttentionPanel* attention() const { return m_attention; }
   InspectorPanel* inspector() const { return m_inspector; }
   ComparePanel* compare() const { return m_compare; }
+  TrainingPanel* training() const { return m_training; }
+  TrainingJobs* trainingJobs() const { return m_trainingJobs; }
   bool isGenerating() const { return m_running; }
   QString lastError() const { return m_lastError; }
   QString lastSummary() const { return m_lastSummary; }
@@ -105,6 +109,8 @@ private:
   AttentionPanel* m_attention = nullptr;
   InspectorPanel* m_inspector = nullptr;
   ComparePanel* m_compare = nullptr;
+  TrainingJobs* m_trainingJobs = nullptr;
+  TrainingPanel* m_training = nullptr;
   QThread m_workerThread;
   GenerationWorker* m_worker = nullptr;
   qint64 m_jobId = 0;

@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "widgets/training/training_jobs.h"
+
+#include "widgets/studio/compare_service.h"  // tesseraCliPath()
+#include "widgets/studio/studio_service.h"   // userModelFolder()
+
+#include <QDir>
+#include <QFile>
+#include <QFileInfo>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QRegularExpression>
+#include <QSaveFile>
+#include <QStandardPaths>
+#include <QThread>
+
+#include <signal.h>
+
+#include <algorithm>
+
+namespace tessera {
+namespace {
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+std::string ss(const QString& s) { return s.toStdString(); }
+
+const QString kEvents = QStringLiteral("events.jsonl");
+const QString kStderr = QStringLiteral("stderr.log");
+const QString kJobConfig = QStringLiteral("job.json");
+
+QString slug(const QString& name) {
+  QString s = name.toLower();
+  s.replace(QRegularExpression(QStringLiteral("[^a-z0-9]+")), QStringLiteral("-"));
+  s.remove(QRegularExpression(QStringLiteral("^-+|-+$")));
+  return s.isEmpty() ? QStringLiteral("job") : s.left(40);
+}
+
+/// The last `lines` lines of a text file.
+QString tail(const QString& path, int lines) {
+  QFile f(path);
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  const qint64 size = f.size();
+  f.seek(std::max<qint64>(0, size - 16384));
+  QStringList all = QString::fromUtf8(f.readAll()).split(QLatin1Char('\n'));
+  while (!all.isEmpty() && all.back().trimmed().isEmpty()) all.pop_back();
+  if (all.size() > lines) all = all.mid(all.size() - lines);
+  return all.join(QLatin1Char('\n'));
+}
+
+bool hasCheckpoint(const QString& runDir) {
+  return !QDir(runDir + QStringLiteral("/checkpoints"))
+              .entryList({QStringLiteral("*.safetensors")}, QDir::Files)
+              .isEmpty();
+}
+
+bool isActive(const std::string& state) { return state == "running" || state == "stopping"; }
+
+}  // namespace
+
+bool trainerAlive(qint64 pid) {
+  if (pid <= 0) return false;
+  QFile stat(QStringLiteral("/proc/%1/stat").arg(pid));
+  if (!stat.open(QIODevice::ReadOnly)) return false;
+  const QByteArray s = stat.readAll();
+  const int close = s.lastIndexOf(')');
+  if (close < 0 || close + 2 >= s.size()) return false;
+  const char state = s.at(close + 2);
+  if (state == 'Z' || state == 'X') return false;  // ended, not yet reaped
+  QFile cmd(QStringLiteral("/proc/%1/cmdline").arg(pid));
+  if (!cmd.open(QIODevice::ReadOnly)) return false;
+  return cmd.readAll().contains("tessera-cli");  // not a recycled pid
+}
+
+TrainingJobs::TrainingJobs(QObject* parent) : QObject(parent) {
+  m_timer.setInterval(250);
+  connect(&m_timer, &QTimer::timeout, this, &TrainingJobs::poll);
+}
+
+TrainingJobs::~TrainingJobs() {
+  // Trainers keep running (they are detached); an evaluation in progress is dropped and
+  // the model stays in the folder without one.
+  if (m_eval) {
+    m_eval->disconnect(this);
+    m_eval->kill();
+    m_eval->waitForFinished(2000);
+  }
+}
+
+QString TrainingJobs::jobsFolder() {
+  const QByteArray env = qgetenv("TESSERA_JOBS_DIR");
+  if (!env.isEmpty()) return QString::fromLocal8Bit(env);
+  return QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/jobs");
+}
+
+QString TrainingJobs::open(const QString& galleryPath) {
+  auto store = GalleryStore::open(ss(galleryPath));
+  if (!store) return qs(store.error().message());
+  auto rows = store->trainingJobs();
+  if (!rows) return qs(rows.error().message());
+  m_store = std::make_unique<GalleryStore>(std::move(*store));
+  m_jobs.clear();
+  for (auto& r : *rows) {
+    TrainingJobView v;
+    v.record = std::move(r);
+    readEvents(v);
+    m_jobs.push_back(std::move(v));
+  }
+  for (auto& j : m_jobs)
+    if (isActive(j.record.state) && !trainerAlive(j.record.pid)) settle(j);
+  for (auto& j : m_jobs)  // finished while the studio was closed, before its model was published
+    if (j.record.state == "finished" && j.record.modelPath.empty()) publishModel(j);
+  m_timer.start();
+  schedule();
+  Q_EMIT jobsChanged();
+  return {};
+}
+
+TrainingJobView* TrainingJobs::find(qint64 id) {
+  for (auto& j : m_jobs)
+    if (j.record.id == id) return &j;
+  return nullptr;
+}
+
+const TrainingJobView* TrainingJobs::job(qint64 id) const {
+  for (const auto& j : m_jobs)
+    if (j.record.id == id) return &j;
+  return nullptr;
+}
+
+void TrainingJobs::save(TrainingJobView& job) {
+  if (!m_store) return;
+  if (auto ok = m_store->updateTrainingJob(job.record); !ok) qWarning("%s", ok.error().message().c_str());
+}
+
+int TrainingJobs::runningCount() const {
+  return static_cast<int>(std::count_if(m_jobs.begin(), m_jobs.end(), [](const TrainingJobView& j) {
+    return isActive(j.record.state);
+  }));
+}
+
+void TrainingJobs::setMaxConcurrent(int n) {
+  m_maxConcurrent = std::max(1, n);
+  schedule();
+}
+
+qint64 TrainingJobs::submit(const TrainingJobSpec& spec, QString* error) {
+  auto failWith = [&](const QString& message) -> qint64 {
+    if (error) *error = message;
+    return 0;
+  };
+  if (!m_store) return failWith(tr("the job table is not open"));
+  if (spec.name.trimmed().isEmpty()) return failWith(tr("a job needs a name"));
+  if (!spec.initModel.isEmpty() && !QFileInfo(spec.initModel).isFile())
+    return failWith(tr("the model to fine-tune, %1, does not exist").arg(spec.initModel));
+  TrainingJobRecord r;
+  r.name = ss(spec.name.trimmed());
+  r.kind = spec.initModel.isEmpty() ? "scratch" : "finetune";
+  r.config = QJsonDocument(spec.config).toJson(QJsonDocument::Compact).toStdString();
+  r.initModel = ss(spec.initModel);
+  r.state = "queued";
+  r.steps = spec.config.value(QStringLiteral("train")).toObject().value(QStringLiteral("steps")).toInteger();
+  qint64 order = 0;
+  for (const auto& j : m_jobs) order = std::max<qint64>(order, j.record.queueOrder);
+  r.queueOrder = order + 1;
+  auto id = m_store->addTrainingJob(r);
+  if (!id) return failWith(qs(id.error().message()));
+  r.id = *id;
+  const QString runDir = jobsFolder() + QStringLiteral("/%1-%2").arg(r.id).arg(slug(spec.name));
+  QSaveFile cfg(runDir + QLatin1Char('/') + kJobConfig);
+  if (!QDir().mkpath(runDir) || !cfg.open(QIODevice::WriteOnly) ||
+      cfg.write(QJsonDocument(spec.config).toJson()) < 0 || !cfg.commit()) {
+    (void)m_store->deleteTrainingJob(r.id);
+    return failWith(tr("could not write the job's configuration into %1").arg(runDir));
+  }
+  r.runDir = ss(runDir);
+  TrainingJobView v;
+  v.record = r;
+  m_jobs.push_back(v);
+  save(m_jobs.back());
+  schedule();
+  Q_EMIT jobsChanged();
+  return r.id;
+}
+
+bool TrainingJobs::stop(qint64 id) {
+  TrainingJobView* j = find(id);
+  if (!j) return false;
+  if (j->record.state == "queued") {
+    j->record.state = "stopped";
+    save(*j);
+    Q_EMIT jobsChanged();
+    return true;
+  }
+  if (j->record.state != "running") return false;
+  if (::kill(static_cast<pid_t>(j->record.pid), SIGTERM) != 0) return false;
+  j->record.state = "stopping";
+  save(*j);
+  Q_EMIT jobsChanged();
+  return true;
+}
+
+bool TrainingJobs::resume(qint64 id) {
+  TrainingJobView* j = find(id);
+  if (!j || (j->record.state != "stopped" && j->record.state != "failed")) return false;
+  qint64 order = 0;
+  for (const auto& o : m_jobs) order = std::max<qint64>(order, o.record.queueOrder);
+  j->record.state = "queued";
+  j->record.queueOrder = order + 1;
+  j->record.lastOutput.clear();
+  j->error.clear();
+  j->finalEvent.clear();
+  save(*j);
+  schedule();
+  Q_EMIT jobsChanged();
+  return true;
+}
+
+bool TrainingJobs::sampleNow(qint64 id) {
+  TrainingJobView* j = find(id);
+  return j && j->record.state == "running" && ::kill(static_cast<pid_t>(j->record.pid), SIGUSR1) == 0;
+}
+
+bool TrainingJobs::remove(qint64 id, QString* error) {
+  TrainingJobView* j = find(id);
+  if (!j) return false;
+  if (isActive(j->record.state)) {
+    if (error) *error = tr("stop the job before removing it");
+    return false;
+  }
+  if (auto ok = m_store->deleteTrainingJob(id); !ok) {
+    if (error) *error = qs(ok.error().message());
+    return false;
+  }
+  const QString runDir = qs(j->record.runDir);
+  // Only a directory this service made (it holds the job's configuration).
+  if (!runDir.isEmpty() && QFileInfo(runDir + QLatin1Char('/') + kJobConfig).isFile()) QDir(runDir).removeRecursively();
+  m_evalQueue.removeAll(id);
+  m_jobs.erase(std::remove_if(m_jobs.begin(), m_jobs.end(), [id](const TrainingJobView& v) { return v.record.id == id; }),
+               m_jobs.end());
+  Q_EMIT jobsChanged();
+  return true;
+}
+
+void TrainingJobs::schedule() {
+  if (!m_store) return;
+  while (runningCount() < m_maxConcurrent) {
+    TrainingJobView* next = nullptr;
+    for (auto& j : m_jobs)
+      if (j.record.state == "queued" && (!next || j.record.queueOrder < next->record.queueOrder)) next = &j;
+    if (!next) return;
+    if (!startProcess(*next)) {
+      save(*next);
+      Q_EMIT jobsChanged();
+    }
+  }
+}
+
+bool TrainingJobs::startProcess(TrainingJobView& job) {
+  const QString runDir = qs(job.record.runDir);
+  const QString cli = tesseraCliPath();
+  if (cli.isEmpty()) {
+    job.record.state = "failed";
+    job.record.lastOutput = ss(tr("tessera-cli was not found next to this program (set TESSERA_CLI)"));
+    return false;
+  }
+  const int threads = m_threads > 0 ? m_threads : std::max(1, QThread::idealThreadCount());
+  QStringList args = {QStringLiteral("--threads"), QString::number(threads), QStringLiteral("train"),
+                      QStringLiteral("--out"), runDir};
+  if (hasCheckpoint(runDir)) {
+    args << QStringLiteral("--resume");
+  } else {
+    args << QStringLiteral("--config") << runDir + QLatin1Char('/') + kJobConfig;
+    if (!job.record.initModel.empty()) args << QStringLiteral("--init") << qs(job.record.initModel);
+  }
+  QProcess p;
+  p.setProgram(cli);
+  p.setArguments(args);
+  p.setWorkingDirectory(runDir);
+  p.setStandardInputFile(QProcess::nullDevice());
+  p.setStandardOutputFile(runDir + QLatin1Char('/') + kEvents, QIODevice::Append);
+  p.setStandardErrorFile(runDir + QLatin1Char('/') + kStderr, QIODevice::Append);
+  qint64 pid = 0;
+  if (!p.startDetached(&pid)) {
+    job.record.state = "failed";
+    job.record.lastOutput = ss(tr("could not start %1: %2").arg(cli, p.errorString()));
+    return false;
+  }
+  job.record.state = "running";
+  job.record.pid = pid;
+  job.finalEvent.clear();
+  save(job);
+  Q_EMIT jobsChanged();
+  return true;
+}
+
+void TrainingJobs::readEvents(TrainingJobView& job) {
+  QFile f(qs(job.record.runDir) + QLatin1Char('/') + kEvents);
+  if (!f.open(QIODevice::ReadOnly)) return;
+  if (f.size() < job.eventsRead) job.eventsRead = 0;  // replaced: read again
+  if (f.size() == job.eventsRead) return;
+  f.seek(job.eventsRead);
+  const QByteArray chunk = f.readAll();
+  const int lastNewline = chunk.lastIndexOf('\n');
+  if (lastNewline < 0) return;  // a line still being written
+  job.eventsRead += lastNewline + 1;
+  for (const QByteArray& line : chunk.left(lastNewline).split('\n')) {
+    if (line.trimmed().isEmpty()) continue;
+    const QJsonDocument doc = QJsonDocument::fromJson(line);
+    if (doc.isObject()) applyEvent(job, doc.object());
+  }
+  Q_EMIT jobUpdated(job.record.id);
+}
+
+void TrainingJobs::applyEvent(TrainingJobView& job, const QJsonObject& e) {
+  const QString kind = e.value(QStringLiteral("event")).toString();
+  const qint64 step = e.value(QStringLiteral("step")).toInteger();
+  if (kind == QLatin1String("start")) {
+    job.record.steps = e.value(QStringLiteral("steps")).toInteger(job.record.steps);
+    job.record.step = step;
+    job.parameters = e.value(QStringLiteral("parameters")).toInteger();
+    job.finalEvent.clear();
+    // A resumed run repeats nothing, but points past its checkpoint (a crash after the
+    // last checkpoint) are redone: keep the chart monotonic.
+    auto trim = [step](QVector<QPointF>& v) {
+      while (!v.isEmpty() && v.back().x() > static_cast<double>(step)) v.pop_back();
+    };
+    trim(job.loss);
+    trim(job.learningRate);
+    trim(job.validation);
+    trim(job.validationEma);
+  } else if (kind == QLatin1String("step")) {
+    job.record.step = step;
+    job.loss.push_back(QPointF(static_cast<double>(step), e.value(QStringLiteral("loss")).toDouble()));
+    job.learningRate.push_back(QPointF(static_cast<double>(step), e.value(QStringLiteral("lr")).toDouble()));
+    job.imagesPerSecond = e.value(QStringLiteral("images_per_s")).toDouble();
+    job.etaSeconds = e.value(QStringLiteral("eta_s")).toDouble(-1);
+  } else if (kind == QLatin1String("validation")) {
+    job.validation.push_back(QPointF(static_cast<double>(step), e.value(QStringLiteral("loss")).toDouble()));
+    job.validationEma.push_back(QPointF(static_cast<double>(step), e.value(QStringLiteral("loss_ema")).toDouble()));
+  } else if (kind == QLatin1String("checkpoint")) {
+    QString path = e.value(QStringLiteral("path")).toString();
+    if (QFileInfo(path).isRelative()) path = qs(job.record.runDir) + QLatin1Char('/') + path;
+    job.checkpoints.push_back(path);
+  } else if (kind == QLatin1String("samples")) {
+    QString path = e.value(QStringLiteral("path")).toString();
+    if (QFileInfo(path).isRelative()) path = qs(job.record.runDir) + QLatin1Char('/') + path;
+    job.previews.push_back({step, path});
+  } else if (kind == QLatin1String("error")) {
+    job.finalEvent = kind;
+    job.error = tr("step %1: %2").arg(step).arg(e.value(QStringLiteral("reason")).toString());
+  } else if (kind == QLatin1String("done") || kind == QLatin1String("stopped")) {
+    job.finalEvent = kind;
+    job.record.step = e.value(QStringLiteral("steps")).toInteger(job.record.step);
+    job.etaSeconds = 0;
+  }
+}
+
+void TrainingJobs::poll() {
+  bool changed = false;
+  for (auto& j : m_jobs) {
+    if (!isActive(j.record.state)) continue;
+    readEvents(j);
+    if (!trainerAlive(j.record.pid)) {
+      settle(j);
+      changed = true;
+    }
+  }
+  if (changed) {
+    schedule();
+    Q_EMIT jobsChanged();
+  }
+}
+
+void TrainingJobs::settle(TrainingJobView& job) {
+  readEvents(job);
+  const QString runDir = qs(job.record.runDir);
+  job.record.pid = 0;
+  if (job.finalEvent == QLatin1String("done")) {
+    job.record.state = "finished";
+  } else if (job.finalEvent == QLatin1String("stopped")) {
+    job.record.state = "stopped";
+  } else {
+    job.record.state = "failed";
+    QString out = tail(runDir + QLatin1Char('/') + kStderr, 20);
+    if (out.isEmpty() && job.error.isEmpty())
+      out = tr("the trainer ended without a final event (killed or crashed)");
+    if (!job.error.isEmpty()) out = job.error + (out.isEmpty() ? QString() : QStringLiteral("\n") + out);
+    if (hasCheckpoint(runDir)) out += tr("\n(checkpoints kept: Resume continues from the newest)");
+    job.record.lastOutput = ss(out);
+  }
+  save(job);
+  if (job.record.state == "finished") publishModel(job);
+}
+
+void TrainingJobs::publishModel(TrainingJobView& job) {
+  const QString source = qs(job.record.runDir) + QStringLiteral("/model.safetensors");
+  if (!QFileInfo(source).isFile()) {
+    job.record.lastOutput = ss(tr("the run finished but %1 is missing").arg(source));
+    save(job);
+    return;
+  }
+  const QString folder = userModelFolder();
+  QDir().mkpath(folder);
+  const QString base = slug(qs(job.record.name));
+  QString target = folder + QLatin1Char('/') + base + QStringLiteral(".safetensors");
+  for (int k = 2; QFileInfo::exists(target); ++k)
+    target = folder + QLatin1Char('/') + base + QStringLiteral("-%1.safetensors").arg(k);
+  // Copy beside the target and rename, so the picker never sees half a file.
+  const QString partial = target + QStringLiteral(".part");
+  QFile::remove(partial);
+  if (!QFile::copy(source, partial) || !QFile::rename(partial, target)) {
+    QFile::remove(partial);
+    job.record.lastOutput = ss(tr("could not copy the model into %1").arg(folder));
+    save(job);
+    return;
+  }
+  job.record.modelPath = ss(target);
+  save(job);
+  const QJsonObject cfg = QJsonDocument::fromJson(QByteArray::fromStdString(job.record.config)).object();
+  const QString dataSource = cfg.value(QStringLiteral("data")).toObject().value(QStringLiteral("source")).toString();
+  if (m_evalPerClass > 0 && dataSource == QLatin1String("fashion-mnist")) {
+    job.evaluating = true;
+    m_evalQueue.push_back(job.record.id);
+    startNextEval();
+  } else {
+    Q_EMIT modelReady(job.record.id, target);
+  }
+}
+
+void TrainingJobs::startNextEval() {
+  if (m_eval || m_evalQueue.isEmpty()) return;
+  m_evalJob = m_evalQueue.takeFirst();
+  TrainingJobView* j = find(m_evalJob);
+  if (!j) return startNextEval();
+  const QString model = qs(j->record.modelPath);
+  m_eval = new QProcess(this);
+  m_eval->setProgram(tesseraCliPath());
+  m_eval->setArguments({QStringLiteral("--json"), QStringLiteral("--threads"),
+                        QString::number(m_threads > 0 ? m_threads : std::max(1, QThread::idealThreadCount())),
+                        QStringLiteral("eval"), QStringLiteral("--model"), model, QStringLiteral("-n"),
+                        QString::number(m_evalPerClass), QStringLiteral("--record")});
+  connect(m_eval, &QProcess::finished, this, [this, model](int code, QProcess::ExitStatus status) {
+    const QByteArray out = m_eval->readAllStandardOutput();
+    const QByteArray err = m_eval->readAllStandardError();
+    m_eval->deleteLater();
+    m_eval = nullptr;
+    TrainingJobView* j = find(m_evalJob);
+    if (j) {
+      j->evaluating = false;
+      const QJsonDocument doc = QJsonDocument::fromJson(out);
+      if (status == QProcess::NormalExit && code == 0 && doc.isObject()) {
+        j->record.evaluation = doc.toJson(QJsonDocument::Compact).toStdString();
+      } else {
+        j->record.evaluation = QJsonDocument(QJsonObject{{QStringLiteral("error"), QString::fromUtf8(err).trimmed()}})
+                                   .toJson(QJsonDocument::Compact)
+                                   .toStdString();
+      }
+      save(*j);
+      Q_EMIT modelReady(j->record.id, model);
+      Q_EMIT jobsChanged();
+    }
+    startNextEval();
+  });
+  m_eval->start();
+}
+
+}  // namespace tessera

@@ -19,6 +19,7 @@ Ran run(const QString& program, const QStringList& args, const QString& workdir 
   if (!workdir.isEmpty()) p.setWorkingDirectory(workdir);
   QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
   env.remove(QStringLiteral("TESSERA_RESOURCES"));
+  env.remove(QStringLiteral("TESSERA_PLUGIN_PATH"));
   p.setProcessEnvironment(env);
   p.start(program, args);
   if (!p.waitForFinished(timeoutMs)) return {};
@@ -55,7 +56,8 @@ private Q_SLOTS:
     QVERIFY2(r.code == 0, r.err.constData());
     for (const char* file : {"usr/bin/tessera", "usr/bin/tessera-cli", "usr/share/applications/org.tessera.Tessera.desktop",
                              "usr/share/metainfo/org.tessera.Tessera.metainfo.xml", "usr/share/icons/hicolor/256x256/apps/tessera.png",
-                             "usr/share/tessera/models/dit-fashion.safetensors", "usr/share/tessera/models/fashion-evaluator.safetensors"})
+                             "usr/share/tessera/models/dit-fashion.safetensors", "usr/share/tessera/models/fashion-evaluator.safetensors",
+                             "usr/lib/tessera/plugins/tessera_plugin_lms.so", "usr/lib/tessera/plugins/tessera_plugin_convnet.so"})
       QVERIFY2(QFileInfo::exists(QDir(root).filePath(QString::fromLatin1(file))), file);
     // Stripped: the binaries carry no debug sections.
     QVERIFY(QFileInfo(QDir(root).filePath(QStringLiteral("usr/bin/tessera-cli"))).size() < 40 * 1024 * 1024);
@@ -64,11 +66,14 @@ private Q_SLOTS:
     r = run(cli, {QStringLiteral("--version")});
     QVERIFY2(r.code == 0, r.err.constData());
     QVERIFY(r.out.startsWith("tessera-cli "));
-    // A small sample with the model the package carries.
+    // A small sample with the model the package carries and the example plugin's sampler,
+    // which the packaged CLI finds in its own lib/tessera/plugins (the stripped binary
+    // still exports what plugins link against).
     const QString images = dir.filePath(QStringLiteral("images"));
     r = run(cli, {QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"),
                   QDir(root).filePath(QStringLiteral("usr/share/tessera/models/dit-fashion.safetensors")), QStringLiteral("--class"),
                   QStringLiteral("Bag"), QStringLiteral("-n"), QStringLiteral("2"), QStringLiteral("--steps"), QStringLiteral("5"),
+                  QStringLiteral("--sampler"), QStringLiteral("lms"),
                   QStringLiteral("--out"), images});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(QDir(images).entryList({QStringLiteral("*.png")}, QDir::Files).size(), 2);

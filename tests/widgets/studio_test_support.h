@@ -3,6 +3,7 @@
 // waits for the job to end, and screenshots into $TESSERA_SCREENSHOT_DIR.
 #pragma once
 
+#include "widgets/generate/generate_panel.h"
 #include "widgets/main_window/main_window.h"
 
 #include <QCoreApplication>

@@ -84,13 +84,13 @@ private Q_SLOTS:
     QVERIFY(menu->isEnabled());  // the studio's own panels
     QStringList names;
     for (auto* a : menu->actions()) names << a->text();
-    QCOMPARE(names, (QStringList{QStringLiteral("Generate"), QStringLiteral("Denoising timeline"), QStringLiteral("Live inspector"),
+    QCOMPARE(names, (QStringList{QStringLiteral("Generate"), QStringLiteral("Denoising timeline"), QStringLiteral("Live inspector"), QStringLiteral("Training jobs"),
                                  QStringLiteral("Gallery"), QStringLiteral("System"), QStringLiteral("Attention maps"),
                                  QStringLiteral("Compare")}));
     auto* dock = new QDockWidget(QStringLiteral("Probe panel"), &w);
     dock->setObjectName(QStringLiteral("probePanel"));
     w.addPanel(dock, Qt::RightDockWidgetArea);
-    QCOMPARE(menu->actions().size(), 8);
+    QCOMPARE(menu->actions().size(), 9);
     QCOMPARE(menu->actions().back()->text(), QStringLiteral("Probe panel"));
     QCOMPARE(w.dockWidgetArea(dock), Qt::RightDockWidgetArea);
   }

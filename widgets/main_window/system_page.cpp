@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/main_window/system_page.h"
 
+#include "models/plugin_loader.h"
+
 #include <QFormLayout>
 #include <QLabel>
 #include <QVBoxLayout>
@@ -31,6 +33,32 @@ SystemPage::SystemPage(QWidget* parent) : QWidget(parent) {
   for (const QString& row : {tr("Tessera"), tr("LibTorch"), tr("Device"), tr("Threads"), tr("CPU"),
                              tr("BLAS kernel"), tr("BLAS check"), tr("Matrix product")})
     addRow(row)->setText(tr("…"));
+  QLabel* plugins = addRow(tr("Plugins"));
+  plugins->setWordWrap(true);
+  plugins->setText(pluginSummary());
+}
+
+QString SystemPage::pluginSummary() {
+  // Plugins load before the window (app/gui/main.cpp); the report keeps refusals too.
+  QStringList lines;
+  for (const auto& r : pluginLoadReport()) {
+    if (r.plugin) {
+      QStringList added;
+      for (const auto& n : r.plugin->samplers) added << tr("sampler %1").arg(QString::fromStdString(n));
+      for (const auto& n : r.plugin->backbones) added << tr("backbone %1").arg(QString::fromStdString(n));
+      lines << tr("%1 %2: %3").arg(QString::fromStdString(r.plugin->name), QString::fromStdString(r.plugin->version),
+                                   added.join(QStringLiteral(", ")));
+    } else {
+      lines << tr("<span style='color:#c0392b'>refused: %1</span>")
+                   .arg(QString::fromStdString(r.plugin.error().message()).toHtmlEscaped());
+    }
+  }
+  if (lines.isEmpty()) {
+    QStringList dirs;
+    for (const auto& d : pluginSearchPath()) dirs << QString::fromStdString(d);
+    return tr("none (looked in %1)").arg(dirs.join(QStringLiteral(", ")));
+  }
+  return lines.join(QStringLiteral("<br>"));
 }
 
 QLabel* SystemPage::addRow(const QString& name) {

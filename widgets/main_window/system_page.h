@@ -23,6 +23,8 @@ public:
 
 private:
   QLabel* addRow(const QString& name);
+  /// Loaded plugins and what they add, refused ones with the reason.
+  static QString pluginSummary();
 
   QFormLayout* m_form = nullptr;
   QList<QPair<QString, QLabel*>> m_rows;

@@ -69,6 +69,17 @@ Capabilities capabilitiesOf(const QString& backbone) {
   return cache[backbone] = made ? (*made)->capabilities() : Capabilities{};
 }
 
+/// Whether a backbone's configuration takes `key` (its tiny configuration plus that key
+/// builds): a plugin's backbone says what it accepts by building or refusing.
+bool acceptsKey(const QString& backbone, const char* key, const nlohmann::json& value) {
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e || !e->tiny.contains("config")) return false;
+  nlohmann::json c = e->tiny["config"];
+  c[key] = value;
+  auto config = Config::fromString(c.dump(), "tiny");
+  return config && e->factory(*config, BuildOptions{}).has_value();
+}
+
 }  // namespace
 
 FolderPreview previewImageFolder(const QString& dir) {
@@ -404,8 +415,11 @@ QJsonObject NewJobDialog::modelSection() const {
     config = QJsonDocument::fromJson(QByteArray::fromStdString(e->tiny["config"].dump())).object();
     for (const char* k : {"input_size", "in_channels", "num_classes", "class_dropout_prob", "cfg_channels"})
       config.remove(QString::fromLatin1(k));
-    if (config.contains(QStringLiteral("learn_sigma")))
-      config[QStringLiteral("learn_sigma")] = process == QLatin1String("ddpm-learned");
+    const bool learnSigma = process == QLatin1String("ddpm-learned");
+    const std::string prediction = process == QLatin1String("interpolant") ? "velocity" : "eps";
+    if (acceptsKey(backbone, "learn_sigma", learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
+    if (acceptsKey(backbone, "prediction", prediction))
+      config[QStringLiteral("prediction")] = QString::fromStdString(prediction);
   }
   QJsonObject proc;
   if (process == QLatin1String("interpolant")) {

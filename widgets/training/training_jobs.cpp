@@ -379,6 +379,10 @@ void TrainingJobs::settle(TrainingJobView& job) {
     job.record.state = "finished";
   } else if (job.finalEvent == QLatin1String("stopped")) {
     job.record.state = "stopped";
+  } else if (job.record.state == "stopping" && job.finalEvent.isEmpty()) {
+    // Stopped before the trainer had installed its signal handler (while starting up):
+    // nothing was lost, the newest checkpoint is where a resume starts.
+    job.record.state = "stopped";
   } else {
     job.record.state = "failed";
     QString out = tail(runDir + QLatin1Char('/') + kStderr, 20);

@@ -72,10 +72,10 @@ QString evaluationLine(const std::string& json) {
   if (e.contains(QStringLiteral("error")))
     return QObject::tr("Evaluation failed: %1").arg(e.value(QStringLiteral("error")).toString());
   return QObject::tr("Eval (%1 per class): class accuracy %2%, FD %3 (%4× the floor)")
-      .arg(e.value(QStringLiteral("per_class")).toInt())
+      .arg(e.value(QStringLiteral("samples_per_class")).toInt())
       .arg(100 * e.value(QStringLiteral("class_accuracy")).toDouble(), 0, 'f', 1)
-      .arg(e.value(QStringLiteral("fd")).toDouble(), 0, 'f', 1)
-      .arg(e.value(QStringLiteral("fd_ratio")).toDouble(), 0, 'f', 1);
+      .arg(e.value(QStringLiteral("fd")).toDouble(), 0, 'g', 4)
+      .arg(e.value(QStringLiteral("fd_ratio")).toDouble(), 0, 'g', 3);
 }
 
 }  // namespace
@@ -108,7 +108,7 @@ void TrainingPanel::buildUi() {
   m_list->setSelectionBehavior(QAbstractItemView::SelectRows);
   m_list->setSelectionMode(QAbstractItemView::SingleSelection);
   m_list->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  m_list->setMinimumWidth(250);
+  m_list->setMinimumWidth(150);
   auto button = [this](const QString& text, const char* name, const QString& tip) {
     auto* b = new QPushButton(text, this);
     b->setObjectName(QString::fromLatin1(name));
@@ -141,6 +141,7 @@ void TrainingPanel::buildUi() {
   // Centre: numbers and the chart.
   m_stats = new QLabel(tr("No job selected"), this);
   m_stats->setObjectName(QStringLiteral("jobStats"));
+  m_stats->setWordWrap(true);
   m_progress = new QProgressBar(this);
   m_progress->setObjectName(QStringLiteral("jobProgress"));
   m_progress->setMaximumHeight(14);
@@ -194,7 +195,7 @@ void TrainingPanel::buildUi() {
   m_chartView = new QChartView(m_chart, this);
   m_chartView->setObjectName(QStringLiteral("lossChart"));
   m_chartView->setRenderHint(QPainter::Antialiasing);
-  m_chartView->setMinimumSize(320, 160);
+  m_chartView->setMinimumSize(200, 140);
   auto* centre = new QVBoxLayout;
   centre->addWidget(m_stats);
   centre->addWidget(m_progress);
@@ -204,7 +205,7 @@ void TrainingPanel::buildUi() {
   m_preview = new QLabel(this);
   m_preview->setObjectName(QStringLiteral("jobPreview"));
   m_preview->setAlignment(Qt::AlignCenter);
-  m_preview->setMinimumSize(200, 110);
+  m_preview->setMinimumSize(120, 60);
   m_preview->setText(tr("No preview yet"));
   m_previewSlider = new QSlider(Qt::Horizontal, this);
   m_previewSlider->setObjectName(QStringLiteral("previewSlider"));

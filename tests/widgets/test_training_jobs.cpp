@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: Apache-2.0
+// The Training jobs panel end to end: a 20-step job on a tiny model queued through the
+// New job dialog (with a measured time per step), chart points arriving, Stop, Resume,
+// the finished model in the picker with its eval, generating with it; a restarted studio
+// finds the job again; a killed trainer shows as failed with its output; the queue runs
+// one job at a time.
+#include "studio_test_support.h"
+
+#include "widgets/generate/generate_panel.h"
+#include "widgets/training/new_job_dialog.h"
+#include "widgets/training/training_jobs.h"
+#include "widgets/training/training_panel.h"
+
+#include <QApplication>
+#include <QComboBox>
+#include <QDir>
+#include <QDockWidget>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QRadioButton>
+#include <QSpinBox>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QTreeWidget>
+
+#include <signal.h>
+
+#include <memory>
+
+using namespace tessera;
+using tessera::test::child;
+
+namespace {
+
+/// A tiny job's configuration, straight to the service (the dialog is tested once).
+QJsonObject tinyConfig(int steps) {
+  return QJsonObject{
+      {QStringLiteral("model"),
+       QJsonObject{{QStringLiteral("backbone"), QStringLiteral("sit")},
+                   {QStringLiteral("config"), QJsonObject{{QStringLiteral("patch_size"), 4}, {QStringLiteral("hidden_size"), 32},
+                                                          {QStringLiteral("depth"), 1}, {QStringLiteral("num_heads"), 2},
+                                                          {QStringLiteral("learn_sigma"), false}}},
+                   {QStringLiteral("process"), QJsonObject{{QStringLiteral("kind"), QStringLiteral("interpolant")},
+                                                           {QStringLiteral("path"), QStringLiteral("linear")},
+                                                           {QStringLiteral("prediction"), QStringLiteral("velocity")}}}}},
+      {QStringLiteral("data"), QJsonObject{{QStringLiteral("source"), QStringLiteral("fashion-mnist")},
+                                           {QStringLiteral("batch"), 16},
+                                           {QStringLiteral("size"), QJsonArray{28, 28}},
+                                           {QStringLiteral("validation"), 0}}},
+      {QStringLiteral("train"), QJsonObject{{QStringLiteral("steps"), steps}, {QStringLiteral("lr"), 1e-3}}},
+      {QStringLiteral("log"), QJsonObject{{QStringLiteral("every"), 1}}},
+      {QStringLiteral("checkpoint"), QJsonObject{{QStringLiteral("every"), 10}}},
+      {QStringLiteral("validation"), QJsonObject{{QStringLiteral("every"), 0}}},
+      {QStringLiteral("samples"), QJsonObject{{QStringLiteral("every"), 0}}}};
+}
+
+}  // namespace
+
+class TestTrainingJobs : public QObject {
+  Q_OBJECT
+
+  QTemporaryDir m_dir;
+  std::unique_ptr<MainWindow> m_window;
+  qint64 m_job = 0;
+  QString m_model;
+
+  TrainingJobs* jobs() { return m_window->trainingJobs(); }
+  TrainingPanel* panel() { return m_window->training(); }
+  QString state(qint64 id) {
+    const TrainingJobView* j = jobs()->job(id);
+    return j ? j->state() : QString();
+  }
+
+  void openWindow() {
+    m_window = std::make_unique<MainWindow>();
+    m_window->resize(1400, 900);
+    m_window->show();
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000);
+    jobs()->setEvalSamplesPerClass(5);
+    jobs()->setThreads(2);
+    if (auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("dockTraining"))) dock->raise();
+  }
+
+private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QVERIFY(m_dir.isValid());
+    qputenv("TESSERA_GALLERY", m_dir.filePath(QStringLiteral("gallery.db")).toLocal8Bit());
+    qputenv("TESSERA_JOBS_DIR", m_dir.filePath(QStringLiteral("jobs")).toLocal8Bit());
+    openWindow();
+  }
+
+  void newJobDialogQueuesAMeasuredJob() {
+    bool dialogChecked = false;
+    QTimer::singleShot(0, this, [&] {
+      auto* d = qobject_cast<NewJobDialog*>(QApplication::activeModalWidget());
+      QVERIFY(d);
+      child<QLineEdit>(d, "jobName")->setText(QStringLiteral("Tiny shirts"));
+      child<QComboBox>(d, "backbone")->setCurrentText(QStringLiteral("dit"));
+      child<QComboBox>(d, "networkSize")->setCurrentIndex(0);  // tiny
+      auto* process = child<QComboBox>(d, "process");
+      process->setCurrentIndex(process->findData(QStringLiteral("ddpm-learned")));
+      // DiT takes only its fixed grid: buckets and packing are offered but disabled.
+      auto* mode = child<QComboBox>(d, "resolutionMode");
+      mode->setCurrentIndex(mode->findData(QStringLiteral("packed")));
+      QVERIFY(!child<QPushButton>(d, "queueJobButton")->isEnabled());
+      QVERIFY2(child<QLabel>(d, "jobProblem")->text().contains(QStringLiteral("packed")),
+               qPrintable(child<QLabel>(d, "jobProblem")->text()));
+      mode->setCurrentIndex(mode->findData(QStringLiteral("fixed")));
+      QCOMPARE(child<QListWidget>(d, "classSubset")->count(), 10);
+      child<QSpinBox>(d, "trainSteps")->setValue(20);
+      child<QSpinBox>(d, "batchSize")->setValue(32);
+      child<QSpinBox>(d, "checkpointEvery")->setValue(5);
+      child<QSpinBox>(d, "previewEvery")->setValue(1);
+      child<QSpinBox>(d, "validationEvery")->setValue(10);
+      // Time per step, measured on real steps before committing.
+      QTest::mouseClick(child<QPushButton>(d, "measureButton"), Qt::LeftButton);
+      QTRY_VERIFY_WITH_TIMEOUT(d->secondsPerStep() > 0 ||
+                                   child<QLabel>(d, "stepEstimate")->text().contains(QStringLiteral("failed")),
+                               60000);
+      QVERIFY2(d->secondsPerStep() > 0, qPrintable(child<QLabel>(d, "stepEstimate")->text()));
+      QVERIFY2(child<QLabel>(d, "stepEstimate")->text().contains(QStringLiteral("per step")),
+               qPrintable(child<QLabel>(d, "stepEstimate")->text()));
+      test::shoot(d, "training-new-job.png");
+      dialogChecked = true;
+      QTest::mouseClick(child<QPushButton>(d, "queueJobButton"), Qt::LeftButton);
+    });
+    panel()->newJob();
+    QVERIFY(dialogChecked);
+    QCOMPARE(jobs()->jobs().size(), qsizetype{1});
+    m_job = jobs()->jobs().front().id();
+    QCOMPARE(panel()->currentJob(), m_job);
+    QTRY_VERIFY_WITH_TIMEOUT(state(m_job) == QLatin1String("running"), 10000);
+  }
+
+  void chartPointsArriveThenStop() {
+    QTRY_VERIFY_WITH_TIMEOUT(panel()->lossPoints() >= 1, 60000);
+    QVERIFY(child<QPushButton>(panel(), "stopJobButton")->isEnabled());
+    QTest::mouseClick(child<QPushButton>(panel(), "stopJobButton"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(state(m_job) == QLatin1String("stopped"), 60000);
+    const TrainingJobView* j = jobs()->job(m_job);
+    QVERIFY2(j->record.step < 20, qPrintable(QString::number(j->record.step)));
+    QVERIFY(!j->checkpoints.isEmpty());  // the stop wrote one
+    QVERIFY(child<QPushButton>(panel(), "resumeJobButton")->isEnabled());
+    QVERIFY(!child<QPushButton>(panel(), "stopJobButton")->isEnabled());
+    QVERIFY(child<QLabel>(panel(), "jobStats")->text().contains(QStringLiteral("stopped")));
+  }
+
+  void resumeRunsToTheEnd() {
+    const int before = panel()->lossPoints();
+    QTest::mouseClick(child<QPushButton>(panel(), "resumeJobButton"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(state(m_job) == QLatin1String("finished"), 120000);
+    const TrainingJobView* j = jobs()->job(m_job);
+    QCOMPARE(j->record.step, qint64{20});
+    QVERIFY(panel()->lossPoints() > before);
+    QCOMPARE(panel()->lossPoints(), 20);  // one point per step, none twice after the resume
+    QVERIFY(!j->validationEma.isEmpty());
+    QVERIFY(panel()->previewCount() >= 10);
+    QVERIFY(child<QProgressBar>(panel(), "jobProgress")->value() == 20);
+  }
+
+  void finishedModelIsInThePickerWithItsEval() {
+    QSignalSpy loaded(m_window->generatePanel(), &GeneratePanel::modelsLoaded);
+    QTRY_VERIFY_WITH_TIMEOUT(!jobs()->job(m_job)->evaluating && !jobs()->job(m_job)->record.evaluation.empty(), 120000);
+    const TrainingJobView* j = jobs()->job(m_job);
+    m_model = QString::fromStdString(j->record.modelPath);
+    QVERIFY(QFile::exists(m_model));
+    const QJsonObject eval = QJsonDocument::fromJson(QByteArray::fromStdString(j->record.evaluation)).object();
+    QVERIFY2(eval.contains(QStringLiteral("class_accuracy")), j->record.evaluation.c_str());
+    QVERIFY(loaded.wait(30000) || loaded.count() > 0);
+    bool found = false;
+    for (const ModelInfo& m : m_window->generatePanel()->models())
+      if (QFileInfo(m.path) == QFileInfo(m_model)) {
+        found = true;
+        QVERIFY2(m.evaluation.contains(QStringLiteral("class accuracy")), qPrintable(m.evaluation));
+        QCOMPARE(m.origin, QStringLiteral("user"));
+      }
+    QVERIFY(found);
+    QVERIFY(child<QLabel>(panel(), "jobEvaluation")->text().contains(QStringLiteral("class accuracy")));
+    // The panel, finished job shown, for the docs.
+    QVERIFY(test::shoot(m_window.get(), "studio-training.png"));
+    QVERIFY(test::shoot(panel(), "training-panel.png"));
+  }
+
+  void generateWithTheTrainedModel() {
+    QTest::mouseClick(child<QPushButton>(panel(), "useModelButton"), Qt::LeftButton);
+    const ModelInfo* m = m_window->generatePanel()->currentModel();
+    QVERIFY(m);
+    QCOMPARE(QFileInfo(m->path), QFileInfo(m_model));
+    QVERIFY(test::generateAndWait(*m_window));
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+  }
+
+  void aRestartedStudioFindsTheJob() {
+    m_window.reset();
+    openWindow();
+    QCOMPARE(jobs()->jobs().size(), qsizetype{1});
+    panel()->selectJob(m_job);
+    QCOMPARE(state(m_job), QStringLiteral("finished"));
+    QCOMPARE(panel()->lossPoints(), 20);  // the chart comes back from the run's events
+    QVERIFY(panel()->previewCount() >= 10);
+  }
+
+  void aKilledTrainerIsAFailedJobThatResumes() {
+    QString error;
+    const qint64 id = jobs()->submit({QStringLiteral("crash"), tinyConfig(20000), {}}, &error);
+    QVERIFY2(id, qPrintable(error));
+    // The queue runs one job at a time: a second job waits.
+    const qint64 waiting = jobs()->submit({QStringLiteral("queued"), tinyConfig(5), {}}, &error);
+    QVERIFY(waiting);
+    QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("running"), 10000);
+    QCOMPARE(state(waiting), QStringLiteral("queued"));
+    QTRY_VERIFY_WITH_TIMEOUT(jobs()->job(id)->checkpoints.size() >= 1, 60000);
+    QVERIFY(::kill(static_cast<pid_t>(jobs()->job(id)->record.pid), SIGKILL) == 0);
+    QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("failed"), 20000);
+    panel()->selectJob(id);
+    const QString output = child<QPlainTextEdit>(panel(), "jobOutput")->toPlainText();
+    QVERIFY2(output.contains(QStringLiteral("checkpoints kept")), qPrintable(output));
+    // The crash freed the slot: the queued job ran.
+    QTRY_VERIFY_WITH_TIMEOUT(state(waiting) == QLatin1String("finished"), 60000);
+    // Resume continues from the newest checkpoint; stop it again and remove both.
+    QVERIFY(jobs()->resume(id));
+    QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("running"), 10000);
+    const qint64 resumedFrom = jobs()->job(id)->checkpoints.isEmpty() ? 0 : 10;
+    QVERIFY(resumedFrom >= 10);
+    // It trains on from there (the chart's points past the checkpoint were dropped).
+    QTRY_VERIFY_WITH_TIMEOUT(jobs()->job(id)->record.step > resumedFrom + 1, 60000);
+    QVERIFY(jobs()->job(id)->loss.size() == jobs()->job(id)->record.step);
+    QVERIFY(jobs()->stop(id));
+    QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("stopped"), 60000);
+    const QString runDir = QString::fromStdString(jobs()->job(id)->record.runDir);
+    QVERIFY(jobs()->remove(id));
+    QVERIFY(!QFileInfo::exists(runDir));
+    const QString queuedModel = QString::fromStdString(jobs()->job(waiting)->record.modelPath);
+    QTRY_VERIFY_WITH_TIMEOUT(!jobs()->job(waiting)->evaluating, 60000);
+    QVERIFY(jobs()->remove(waiting));
+    QFile::remove(queuedModel);
+  }
+
+  void cleanupTestCase() {
+    // Trainers are detached: a failed check must not leave one running.
+    if (m_window)
+      for (const TrainingJobView& j : jobs()->jobs())
+        if (trainerAlive(j.record.pid)) ::kill(static_cast<pid_t>(j.record.pid), SIGKILL);
+    m_window.reset();
+    if (!m_model.isEmpty()) QFile::remove(m_model);
+  }
+};
+
+QTEST_MAIN(TestTrainingJobs)
+#include "test_training_jobs.moc"

@@ -527,17 +527,31 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   } else {
     return fail("--config: a training configuration is required (with --init too: it names the data and the schedule)");
   }
-  auto settingsOr = parseSettings(*config);
-  if (!settingsOr) return fail(settingsOr.error());
-  Settings s = std::move(*settingsOr);
-
-  // --init takes the architecture and process from the model being fine-tuned.
-  nlohmann::json initReport;
+  // --init takes the architecture and process from the model being fine-tuned, so its
+  // configuration may leave out the model section, or give only the backbone's name.
   std::optional<LoadedModel> initModel;
   if (!request.initModel.empty()) {
     auto m = loadModelFile(request.initModel);
     if (!m) return fail(m.error().withContext("--init"));
-    const nlohmann::json& d = m->description;
+    initModel = std::move(*m);
+    const nlohmann::json& d = initModel->description;
+    nlohmann::json j = config->json();
+    nlohmann::json& model = j["model"];
+    if (!model.is_object()) model = nlohmann::json::object();
+    if (!model.contains("backbone")) model["backbone"] = d["backbone"]["kind"];
+    if (!model.contains("config")) model["config"] = nlohmann::json::object();
+    if (!model.contains("process") && d.contains("process")) model["process"] = d["process"];
+    auto filled = Config::fromString(j.dump(), config->source());
+    if (!filled) return fail(filled.error());
+    config = std::move(*filled);
+  }
+  auto settingsOr = parseSettings(*config);
+  if (!settingsOr) return fail(settingsOr.error());
+  Settings s = std::move(*settingsOr);
+
+  nlohmann::json initReport;
+  if (initModel) {
+    const nlohmann::json& d = initModel->description;
     if (s.model.value("backbone", std::string()) != d["backbone"]["kind"].get<std::string>())
       return fail("--init: the model is a '" + d["backbone"]["kind"].get<std::string>() +
                   "' but model.backbone is '" + s.model.value("backbone", std::string()) + "'");
@@ -548,7 +562,6 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     s.model["config"] = cfg;
     if (d.contains("process")) s.model["process"] = d["process"];
     s.resolved["model"] = s.model;
-    initModel = std::move(*m);
   }
 
   // 2. Data.

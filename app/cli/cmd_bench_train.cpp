@@ -31,8 +31,13 @@ struct BenchTrainOptions {
 CommandResult runBenchTrain(const BenchTrainOptions& o) {
   auto config = Config::fromFile(o.config);
   if (!config) return badInput(config.error().message());
-  auto resolved = checkTrainingConfig(*config);
-  if (!resolved) return badInput(resolved.error().message());
+  // With --init the model section comes from the model file (the run checks it).
+  nlohmann::json model;
+  if (o.init.empty()) {
+    auto resolved = checkTrainingConfig(*config);
+    if (!resolved) return badInput(resolved.error().message());
+    model = (*resolved)["model"];
+  }
   nlohmann::json c = config->json();
   c["train"]["steps"] = o.warmup + o.steps;
   c["log"] = {{"every", 1}};
@@ -68,6 +73,7 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
       const auto j = nlohmann::json::parse(line);
       if (j["event"] == "start") {
         batch = j["config"]["data"]["batch"].get<std::int64_t>();
+        if (model.is_null()) model = j["config"].value("model", nlohmann::json());
         batching = j["batching"].value("batching", batching);
       }
       if (j["event"] != "step" || j["step"].get<std::int64_t>() <= o.warmup) continue;
@@ -84,7 +90,7 @@ CommandResult runBenchTrain(const BenchTrainOptions& o) {
     nlohmann::json out = {{"bench", "train"},
                           {"impl", "tessera"},
                           {"config", o.config},
-                          {"model", (*resolved)["model"]},
+                          {"model", model},
                           {"batch", batch},
                           {"steps", steps},
                           {"seconds", seconds},

@@ -420,9 +420,14 @@ void TrainingJobs::publishModel(TrainingJobView& job) {
   }
   job.record.modelPath = ss(target);
   save(job);
-  const QJsonObject cfg = QJsonDocument::fromJson(QByteArray::fromStdString(job.record.config)).object();
-  const QString dataSource = cfg.value(QStringLiteral("data")).toObject().value(QStringLiteral("source")).toString();
-  if (m_evalPerClass > 0 && dataSource == QLatin1String("fashion-mnist")) {
+  // The evaluator knows Fashion-MNIST's ten classes: only such models are evaluated.
+  const QJsonObject data = QJsonDocument::fromJson(QByteArray::fromStdString(job.record.config))
+                               .object()
+                               .value(QStringLiteral("data"))
+                               .toObject();
+  const bool allFashion = data.value(QStringLiteral("source")).toString() == QLatin1String("fashion-mnist") &&
+                          !data.contains(QStringLiteral("classes"));
+  if (m_evalPerClass > 0 && allFashion) {
     job.evaluating = true;
     m_evalQueue.push_back(job.record.id);
     startNextEval();
@@ -455,7 +460,11 @@ void TrainingJobs::startNextEval() {
       if (status == QProcess::NormalExit && code == 0 && doc.isObject()) {
         j->record.evaluation = doc.toJson(QJsonDocument::Compact).toStdString();
       } else {
-        j->record.evaluation = QJsonDocument(QJsonObject{{QStringLiteral("error"), QString::fromUtf8(err).trimmed()}})
+        // --json reports errors as one JSON line on stderr.
+        QString message = QString::fromUtf8(err).trimmed().split(QLatin1Char('\n')).constLast();
+        const QJsonObject e = QJsonDocument::fromJson(message.toUtf8()).object();
+        if (e.contains(QStringLiteral("message"))) message = e.value(QStringLiteral("message")).toString();
+        j->record.evaluation = QJsonDocument(QJsonObject{{QStringLiteral("error"), message}})
                                    .toJson(QJsonDocument::Compact)
                                    .toStdString();
       }

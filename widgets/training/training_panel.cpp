@@ -154,17 +154,17 @@ void TrainingPanel::buildUi() {
   m_raw->setName(tr("loss"));
   m_raw->setPen(QPen(QColor(120, 160, 220, 110), 1));
   m_smooth = new QLineSeries;
-  m_smooth->setName(tr("smoothed"));
+  m_smooth->setName(tr("smooth"));
   m_smooth->setPen(QPen(QColor(40, 110, 210), 2));
   m_validation = new QLineSeries;
-  m_validation->setName(tr("validation (EMA)"));
+  m_validation->setName(tr("val"));
   m_validation->setPen(QPen(QColor(230, 120, 30), 2));
   m_validationDots = new QScatterSeries;
   m_validationDots->setMarkerSize(6);
   m_validationDots->setColor(QColor(230, 120, 30));
   m_validationDots->setBorderColor(QColor(230, 120, 30));
   m_lr = new QLineSeries;
-  m_lr->setName(tr("learning rate"));
+  m_lr->setName(tr("lr"));
   m_lr->setPen(QPen(QColor(120, 120, 120), 1, Qt::DashLine));
   for (QAbstractSeries* s : std::initializer_list<QAbstractSeries*>{m_raw, m_smooth, m_validation, m_validationDots, m_lr})
     m_chart->addSeries(s);
@@ -195,6 +195,7 @@ void TrainingPanel::buildUi() {
   m_chartView = new QChartView(m_chart, this);
   m_chartView->setObjectName(QStringLiteral("lossChart"));
   m_chartView->setRenderHint(QPainter::Antialiasing);
+  m_chartView->setToolTip(tr("loss: mean training loss per report; smooth: its moving average; val: the EMA weights' loss on held-out images at fixed timesteps and noise; lr: learning rate (right axis)"));
   m_chartView->setMinimumSize(200, 140);
   auto* centre = new QVBoxLayout;
   centre->addWidget(m_stats);
@@ -341,6 +342,7 @@ void TrainingPanel::refreshJob() {
     m_previewSlider->setRange(0, 0);
     m_evaluation->clear();
     m_output->clear();
+    m_output->hide();
     return;
   }
   m_raw->replace(QList<QPointF>(j->loss.begin(), j->loss.end()));
@@ -351,6 +353,7 @@ void TrainingPanel::refreshJob() {
   // Axes: steps from 0 to the run's length; loss over what is shown, robust to the first
   // steps' large values (the 2nd to 98th percentile, padded).
   m_stepAxis->setRange(0, std::max<double>(1, static_cast<double>(j->record.steps)));
+  m_stepAxis->applyNiceNumbers();
   QVector<double> ys;
   for (const auto& p : j->loss) ys << p.y();
   for (const auto& p : j->validationEma) ys << p.y();
@@ -396,6 +399,7 @@ void TrainingPanel::refreshJob() {
   m_evaluation->setText(eval);
   const QString out = qs(j->record.lastOutput);
   if (m_output->toPlainText() != out) m_output->setPlainText(out);
+  m_output->setVisible(!out.isEmpty());  // room for the preview unless there is something to read
 }
 
 void TrainingPanel::showPreview(int index) {

@@ -96,6 +96,46 @@ private Q_SLOTS:
     openWindow();
   }
 
+  void imageFolderIsPreviewed() {
+    // Two classes, one file that is no image: the dialog lists classes, counts and the
+    // unreadable file, and offers the folder's classes for the subset.
+    const QString root = m_dir.filePath(QStringLiteral("folder"));
+    for (const char* cls : {"cats", "dogs"}) QVERIFY(QDir().mkpath(root + QLatin1Char('/') + QLatin1String(cls)));
+    for (int i = 0; i < 3; ++i) {
+      QImage img(20 + 4 * i, 16, QImage::Format_RGB32);
+      img.fill(QColor(40 * i, 80, 120));
+      QVERIFY(img.save(root + QStringLiteral("/cats/%1.png").arg(i)));
+      if (i < 2) QVERIFY(img.save(root + QStringLiteral("/dogs/%1.jpg").arg(i)));
+    }
+    QFile bad(root + QStringLiteral("/dogs/broken.png"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("not a png");
+    bad.close();
+    NewJobDialog d(m_window->generatePanel()->models());
+    auto* source = child<QComboBox>(&d, "dataSource");
+    source->setCurrentIndex(source->findData(QStringLiteral("folder")));
+    QVERIFY(!child<QPushButton>(&d, "queueJobButton")->isEnabled());  // no folder yet
+    child<QLineEdit>(&d, "dataFolder")->setText(root);
+    Q_EMIT child<QLineEdit>(&d, "dataFolder")->editingFinished();
+    auto* preview = child<QTreeWidget>(&d, "folderPreview");
+    QTRY_VERIFY_WITH_TIMEOUT(preview->topLevelItemCount() >= 4, 20000);
+    QCOMPARE(preview->topLevelItem(0)->text(0), QStringLiteral("cats"));
+    QCOMPARE(preview->topLevelItem(0)->text(1), QStringLiteral("3"));
+    QCOMPARE(preview->topLevelItem(1)->text(0), QStringLiteral("dogs"));
+    QCOMPARE(preview->topLevelItem(1)->text(1), QStringLiteral("2"));
+    QTreeWidgetItem* unreadable = preview->topLevelItem(3);
+    QCOMPARE(unreadable->text(1), QStringLiteral("1"));
+    QVERIFY(unreadable->child(0)->text(1).contains(QStringLiteral("broken.png")));
+    QCOMPARE(child<QListWidget>(&d, "classSubset")->count(), 2);
+    child<QListWidget>(&d, "classSubset")->item(0)->setCheckState(Qt::Unchecked);
+    QVERIFY(child<QPushButton>(&d, "queueJobButton")->isEnabled());
+    const QJsonObject data = d.spec().config.value(QStringLiteral("data")).toObject();
+    QCOMPARE(data.value(QStringLiteral("source")).toString(), root);
+    QCOMPARE(data.value(QStringLiteral("classes")).toArray(), QJsonArray{QStringLiteral("dogs")});
+    child<QListWidget>(&d, "classSubset")->item(1)->setCheckState(Qt::Unchecked);
+    QVERIFY(!child<QPushButton>(&d, "queueJobButton")->isEnabled());  // no class left
+  }
+
   void newJobDialogQueuesAMeasuredJob() {
     bool dialogChecked = false;
     QTimer::singleShot(0, this, [&] {
@@ -259,6 +299,12 @@ private Q_SLOTS:
     QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("running"), 10000);
     QCOMPARE(state(waiting), QStringLiteral("queued"));
     QTRY_VERIFY_WITH_TIMEOUT(jobs()->job(id)->checkpoints.size() >= 1, 60000);
+    // Sample now: a grid although the configuration asks for none.
+    panel()->selectJob(id);
+    QVERIFY(child<QPushButton>(panel(), "sampleNowButton")->isEnabled());
+    QTest::mouseClick(child<QPushButton>(panel(), "sampleNowButton"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(jobs()->job(id)->previews.size() == 1, 30000);
+    QVERIFY(QFile::exists(jobs()->job(id)->previews.front().path));
     QVERIFY(::kill(static_cast<pid_t>(jobs()->job(id)->record.pid), SIGKILL) == 0);
     QTRY_VERIFY_WITH_TIMEOUT(state(id) == QLatin1String("failed"), 20000);
     panel()->selectJob(id);

@@ -352,8 +352,18 @@ void TrainingPanel::refreshJob() {
   m_lr->replace(QList<QPointF>(j->learningRate.begin(), j->learningRate.end()));
   // Axes: steps from 0 to the run's length; loss over what is shown, robust to the first
   // steps' large values (the 2nd to 98th percentile, padded).
-  m_stepAxis->setRange(0, std::max<double>(1, static_cast<double>(j->record.steps)));
-  m_stepAxis->applyNiceNumbers();
+  const double steps = std::max<double>(1, static_cast<double>(j->record.steps));
+  m_stepAxis->setRange(0, steps);
+  // Ticks at round steps (1, 2 or 5 × 10^k apart, at most 6 intervals), axis ending at the run's end.
+  double interval = std::pow(10.0, std::floor(std::log10(steps)));
+  for (double f : {0.1, 0.2, 0.5, 1.0})
+    if (steps / (interval * f) <= 6) {
+      interval *= f;
+      break;
+    }
+  m_stepAxis->setTickType(QValueAxis::TicksDynamic);
+  m_stepAxis->setTickAnchor(0);
+  m_stepAxis->setTickInterval(std::max(1.0, interval));
   QVector<double> ys;
   for (const auto& p : j->loss) ys << p.y();
   for (const auto& p : j->validationEma) ys << p.y();

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/training/new_job_dialog.h"
 
-#include "core/data/fashion_mnist.h"
-#include "core/data/image_folder.h"
-#include "models/registry.h"
 #include "widgets/studio/compare_service.h"  // tesseraCliPath()
 
 #include <QButtonGroup>
@@ -33,12 +30,9 @@
 #include <QtConcurrent>
 
 #include <algorithm>
-#include <map>
 
 namespace tessera {
 namespace {
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 
 /// Network sizes offered for the transformer backbones (the keys they share).
 struct SizeChoice {
@@ -57,52 +51,7 @@ bool isTransformer(const QString& backbone) {
                      [&](const char* k) { return backbone == QLatin1String(k); });
 }
 
-/// What a backbone accepts, read from a tiny instance (milliseconds).
-Capabilities capabilitiesOf(const QString& backbone) {
-  static std::map<QString, Capabilities> cache;  // GUI thread only
-  if (auto it = cache.find(backbone); it != cache.end()) return it->second;
-  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
-  if (!e || !e->tiny.contains("config")) return {};
-  auto config = Config::fromString(e->tiny["config"].dump(), "tiny");
-  if (!config) return {};
-  auto made = e->factory(*config, BuildOptions{});
-  return cache[backbone] = made ? (*made)->capabilities() : Capabilities{};
-}
-
-/// Whether a backbone's configuration takes `key` (its tiny configuration plus that key
-/// builds): a plugin's backbone says what it accepts by building or refusing.
-bool acceptsKey(const QString& backbone, const char* key, const nlohmann::json& value) {
-  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
-  if (!e || !e->tiny.contains("config")) return false;
-  nlohmann::json c = e->tiny["config"];
-  c[key] = value;
-  auto config = Config::fromString(c.dump(), "tiny");
-  return config && e->factory(*config, BuildOptions{}).has_value();
-}
-
 }  // namespace
-
-FolderPreview previewImageFolder(const QString& dir) {
-  FolderPreview p;
-  auto folder = loadImageFolder(dir.toStdString());
-  if (!folder) {
-    p.error = qs(folder.error().message());
-    return p;
-  }
-  for (const auto& n : folder->classNames) p.classes << qs(n);
-  p.counts.fill(0, p.classes.size());
-  int minH = 1 << 30, maxH = 0, minW = 1 << 30, maxW = 0;
-  for (std::size_t i = 0; i < folder->images.size(); ++i) {
-    ++p.counts[static_cast<int>(folder->labels[i])];
-    const int h = static_cast<int>(folder->images[i].size(1)), w = static_cast<int>(folder->images[i].size(2));
-    minH = std::min(minH, h), maxH = std::max(maxH, h), minW = std::min(minW, w), maxW = std::max(maxW, w);
-  }
-  for (const auto& s : folder->skipped) p.unreadable << qs(s.path) + QStringLiteral(": ") + qs(s.reason);
-  p.channels = folder->channels;
-  if (!folder->images.empty())
-    p.sizes = QStringLiteral("%1–%2 × %3–%4 px").arg(minW).arg(maxW).arg(minH).arg(maxH);
-  return p;
-}
 
 NewJobDialog::NewJobDialog(const QVector<ModelInfo>& models, QWidget* parent) : QDialog(parent), m_models(models) {
   setWindowTitle(tr("New training job"));
@@ -165,7 +114,7 @@ void NewJobDialog::buildUi() {
 
   m_backbone = new QComboBox(this);
   m_backbone->setObjectName(QStringLiteral("backbone"));
-  for (const auto& n : backboneRegistry().names()) m_backbone->addItem(qs(n));
+  m_backbone->addItems(backboneNames());
   m_backbone->setCurrentText(QStringLiteral("dit"));
   m_size = new QComboBox(this);
   m_size->setObjectName(QStringLiteral("networkSize"));
@@ -327,9 +276,7 @@ void NewJobDialog::onDataChanged() {
   m_browse->setEnabled(folder);
   m_folderPreview->setVisible(folder);
   if (!folder) {
-    QStringList names;
-    for (const auto& n : fashionMnistClassNames()) names << qs(n);
-    setClasses(names);
+    setClasses(fashionMnistClasses());
     m_folderInfo = {};
     if (source == QLatin1String("fashion-native") && m_resolution->currentData() == QLatin1String("fixed"))
       m_resolution->setCurrentIndex(m_resolution->findData(QStringLiteral("packed")));
@@ -362,7 +309,7 @@ void NewJobDialog::updateEnabled() {
     for (const ModelInfo& m : m_models)
       if (m.path == m_initModel->currentData().toString()) backbone = m.backbone;
   }
-  const Capabilities caps = capabilitiesOf(backbone);
+  const BackboneTraits caps = backboneTraits(backbone);
   auto* model = qobject_cast<QStandardItemModel*>(m_resolution->model());
   auto allow = [&](const char* mode, bool ok, const QString& why) {
     const int row = m_resolution->findData(QString::fromLatin1(mode));
@@ -410,16 +357,13 @@ QJsonObject NewJobDialog::modelSection() const {
       config[QStringLiteral("prediction")] = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
       config[QStringLiteral("qk_norm")] = true;
     }
-  } else if (const BackboneEntry* e = backboneRegistry().find(backbone.toStdString()); e && e->tiny.contains("config")) {
+  } else {
     // Another backbone (a plugin's): its tiny configuration, less what the data decides.
-    config = QJsonDocument::fromJson(QByteArray::fromStdString(e->tiny["config"].dump())).object();
-    for (const char* k : {"input_size", "in_channels", "num_classes", "class_dropout_prob", "cfg_channels"})
-      config.remove(QString::fromLatin1(k));
+    config = backboneBaseConfig(backbone);
     const bool learnSigma = process == QLatin1String("ddpm-learned");
-    const std::string prediction = process == QLatin1String("interpolant") ? "velocity" : "eps";
-    if (acceptsKey(backbone, "learn_sigma", learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
-    if (acceptsKey(backbone, "prediction", prediction))
-      config[QStringLiteral("prediction")] = QString::fromStdString(prediction);
+    const QString prediction = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
+    if (backboneAcceptsKey(backbone, QStringLiteral("learn_sigma"), learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
+    if (backboneAcceptsKey(backbone, QStringLiteral("prediction"), prediction)) config[QStringLiteral("prediction")] = prediction;
   }
   QJsonObject proc;
   if (process == QLatin1String("interpolant")) {

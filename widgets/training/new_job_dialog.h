@@ -2,6 +2,7 @@
 #pragma once
 
 #include "widgets/studio/studio_service.h"
+#include "widgets/studio/training_service.h"
 #include "widgets/training/training_jobs.h"
 
 #include <QDialog>
@@ -21,19 +22,6 @@ class QSpinBox;
 class QTreeWidget;
 
 namespace tessera {
-
-/// What an image folder holds, for the dialog's preview.
-struct FolderPreview {
-  QString error;
-  QStringList classes;
-  QVector<int> counts;
-  QStringList unreadable;  ///< "file: reason"
-  int channels = 0;
-  QString sizes;           ///< "28–640 × 28–480"
-};
-
-/// Reads an image folder the way the trainer will (off the GUI thread).
-FolderPreview previewImageFolder(const QString& dir);
 
 /// The New job dialog: from scratch or fine-tuning, backbone and size, process, data set
 /// (with an image folder's preview), class subset, resolution mode, schedule, and a time

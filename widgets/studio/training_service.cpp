@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "widgets/studio/training_service.h"
+
+#include "core/data/fashion_mnist.h"
+#include "core/data/image_folder.h"
+#include "models/registry.h"
+
+#include <QJsonDocument>
+
+#include <algorithm>
+#include <map>
+
+namespace tessera {
+namespace {
+
+QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+/// Builds `backbone` from its tiny configuration with `extra` merged in.
+Result<std::shared_ptr<BackboneImpl>> buildTiny(const QString& backbone, const nlohmann::json& extra) {
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e || !e->tiny.contains("config")) return fail("no tiny configuration for '" + backbone.toStdString() + "'");
+  nlohmann::json c = e->tiny["config"];
+  for (const auto& [k, v] : extra.items()) c[k] = v;
+  auto config = Config::fromString(c.dump(), "tiny");
+  if (!config) return fail(config.error());
+  return e->factory(*config, BuildOptions{});
+}
+
+}  // namespace
+
+FolderPreview previewImageFolder(const QString& dir) {
+  FolderPreview p;
+  auto folder = loadImageFolder(dir.toStdString());
+  if (!folder) {
+    p.error = qs(folder.error().message());
+    return p;
+  }
+  for (const auto& n : folder->classNames) p.classes << qs(n);
+  p.counts.fill(0, p.classes.size());
+  int minH = 1 << 30, maxH = 0, minW = 1 << 30, maxW = 0;
+  for (std::size_t i = 0; i < folder->images.size(); ++i) {
+    ++p.counts[static_cast<int>(folder->labels[i])];
+    const int h = static_cast<int>(folder->images[i].size(1)), w = static_cast<int>(folder->images[i].size(2));
+    minH = std::min(minH, h), maxH = std::max(maxH, h), minW = std::min(minW, w), maxW = std::max(maxW, w);
+  }
+  for (const auto& s : folder->skipped) p.unreadable << qs(s.path) + QStringLiteral(": ") + qs(s.reason);
+  p.channels = folder->channels;
+  if (!folder->images.empty())
+    p.sizes = QStringLiteral("%1–%2 × %3–%4 px").arg(minW).arg(maxW).arg(minH).arg(maxH);
+  return p;
+}
+
+BackboneTraits backboneTraits(const QString& backbone) {
+  static std::map<QString, BackboneTraits> cache;  // GUI thread only
+  if (auto it = cache.find(backbone); it != cache.end()) return it->second;
+  BackboneTraits t;
+  if (auto made = buildTiny(backbone, nlohmann::json::object())) {
+    const Capabilities caps = (*made)->capabilities();
+    t = {true, caps.anyGrid, caps.packed};
+  }
+  return cache[backbone] = t;
+}
+
+QStringList backboneNames() {
+  QStringList out;
+  for (const auto& n : backboneRegistry().names()) out << qs(n);
+  return out;
+}
+
+QJsonObject backboneBaseConfig(const QString& backbone) {
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e || !e->tiny.contains("config")) return {};
+  QJsonObject config = QJsonDocument::fromJson(QByteArray::fromStdString(e->tiny["config"].dump())).object();
+  for (const char* k : {"input_size", "in_channels", "num_classes", "class_dropout_prob", "cfg_channels"})
+    config.remove(QString::fromLatin1(k));
+  return config;
+}
+
+bool backboneAcceptsKey(const QString& backbone, const QString& key, const QJsonValue& value) {
+  const QByteArray v = QJsonDocument(QJsonObject{{key, value}}).toJson(QJsonDocument::Compact);
+  return buildTiny(backbone, nlohmann::json::parse(v.toStdString())).has_value();
+}
+
+QStringList fashionMnistClasses() {
+  QStringList out;
+  for (const auto& n : fashionMnistClassNames()) out << qs(n);
+  return out;
+}
+
+}  // namespace tessera

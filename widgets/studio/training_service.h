@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// What the New job dialog needs from the core, in Qt types (the dialog includes no
+// LibTorch): backbone names and what they accept, Fashion-MNIST's classes, an image
+// folder's preview.
+#pragma once
+
+#include <QJsonObject>
+#include <QJsonValue>
+#include <QString>
+#include <QStringList>
+#include <QVector>
+
+namespace tessera {
+
+/// What an image folder holds, read the way the trainer reads it.
+struct FolderPreview {
+  QString error;
+  QStringList classes;
+  QVector<int> counts;
+  QStringList unreadable;  ///< "file: reason"
+  int channels = 0;
+  QString sizes;           ///< "28–640 × 28–480 px"
+};
+
+/// Reads an image folder with the trainer's loader. Off the GUI thread.
+FolderPreview previewImageFolder(const QString& dir);
+
+/// What a backbone takes, from a tiny instance of it (cached; GUI thread).
+struct BackboneTraits {
+  bool known = false;
+  bool anyGrid = false;  ///< aspect-ratio buckets are possible
+  bool packed = false;   ///< native-size packing is possible
+};
+BackboneTraits backboneTraits(const QString& backbone);
+
+/// Registry names, plugins' backbones included.
+QStringList backboneNames();
+
+/// A backbone's tiny configuration less the keys the trainer fills from the data (the
+/// starting point for backbones the dialog has no sizes for, such as a plugin's).
+QJsonObject backboneBaseConfig(const QString& backbone);
+
+/// Whether the backbone's configuration takes `key` with `value` (its tiny configuration
+/// with that key builds): a plugin's backbone says what it accepts by building or not.
+bool backboneAcceptsKey(const QString& backbone, const QString& key, const QJsonValue& value);
+
+/// Fashion-MNIST's ten class names.
+QStringList fashionMnistClasses();
+
+}  // namespace tessera

@@ -132,6 +132,14 @@ void TrainingJobs::save(TrainingJobView& job) {
   if (auto ok = m_store->updateTrainingJob(job.record); !ok) qWarning("%s", ok.error().message().c_str());
 }
 
+qint64 TrainingJobs::nextQueueOrder() const {
+  qint64 order = 0;
+  for (const auto& j : m_jobs) order = std::max<qint64>(order, j.record.queueOrder);
+  return order + 1;
+}
+
+int TrainingJobs::threadCount() const { return m_threads > 0 ? m_threads : std::max(1, QThread::idealThreadCount()); }
+
 int TrainingJobs::runningCount() const {
   return static_cast<int>(std::count_if(m_jobs.begin(), m_jobs.end(), [](const TrainingJobView& j) {
     return isActive(j.record.state);
@@ -159,9 +167,7 @@ qint64 TrainingJobs::submit(const TrainingJobSpec& spec, QString* error) {
   r.initModel = ss(spec.initModel);
   r.state = "queued";
   r.steps = spec.config.value(QStringLiteral("train")).toObject().value(QStringLiteral("steps")).toInteger();
-  qint64 order = 0;
-  for (const auto& j : m_jobs) order = std::max<qint64>(order, j.record.queueOrder);
-  r.queueOrder = order + 1;
+  r.queueOrder = nextQueueOrder();
   auto id = m_store->addTrainingJob(r);
   if (!id) return failWith(qs(id.error().message()));
   r.id = *id;
@@ -202,10 +208,8 @@ bool TrainingJobs::stop(qint64 id) {
 bool TrainingJobs::resume(qint64 id) {
   TrainingJobView* j = find(id);
   if (!j || (j->record.state != "stopped" && j->record.state != "failed")) return false;
-  qint64 order = 0;
-  for (const auto& o : m_jobs) order = std::max<qint64>(order, o.record.queueOrder);
   j->record.state = "queued";
-  j->record.queueOrder = order + 1;
+  j->record.queueOrder = nextQueueOrder();
   j->record.lastOutput.clear();
   j->error.clear();
   j->finalEvent.clear();
@@ -263,8 +267,7 @@ bool TrainingJobs::startProcess(TrainingJobView& job) {
     job.record.lastOutput = ss(tr("tessera-cli was not found next to this program (set TESSERA_CLI)"));
     return false;
   }
-  const int threads = m_threads > 0 ? m_threads : std::max(1, QThread::idealThreadCount());
-  QStringList args = {QStringLiteral("--threads"), QString::number(threads), QStringLiteral("train"),
+  QStringList args = {QStringLiteral("--threads"), QString::number(threadCount()), QStringLiteral("train"),
                       QStringLiteral("--out"), runDir};
   if (hasCheckpoint(runDir)) {
     args << QStringLiteral("--resume");
@@ -445,7 +448,7 @@ void TrainingJobs::startNextEval() {
   m_eval = new QProcess(this);
   m_eval->setProgram(tesseraCliPath());
   m_eval->setArguments({QStringLiteral("--json"), QStringLiteral("--threads"),
-                        QString::number(m_threads > 0 ? m_threads : std::max(1, QThread::idealThreadCount())),
+                        QString::number(threadCount()),
                         QStringLiteral("eval"), QStringLiteral("--model"), model, QStringLiteral("-n"),
                         QString::number(m_evalPerClass), QStringLiteral("--record")});
   connect(m_eval, &QProcess::finished, this, [this, model](int code, QProcess::ExitStatus status) {

@@ -119,6 +119,9 @@ private:
   void publishModel(TrainingJobView& job);
   void startNextEval();
   int runningCount() const;
+  qint64 nextQueueOrder() const;
+  /// LibTorch threads for a trainer or an eval child.
+  int threadCount() const;
 
   std::unique_ptr<GalleryStore> m_store;
   QVector<TrainingJobView> m_jobs;

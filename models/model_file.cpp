@@ -16,6 +16,31 @@ Result<void> writeModelFile(const std::string& path, const nlohmann::json& descr
   return writeSafetensors(path, weights, {{kModelMetadataKey, d.dump()}});
 }
 
+SamplingDefaults SamplingDefaults::of(const LoadedModel& model) {
+  SamplingDefaults d;
+  d.sampler = model.process && model.process->diffusion ? "ddim" : "euler";
+  const auto it = model.description.find("defaults");
+  if (it == model.description.end() || !it->is_object()) return d;
+  const nlohmann::json& j = *it;
+  // A value of the wrong type is ignored: the defaults are advice, never a reason to refuse a model.
+  if (j.contains("sampler") && j["sampler"].is_string()) d.sampler = j["sampler"].get<std::string>();
+  if (j.contains("steps") && j["steps"].is_number_integer() && j["steps"].get<std::int64_t>() >= 1) d.steps = j["steps"].get<std::int64_t>();
+  if (j.contains("cfg") && j["cfg"].is_number()) d.cfg = j["cfg"].get<double>();
+  if (j.contains("clip_x0") && j["clip_x0"].is_boolean()) d.clipX0 = j["clip_x0"].get<bool>();
+  if (j.contains("cfg_interval") && j["cfg_interval"].is_array() && j["cfg_interval"].size() == 2 &&
+      j["cfg_interval"][0].is_number() && j["cfg_interval"][1].is_number()) {
+    const double lo = j["cfg_interval"][0].get<double>(), hi = j["cfg_interval"][1].get<double>();
+    if (0.0 <= lo && lo <= hi && hi <= 1.0) d.cfgLow = lo, d.cfgHigh = hi;
+  }
+  return d;
+}
+
+nlohmann::json SamplingDefaults::toJson() const {
+  nlohmann::json j = {{"sampler", sampler}, {"steps", steps}, {"cfg", cfg}, {"clip_x0", clipX0}};
+  if (cfgLow != 0.0 || cfgHigh != 1.0) j["cfg_interval"] = {cfgLow, cfgHigh};
+  return j;
+}
+
 Result<LoadedModel> loadModelFile(const std::string& path) {
   auto file = SafetensorsFile::open(path);
   if (!file) return fail(file.error());

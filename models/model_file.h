@@ -28,6 +28,21 @@ struct LoadedModel {
   std::optional<Process> process;         ///< when the description names one
 };
 
+/// The sampling settings a model file recommends ("defaults" in its description, written
+/// by `eval --record-defaults` or the trainer); what `sample`, `eval` and the studio use
+/// when not told otherwise.
+struct SamplingDefaults {
+  std::string sampler;                   ///< "ddim" for diffusion models, "euler" for interpolants
+  std::int64_t steps = 50;
+  double cfg = 1.0;                      ///< guidance scale (1 = none)
+  double cfgLow = 0.0, cfgHigh = 1.0;    ///< guidance interval in progress (0 noise … 1 data)
+  bool clipX0 = false;
+
+  static SamplingDefaults of(const LoadedModel& model);
+  /// The "defaults" object for a description.
+  nlohmann::json toJson() const;
+};
+
 /// Writes weights + description as one safetensors file (atomically).
 Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights);
 

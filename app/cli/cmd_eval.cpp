@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <regex>
 #include <iostream>
+#include <tuple>
 
 namespace tessera::cli {
 namespace {
@@ -35,7 +36,7 @@ struct EvalOptions {
   std::uint64_t seed = 0;
   bool real = false, record = false, recordDefaults = false, native = false;
   double nativeScale = 1.0;
-  std::string size, extrapolation;
+  std::string size, extrapolation, cfgInterval;
   bool decouple = false;
   std::string clip = "auto";
 };
@@ -113,10 +114,14 @@ CommandResult recordInModel(const std::string& path, const nlohmann::json& resul
   evals.push_back(result);
   if (setDefaults && result.contains("sampling")) {
     const nlohmann::json& s = result["sampling"];
-    description["defaults"] = {{"sampler", s["sampler"]},
-                               {"steps", s["steps"]},
-                               {"cfg", s["guidance"]["scale"]},
-                               {"clip_x0", s["options"].value("clip_denoised", false)}};
+    SamplingDefaults d;
+    d.sampler = s["sampler"].get<std::string>();
+    d.steps = s["steps"].get<std::int64_t>();
+    d.cfg = s["guidance"]["scale"].get<double>();
+    d.cfgLow = s["guidance"]["interval"][0].get<double>();
+    d.cfgHigh = s["guidance"]["interval"][1].get<double>();
+    d.clipX0 = s["options"].value("clip_denoised", false);
+    description["defaults"] = d.toJson();
   }
   NamedTensors weights;
   for (const auto& e : file->entries()) weights.emplace_back(e.name, all->at(e.name));
@@ -185,14 +190,21 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     if (!traits) return badInput(traits.error().message());
     if (traits->classNames != evaluator->classNames)
       return badInput(o.model + ": its classes are not the evaluator's (Fashion-MNIST's ten); eval measures Fashion-MNIST models");
-    const nlohmann::json defaults = loaded->description.value("defaults", nlohmann::json::object());
+    const SamplingDefaults defaults = SamplingDefaults::of(*loaded);
     GenerationRequest r;
     for (std::int64_t k = 0; k < traits->numClasses; ++k)
       for (std::int64_t i = 0; i < o.perClass; ++i) r.classes.push_back(k);
-    r.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
+    r.sampler = o.sampler == "auto" ? defaults.sampler : o.sampler;
     r.options.steps = o.steps;
-    r.options.clipDenoised = o.clip == "auto" ? defaults.value("clip_x0", false) : o.clip == "on";
-    r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
+    r.options.clipDenoised = o.clip == "auto" ? defaults.clipX0 : o.clip == "on";
+    r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.cfg;
+    if (!o.cfgInterval.empty()) {
+      auto interval = parseGuidanceInterval(o.cfgInterval);
+      if (!interval) return badInput(interval.error().message());
+      std::tie(r.guidance.low, r.guidance.high) = *interval;
+    } else {
+      r.guidance.low = defaults.cfgLow, r.guidance.high = defaults.cfgHigh;
+    }
     r.seed = o.seed;
     r.batch = o.batch;
     if (!o.size.empty() && o.native) return badInput("--size and --native are alternatives");
@@ -268,13 +280,14 @@ Command addEvalCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--sampler", o->sampler, "Sampler (default: the model's)");
   sub->add_option("--steps", o->steps, "Sampling steps (default 50)")->check(CLI::Range(1, 10000));
   o->cfgOption = sub->add_option("--cfg", o->cfg, "Guidance scale (default: the model's)");
+  sub->add_option("--cfg-interval", o->cfgInterval, "LO,HI: guide only while the progress (0 noise … 1 data) lies in [LO, HI] (default: the model's, else 0,1)");
   sub->add_option("--seed", o->seed, "First seed (image i uses seed + i)");
   sub->add_option("--batch", o->batch, "Images per forward batch")->check(CLI::Range(1, 4096));
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N");
   sub->add_option("--evaluator", o->evaluator, "Evaluator file (default: the shipped one)");
   sub->add_option("--data-dir", o->dataDir, "Fashion-MNIST folder (default: the Debian package's)");
   sub->add_flag("--record", o->record, "Append the results to the model file's metadata (atomically)");
-  sub->add_flag("--record-defaults", o->recordDefaults, "--record, and make the evaluated sampler, steps, guidance and clipping the model's defaults");
+  sub->add_flag("--record-defaults", o->recordDefaults, "--record, and make the evaluated sampler, steps, guidance (scale and interval) and clipping the model's defaults");
   sub->add_option("--clip-x0", o->clip, "Clamp every data estimate to [-1, 1]: on, off, auto (the model's default)")
       ->check(CLI::IsMember({"on", "off", "auto"}))->capture_default_str();
   sub->add_option("--size", o->size, "Sample at WxH (mapped into the evaluator's 28x28 frame)");

@@ -51,7 +51,7 @@ CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
   if (!loaded) return badInput(loaded.error().message());
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
-  const nlohmann::json defaults = loaded->description.value("defaults", nlohmann::json::object());
+  const SamplingDefaults defaults = SamplingDefaults::of(*loaded);
 
   InspectionRequest r;
   auto k = resolveClass(*traits, o.classToken);
@@ -63,11 +63,12 @@ CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
     r.generation.width = std::stoll(m[1]);
     r.generation.height = std::stoll(m[2]);
   }
-  r.generation.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
+  r.generation.sampler = o.sampler == "auto" ? defaults.sampler : o.sampler;
   if (!samplerRegistry().find(r.generation.sampler)) return badInput("--sampler: unknown sampler '" + r.generation.sampler + "'");
-  r.generation.options.steps = o.steps > 0 ? o.steps : defaults.value("steps", 50);
-  r.generation.options.clipDenoised = defaults.value("clip_x0", false);
-  r.generation.guidance.scale = o.cfg >= 0 ? o.cfg : defaults.value("cfg", 1.0);
+  r.generation.options.steps = o.steps > 0 ? o.steps : defaults.steps;
+  r.generation.options.clipDenoised = defaults.clipX0;
+  r.generation.guidance.scale = o.cfg >= 0 ? o.cfg : defaults.cfg;
+  r.generation.guidance.low = defaults.cfgLow, r.generation.guidance.high = defaults.cfgHigh;
   r.generation.seed = o.seed;
   r.attention = !o.noAttention;
   auto steps = numberList("--capture-steps", o.captureSteps);

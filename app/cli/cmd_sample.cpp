@@ -17,6 +17,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <tuple>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -81,7 +83,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
   if (auto moved = moveModel(*loaded, o.device); !moved) return badInput("--device: " + moved.error().message());
-  const nlohmann::json defaults = loaded->description.value("defaults", nlohmann::json::object());
+  const SamplingDefaults defaults = SamplingDefaults::of(*loaded);
 
   GenerationRequest r;
   if (o.count < 1) return badInput("-n: at least one image, got " + std::to_string(o.count));
@@ -120,27 +122,24 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     auto ok = setExtrapolation(*loaded, o.extrapolation, o.decouple);
     if (!ok) return badInput("--extrapolation: " + ok.error().message());
   }
-  r.sampler = o.sampler == "auto" ? defaults.value("sampler", std::string(loaded->process->diffusion ? "ddim" : "euler")) : o.sampler;
+  r.sampler = o.sampler == "auto" ? defaults.sampler : o.sampler;
   if (!samplerRegistry().find(r.sampler)) {
     std::string names;
     for (const auto& s : samplerRegistry().names()) names += (names.empty() ? "" : ", ") + s;
     return badInput("--sampler: unknown sampler '" + r.sampler + "' (expected one of: " + names + ")");
   }
   r.options = o.sampling;
-  if (!o.stepsOption->count()) r.options.steps = defaults.value("steps", r.options.steps);
-  r.options.clipDenoised = o.clip == "auto" ? defaults.value("clip_x0", false) : o.clip == "on";
+  if (!o.stepsOption->count()) r.options.steps = defaults.steps;
+  r.options.clipDenoised = o.clip == "auto" ? defaults.clipX0 : o.clip == "on";
   if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
-  r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.value("cfg", 1.0);
+  r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.cfg;
   if (!std::isfinite(r.guidance.scale)) return badInput("--cfg: expected a finite guidance scale, got " + std::to_string(r.guidance.scale));
   if (!o.cfgInterval.empty()) {
-    const auto parts = split(o.cfgInterval, ',');
-    try {
-      if (parts.size() != 2) throw std::invalid_argument("count");
-      r.guidance.low = std::stod(parts[0]);
-      r.guidance.high = std::stod(parts[1]);
-    } catch (...) {
-      return badInput("--cfg-interval: expected LO,HI (progress from 0 = noise to 1 = data), got '" + o.cfgInterval + "'");
-    }
+    auto interval = parseGuidanceInterval(o.cfgInterval);
+    if (!interval) return badInput(interval.error().message());
+    std::tie(r.guidance.low, r.guidance.high) = *interval;
+  } else {
+    r.guidance.low = defaults.cfgLow, r.guidance.high = defaults.cfgHigh;
   }
   if (o.cfgChannels == "all") {
     r.referenceGuidanceRule = false;

@@ -13,4 +13,22 @@ Result<LoadedModel> loadModelArgument(const std::string& argument) {
   return loadModelFile(path);
 }
 
+Result<std::pair<double, double>> parseGuidanceInterval(const std::string& text) {
+  const std::string expected = "--cfg-interval: expected LO,HI with 0 <= LO <= HI <= 1 (progress from 0 = noise to 1 = data), got '" + text + "'";
+  const auto comma = text.find(',');
+  if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos) return fail(expected);
+  double lo = 0, hi = 0;
+  try {
+    std::size_t a = 0, b = 0;
+    const std::string first = text.substr(0, comma), second = text.substr(comma + 1);
+    lo = std::stod(first, &a);
+    hi = std::stod(second, &b);
+    if (a != first.size() || b != second.size()) return fail(expected);
+  } catch (const std::exception&) {
+    return fail(expected);
+  }
+  if (!(0.0 <= lo && lo <= hi && hi <= 1.0)) return fail(expected);
+  return std::make_pair(lo, hi);
+}
+
 }  // namespace tessera::cli

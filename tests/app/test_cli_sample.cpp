@@ -35,7 +35,7 @@ at::Tensor tensor(const QString& file, const char* name) {
 }
 
 /// A tiny pixel-space DiT with class names, written as a model file.
-QString imageModel(const QTemporaryDir& dir) {
+QString imageModel(const QTemporaryDir& dir, const nlohmann::json& defaults = nlohmann::json()) {
   const auto* entry = backboneRegistry().find("dit");
   nlohmann::json config = entry->tiny["config"];
   config["in_channels"] = 1;
@@ -57,6 +57,7 @@ QString imageModel(const QTemporaryDir& dir) {
                                           {"names", {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                                                      "Sneaker", "Bag", "Ankle boot"}}}},
                              {"data", {{"kind", "image"}, {"channels", 1}, {"size", {8, 8}}}}};
+  if (!defaults.is_null()) description["defaults"] = defaults;
   const QString path = dir.filePath(QStringLiteral("image.safetensors"));
   auto ok = writeModelFile(path.toStdString(), description, stateDict(**built));
   if (!ok) qFatal("%s", ok.error().message().c_str());
@@ -173,6 +174,37 @@ private Q_SLOTS:
     QVERIFY(alone->image.pixels == batched->image.pixels);
   }
 
+  void modelDefaultsApply() {  // what `eval --record-defaults` writes is what `sample` uses when not told
+    QTemporaryDir dir;
+    const QString model = imageModel(dir, {{"sampler", "euler"}, {"steps", 4}, {"cfg", 3.0}, {"cfg_interval", {0.25, 0.75}}, {"clip_x0", true}});
+    const QString out = dir.filePath(QStringLiteral("d"));
+    auto r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--class"),
+                  QStringLiteral("2"), QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto png = readPng(QDir(out).filePath(QStringLiteral("00000_seed0_class2.png")).toStdString());
+    QVERIFY(png);
+    auto meta = nlohmann::json::parse(png->text.at("tessera"));
+    QCOMPARE(meta["sampler"].get<std::string>(), std::string("euler"));
+    QCOMPARE(meta["steps"].get<int>(), 4);
+    QCOMPARE(meta["guidance"]["scale"].get<double>(), 3.0);
+    QCOMPARE(meta["guidance"]["interval"], nlohmann::json({0.25, 0.75}));
+    // the command line wins over the model's defaults
+    const QString told = dir.filePath(QStringLiteral("t"));
+    r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--class"),
+             QStringLiteral("2"), QStringLiteral("--cfg-interval"), QStringLiteral("0,1"), QStringLiteral("--out"), told});
+    QVERIFY2(r.code == 0, r.err.constData());
+    png = readPng(QDir(told).filePath(QStringLiteral("00000_seed0_class2.png")).toStdString());
+    QVERIFY(png);
+    meta = nlohmann::json::parse(png->text.at("tessera"));
+    QCOMPARE(meta["guidance"]["interval"], nlohmann::json({0.0, 1.0}));
+    // a malformed interval in the file is ignored (defaults are advice), not a reason to refuse the model
+    QTemporaryDir dir2;
+    const QString odd = imageModel(dir2, {{"cfg_interval", {0.9, 0.1}}, {"steps", "many"}});
+    r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), odd, QStringLiteral("--class"),
+             QStringLiteral("2"), QStringLiteral("--steps"), QStringLiteral("3"), QStringLiteral("--out"), dir2.filePath(QStringLiteral("o"))});
+    QVERIFY2(r.code == 0, r.err.constData());
+  }
+
   void galleryStoresEveryImage() {
     QTemporaryDir dir;
     const QString model = imageModel(dir);
@@ -263,6 +295,10 @@ private Q_SLOTS:
     QTest::newRow("cfg inf") << QStringList{QStringLiteral("--cfg"), QStringLiteral("inf")} << "finite guidance scale";
     QTest::newRow("cfg nan") << QStringList{QStringLiteral("--cfg"), QStringLiteral("nan")} << "finite guidance scale";
     QTest::newRow("noise shape") << QStringList{QStringLiteral("--noise"), data("samplers/dit_ddim10_cfg4.safetensors")} << "(1, 1, 8, 8)";
+    QTest::newRow("cfg interval one value") << QStringList{QStringLiteral("--cfg-interval"), QStringLiteral("0.5")} << "expected LO,HI";
+    QTest::newRow("cfg interval order") << QStringList{QStringLiteral("--cfg-interval"), QStringLiteral("0.8,0.2")} << "0 <= LO <= HI <= 1";
+    QTest::newRow("cfg interval range") << QStringList{QStringLiteral("--cfg-interval"), QStringLiteral("0,1.5")} << "got '0,1.5'";
+    QTest::newRow("cfg interval text") << QStringList{QStringLiteral("--cfg-interval"), QStringLiteral("0.2,high")} << "expected LO,HI";
     QTest::newRow("grid") << QStringList{QStringLiteral("--grid"), QStringLiteral("cosine")} << "uniform, quadratic";
   }
   void badInput() {

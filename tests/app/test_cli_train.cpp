@@ -2,7 +2,7 @@
 // tessera-cli train and eval as processes: two c10d ranks on localhost stay identical and
 // equal one process on the combined batch; SIGKILL during checkpointing never leaves an
 // unloadable newest checkpoint; SIGTERM stops cleanly for --resume; eval on real images
-// gives the floor.
+// gives the floor; eval --record-defaults writes the settings that sample then uses.
 #include "cli_runner.h"
 #include "core/formats/safetensors.h"
 
@@ -207,6 +207,35 @@ private Q_SLOTS:
     std::ofstream(dir.filePath(QStringLiteral("junk.safetensors")).toStdString()) << "junk";
     const auto bad = cli(args({"eval", "--model", dir.filePath(QStringLiteral("junk.safetensors"))}));
     QCOMPARE(bad.code, 2);
+  }
+
+  void evalRecordsTheSamplingDefaults() {  // --record-defaults: the evaluated settings become what sample uses
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig();
+    c["train"]["steps"] = 2;
+    const auto t = cli(args({"--threads", "2", "-q", "train", "--config", writeConfig(dir, "c.json", c), "--out", dir.filePath(QStringLiteral("run"))}));
+    QVERIFY2(t.code == 0, t.err.constData());
+    const QString model = dir.filePath(QStringLiteral("run/model.safetensors"));
+    auto e = cli(args({"--threads", "2", "-q", "eval", "--model", model, "-n", "2", "--steps", "2", "--cfg", "2",
+                       "--cfg-interval", "0.3,0.9", "--record-defaults"}));
+    QVERIFY2(e.code == 0, e.err.constData());
+    const auto result = nlohmann::json::parse(e.out.toStdString());
+    QCOMPARE(result["sampling"]["guidance"]["interval"], nlohmann::json({0.3, 0.9}));
+    auto file = SafetensorsFile::open(model.toStdString());
+    QVERIFY(file);
+    const auto description = nlohmann::json::parse(file->metadata().at("tessera.model"));
+    QCOMPARE(description["defaults"]["cfg"].get<double>(), 2.0);
+    QCOMPARE(description["defaults"]["cfg_interval"], nlohmann::json({0.3, 0.9}));
+    QCOMPARE(description["evaluation"].size(), std::size_t(1));
+    // Evaluated again without settings: the recorded ones are used.
+    e = cli(args({"--threads", "2", "-q", "eval", "--model", model, "-n", "2", "--steps", "2"}));
+    QVERIFY2(e.code == 0, e.err.constData());
+    const auto again = nlohmann::json::parse(e.out.toStdString());
+    QCOMPARE(again["sampling"]["guidance"]["scale"].get<double>(), 2.0);
+    QCOMPARE(again["sampling"]["guidance"]["interval"], nlohmann::json({0.3, 0.9}));
+    const auto bad = cli(args({"eval", "--model", model, "-n", "2", "--cfg-interval", "0.9,0.3"}));
+    QCOMPARE(bad.code, 2);
+    QVERIFY2(bad.err.contains("0 <= LO <= HI <= 1"), bad.err.constData());
   }
 };
 

@@ -407,6 +407,8 @@ void GeneratePanel::onModelChanged() {
   m_sampler->setCurrentText(m->defaultSampler);
   m_steps->setValue(m->defaultSteps);
   m_cfg->setValue(m->defaultCfg);
+  m_cfgLow->setValue(m->defaultCfgLow);  // emits guidanceIntervalChanged, so the timeline follows
+  m_cfgHigh->setValue(m->defaultCfgHigh);
   m_clip->setChecked(m->defaultClip);
 }
 

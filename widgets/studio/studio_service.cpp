@@ -118,11 +118,13 @@ ModelInfo describe(const QString& path, const QString& origin) {
   if (info.classNames.isEmpty())
     for (std::int64_t k = 0; k < traits->numClasses; ++k) info.classNames << QString::number(k);
   info.nullClass = traits->nullClass;
-  const auto defaults = d.value("defaults", nlohmann::json::object());
-  info.defaultSampler = qs(defaults.value("sampler", std::string(loaded->process && loaded->process->diffusion ? "ddim" : "euler")));
-  info.defaultSteps = defaults.value("steps", 50);
-  info.defaultCfg = defaults.value("cfg", 1.0);
-  info.defaultClip = defaults.value("clip_x0", false);
+  const SamplingDefaults defaults = SamplingDefaults::of(*loaded);
+  info.defaultSampler = qs(defaults.sampler);
+  info.defaultSteps = static_cast<int>(defaults.steps);
+  info.defaultCfg = defaults.cfg;
+  info.defaultCfgLow = defaults.cfgLow;
+  info.defaultCfgHigh = defaults.cfgHigh;
+  info.defaultClip = defaults.clipX0;
   const auto config = d["backbone"].value("config", nlohmann::json::object());
   info.depth = config.value("depth", 0);
   info.heads = config.value("num_heads", 0);

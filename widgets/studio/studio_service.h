@@ -36,6 +36,7 @@ struct ModelInfo {
   QString defaultSampler;
   int defaultSteps = 50;
   double defaultCfg = 1.0;
+  double defaultCfgLow = 0.0, defaultCfgHigh = 1.0;  ///< the recommended guidance interval
   bool defaultClip = false;
   int depth = 0, heads = 0;  ///< transformer blocks and attention heads (0: not a transformer)
   double gflops = 0;         ///< one forward pass of one image at the trained size

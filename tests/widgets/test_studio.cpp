@@ -133,6 +133,11 @@ private Q_SLOTS:
     child<QSpinBox>(panel(), "imageCount")->setValue(2);
     child<QSpinBox>(panel(), "steps")->setValue(50);
     child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(2.0);
+    // The guidance interval starts at the model's recorded default; guide every step here.
+    QCOMPARE(child<QDoubleSpinBox>(panel(), "cfgLow")->value(), panel()->currentModel()->defaultCfgLow);
+    QCOMPARE(child<QDoubleSpinBox>(panel(), "cfgHigh")->value(), panel()->currentModel()->defaultCfgHigh);
+    child<QDoubleSpinBox>(panel(), "cfgLow")->setValue(0.0);
+    child<QDoubleSpinBox>(panel(), "cfgHigh")->setValue(1.0);
     child<QSpinBox>(panel(), "seed")->setValue(7);
     StallMeter stall;
     stall.start();

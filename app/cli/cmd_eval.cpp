@@ -23,7 +23,6 @@
 #include <filesystem>
 #include <regex>
 #include <iostream>
-#include <tuple>
 
 namespace tessera::cli {
 namespace {
@@ -198,13 +197,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
     r.options.steps = o.steps;
     r.options.clipDenoised = o.clip == "auto" ? defaults.clipX0 : o.clip == "on";
     r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.cfg;
-    if (!o.cfgInterval.empty()) {
-      auto interval = parseGuidanceInterval(o.cfgInterval);
-      if (!interval) return badInput(interval.error().message());
-      std::tie(r.guidance.low, r.guidance.high) = *interval;
-    } else {
-      r.guidance.low = defaults.cfgLow, r.guidance.high = defaults.cfgHigh;
-    }
+    if (auto ok = setGuidanceInterval(o.cfgInterval, defaults, r.guidance); !ok) return badInput(ok.error().message());
     r.seed = o.seed;
     r.batch = o.batch;
     if (!o.size.empty() && o.native) return badInput("--size and --native are alternatives");

@@ -17,8 +17,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <tuple>
-
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -134,13 +132,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
   r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.cfg;
   if (!std::isfinite(r.guidance.scale)) return badInput("--cfg: expected a finite guidance scale, got " + std::to_string(r.guidance.scale));
-  if (!o.cfgInterval.empty()) {
-    auto interval = parseGuidanceInterval(o.cfgInterval);
-    if (!interval) return badInput(interval.error().message());
-    std::tie(r.guidance.low, r.guidance.high) = *interval;
-  } else {
-    r.guidance.low = defaults.cfgLow, r.guidance.high = defaults.cfgHigh;
-  }
+  if (auto ok = setGuidanceInterval(o.cfgInterval, defaults, r.guidance); !ok) return badInput(ok.error().message());
   if (o.cfgChannels == "all") {
     r.referenceGuidanceRule = false;
   } else if (o.cfgChannels != "reference") {

@@ -13,7 +13,11 @@ Result<LoadedModel> loadModelArgument(const std::string& argument) {
   return loadModelFile(path);
 }
 
-Result<std::pair<double, double>> parseGuidanceInterval(const std::string& text) {
+Result<void> setGuidanceInterval(const std::string& text, const SamplingDefaults& defaults, GuidanceConfig& guidance) {
+  if (text.empty()) {
+    guidance.low = defaults.cfgLow, guidance.high = defaults.cfgHigh;
+    return {};
+  }
   const std::string expected = "--cfg-interval: expected LO,HI with 0 <= LO <= HI <= 1 (progress from 0 = noise to 1 = data), got '" + text + "'";
   const auto comma = text.find(',');
   if (comma == std::string::npos || text.find(',', comma + 1) != std::string::npos) return fail(expected);
@@ -28,7 +32,8 @@ Result<std::pair<double, double>> parseGuidanceInterval(const std::string& text)
     return fail(expected);
   }
   if (!(0.0 <= lo && lo <= hi && hi <= 1.0)) return fail(expected);
-  return std::make_pair(lo, hi);
+  guidance.low = lo, guidance.high = hi;
+  return {};
 }
 
 }  // namespace tessera::cli

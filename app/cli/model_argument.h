@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "core/guidance/guidance.h"
 #include "core/util/error.h"
 #include "models/model_file.h"
 
 #include <string>
-#include <utility>
 
 namespace tessera::cli {
 
@@ -13,8 +13,9 @@ namespace tessera::cli {
 /// Fails naming the shipped models when neither exists, or with the loader's message.
 Result<LoadedModel> loadModelArgument(const std::string& argument);
 
-/// `--cfg-interval LO,HI`: the guidance interval in progress (0 = noise … 1 = data);
-/// fails naming the expected form and range.
-Result<std::pair<double, double>> parseGuidanceInterval(const std::string& text);
+/// The guidance interval a command samples with: `--cfg-interval LO,HI` when given
+/// (`option` not empty; progress from 0 = noise to 1 = data, 0 <= LO <= HI <= 1), else
+/// the model's recorded default. Fails naming the expected form and range.
+Result<void> setGuidanceInterval(const std::string& option, const SamplingDefaults& defaults, GuidanceConfig& guidance);
 
 }  // namespace tessera::cli

@@ -731,6 +731,11 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   // 5. The model description written with every checkpoint.
   std::string samplerName = s.samplesSampler;
   if (samplerName.empty()) samplerName = process.diffusion ? "ddim" : "euler";
+  SamplingDefaults trainedDefaults;  // what the preview grids used: the model's first defaults
+  trainedDefaults.sampler = samplerName;
+  trainedDefaults.steps = s.samplesSteps;
+  trainedDefaults.cfg = caps.nullClass ? s.samplesCfg : 1.0;
+  trainedDefaults.clipX0 = s.samplesClip;
   nlohmann::json description = {
       {"backbone", {{"kind", s.model["backbone"]}, {"config", *backboneConfig}}},
       {"process", process.toJson()},
@@ -739,8 +744,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
         {"null_class", caps.nullClass},
         {"names", data->classNames}}},
       {"data", {{"kind", "image"}, {"channels", data->channels}, {"size", {s.batching.height, s.batching.width}}}},
-      {"defaults",
-       {{"sampler", samplerName}, {"steps", s.samplesSteps}, {"cfg", caps.nullClass ? s.samplesCfg : 1.0}, {"clip_x0", s.samplesClip}}},
+      {"defaults", trainedDefaults.toJson()},
       {"source", {{"trained_by", "tessera-cli train"}, {"data", data->summary}}},
   };
   description["process"]["kind"] = process.kind();
@@ -753,7 +757,6 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     description["data"]["trained_sizes"] = sizes;
   }
 
-  const std::int64_t globalBatch = s.batching.batchSize;
   auto lrAt = [&](std::int64_t step) {
     double lr = s.lr;
     if (s.schedule == "cosine" && s.steps > s.warmup) {

@@ -203,6 +203,10 @@ private Q_SLOTS:
     r = cli({QStringLiteral("-q"), QStringLiteral("sample"), QStringLiteral("--model"), odd, QStringLiteral("--class"),
              QStringLiteral("2"), QStringLiteral("--steps"), QStringLiteral("3"), QStringLiteral("--out"), dir2.filePath(QStringLiteral("o"))});
     QVERIFY2(r.code == 0, r.err.constData());
+    png = readPng(QDir(dir2.filePath(QStringLiteral("o"))).filePath(QStringLiteral("00000_seed0_class2.png")).toStdString());
+    QVERIFY(png);
+    meta = nlohmann::json::parse(png->text.at("tessera"));
+    QCOMPARE(meta["guidance"]["interval"], nlohmann::json({0.0, 1.0}));  // the reversed interval was not used
   }
 
   void galleryStoresEveryImage() {

@@ -60,6 +60,7 @@ struct Settings {
   std::int64_t warmup = 0;
   std::string schedule = "constant";
   double minLrRatio = 0.0;
+  std::int64_t decay = 0;  ///< wsd: the final steps over which the rate falls
   double clip = 1.0;
   double ema = 0.9999;
   bool emaWarmup = true;
@@ -123,7 +124,7 @@ Result<Settings> parseSettings(const Config& c) {
   TESSERA_TRY(take(c.integer("data.validation", 256, 0, 1 << 20), s.validationImages));
   // train
   TESSERA_TRY(c.rejectUnknown("train", {"steps", "lr", "betas", "eps", "weight_decay", "warmup", "schedule",
-                                        "min_lr_ratio", "clip", "ema", "ema_warmup", "label_dropout", "seed",
+                                        "min_lr_ratio", "decay", "clip", "ema", "ema_warmup", "label_dropout", "seed",
                                         "precision", "limit"}));
   TESSERA_TRY(take(c.integer("train.steps", 1000, 1, 1LL << 40), s.steps));
   TESSERA_TRY(take(c.number("train.lr", 1e-4, 0.0, 10.0), s.lr));
@@ -138,8 +139,18 @@ Result<Settings> parseSettings(const Config& c) {
   TESSERA_TRY(take(c.number("train.eps", 1e-8, 0.0, 1.0), s.eps));
   TESSERA_TRY(take(c.number("train.weight_decay", 0.0, 0.0, 10.0), s.weightDecay));
   TESSERA_TRY(take(c.integer("train.warmup", 0, 0, 1LL << 40), s.warmup));
-  TESSERA_TRY(take(c.string("train.schedule", std::string("constant"), {"constant", "cosine"}), s.schedule));
+  TESSERA_TRY(take(c.string("train.schedule", std::string("constant"), {"constant", "cosine", "wsd"}), s.schedule));
   TESSERA_TRY(take(c.number("train.min_lr_ratio", 0.0, 0.0, 1.0), s.minLrRatio));
+  if (s.schedule == "wsd") {
+    // Warm-up, stable, decay (Hägele et al. 2024): a fifth of the run unless told.
+    TESSERA_TRY(take(c.integer("train.decay", std::max<std::int64_t>(1, s.steps / 5), 1, 1LL << 40), s.decay));
+    if (s.decay > s.steps)
+      return fail(c.source() + ": field 'train.decay': " + std::to_string(s.decay) + " steps of decay but train.steps is " +
+                  std::to_string(s.steps) + " (expected at most the run's length)");
+  } else if (c.has("train.decay")) {
+    return fail(c.source() + ": field 'train.decay': applies only to schedule \"wsd\" (the schedule is \"" + s.schedule +
+                "\")");
+  }
   TESSERA_TRY(take(c.number("train.clip", 1.0, 0.0, 1e9), s.clip));
   TESSERA_TRY(take(c.number("train.ema", 0.9999, 0.0, 1.0), s.ema));
   TESSERA_TRY(take(c.boolean("train.ema_warmup", true), s.emaWarmup));
@@ -202,21 +213,65 @@ Result<Settings> parseSettings(const Config& c) {
        {{"every", s.samplesEvery}, {"per_class", s.samplesPerClass}, {"steps", s.samplesSteps},
         {"sampler", s.samplesSampler}, {"cfg", s.samplesCfg}, {"seed", s.samplesSeed}, {"classes", s.sampleClasses},
         {"clip_x0", s.samplesClip}}}};
+  if (s.schedule == "wsd") s.resolved["train"]["decay"] = s.decay;
   return s;
 }
 
-/// What a resumed run may change: how long it runs and how often it reports.
-Result<void> checkResumable(const nlohmann::json& before, const nlohmann::json& now) {
+/// The learning rate of a step, from a resolved 'train' section: linear warm-up, then
+/// constant, cosine down to min_lr_ratio over the rest of the run, or wsd (constant, then
+/// linear down to min_lr_ratio over the last 'decay' steps; the last step reaches it).
+double learningRate(const nlohmann::json& train, std::int64_t step) {
+  const double base = train.value("lr", 1e-4), minRatio = train.value("min_lr_ratio", 0.0);
+  const std::int64_t steps = train.value("steps", std::int64_t{1}), warmup = train.value("warmup", std::int64_t{0});
+  const std::string schedule = train.value("schedule", std::string("constant"));
+  double lr = base;
+  if (schedule == "cosine" && steps > warmup) {
+    const double progress =
+        std::clamp(static_cast<double>(step - warmup) / static_cast<double>(steps - warmup), 0.0, 1.0);
+    lr = base * (minRatio + (1 - minRatio) * 0.5 * (1 + std::cos(M_PI * progress)));
+  } else if (schedule == "wsd") {
+    const std::int64_t decay = std::max<std::int64_t>(1, train.value("decay", std::int64_t{1}));
+    const double progress = std::clamp(static_cast<double>(step - (steps - decay) + 1) / static_cast<double>(decay), 0.0, 1.0);
+    lr = base * (1 - (1 - minRatio) * progress);
+  }
+  if (warmup > 0 && step < warmup) lr *= static_cast<double>(step + 1) / static_cast<double>(warmup);
+  return lr;
+}
+
+/// What a resumed run may change: how long it runs, how often it reports, and the
+/// learning-rate schedule of the steps still to come (to add a cool-down to a run trained
+/// at a constant rate, say). The rate of every step already trained must stay as it was,
+/// except that a run may be lengthened as before, which stretches a cosine schedule.
+Result<void> checkResumable(const nlohmann::json& before, const nlohmann::json& now, std::int64_t trainedSteps) {
   for (const char* section : {"model", "data"})
     if (before.value(section, nlohmann::json()) != now.value(section, nlohmann::json()))
       return fail(std::string("--resume: the configuration's '") + section +
                   "' section differs from the run's; a resumed run must train the same model on the same data");
-  nlohmann::json a = before.value("train", nlohmann::json::object()), b = now.value("train", nlohmann::json::object());
-  a.erase("steps");
-  b.erase("steps");
+  const nlohmann::json trainBefore = before.value("train", nlohmann::json::object()),
+                       trainNow = now.value("train", nlohmann::json::object());
+  nlohmann::json a = trainBefore, b = trainNow;
+  for (const char* key : {"steps", "schedule", "min_lr_ratio", "decay"}) {
+    a.erase(key);
+    b.erase(key);
+  }
   if (a != b)
-    return fail("--resume: the 'train' section differs from the run's (only 'steps' may change): was " + a.dump() +
-                ", now " + b.dump());
+    return fail("--resume: the 'train' section differs from the run's (only 'steps' and the schedule of the steps "
+                "still to come may change): was " + a.dump() + ", now " + b.dump());
+  nlohmann::json scheduleBefore = trainBefore, scheduleNow = trainNow;
+  scheduleBefore.erase("steps");
+  scheduleNow.erase("steps");
+  if (scheduleBefore == scheduleNow) return {};
+  for (std::int64_t step = 0; step < trainedSteps; ++step) {
+    const double was = learningRate(trainBefore, step), is = learningRate(trainNow, step);
+    if (std::abs(was - is) > 1e-12 * std::max(std::abs(was), 1e-30)) {
+      std::ostringstream m;
+      m << "--resume: the new learning-rate schedule changes step " << step << " (was " << was << ", now " << is
+        << "), which the run has already trained; a resumed run may change only the " << "steps from "
+        << trainedSteps << " on (for a cool-down: schedule \"wsd\" with train.steps - train.decay >= "
+        << trainedSteps << ")";
+      return fail(m.str());
+    }
+  }
   return {};
 }
 
@@ -694,8 +749,9 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     auto meta = Config::fromString(file->metadata().at(kTrainMetadataKey), resumeFrom);
     if (!meta) return fail(meta.error());
     resumeMeta = meta->json();
-    if (auto ok = checkResumable(resumeMeta.value("config", nlohmann::json()), s.resolved); !ok) return fail(ok.error());
     startStep = resumeMeta.value("step", std::int64_t{0});
+    if (auto ok = checkResumable(resumeMeta.value("config", nlohmann::json()), s.resolved, startStep); !ok)
+      return fail(ok.error());
     elapsedBefore = resumeMeta.value("elapsed_s", 0.0);
     const std::int64_t adamStep = resumeMeta.value("adam_step", std::int64_t{0});
     torch::NoGradGuard g;
@@ -757,15 +813,7 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
     description["data"]["trained_sizes"] = sizes;
   }
 
-  auto lrAt = [&](std::int64_t step) {
-    double lr = s.lr;
-    if (s.schedule == "cosine" && s.steps > s.warmup) {
-      const double progress = std::clamp(static_cast<double>(step - s.warmup) / static_cast<double>(s.steps - s.warmup), 0.0, 1.0);
-      lr = s.lr * (s.minLrRatio + (1 - s.minLrRatio) * 0.5 * (1 + std::cos(M_PI * progress)));
-    }
-    if (s.warmup > 0 && step < s.warmup) lr *= static_cast<double>(step + 1) / static_cast<double>(s.warmup);
-    return lr;
-  };
+  auto lrAt = [&](std::int64_t step) { return learningRate(s.resolved["train"], step); };
 
   std::string lastCheckpoint = resumeFrom;
   auto writeCheckpoint = [&](std::int64_t step, double elapsed, double loss) -> Result<void> {

@@ -199,6 +199,56 @@ private Q_SLOTS:
              changed.summary.error().message().c_str());
   }
 
+  void wsdCoolDownCanBeAddedOnResume() {
+    QTemporaryDir dir;
+    nlohmann::json c = tinyConfig("interpolant");
+    c["train"]["warmup"] = 0;
+    c["train"]["steps"] = 4;
+    const std::string out = dir.path().toStdString() + "/run";
+    const Run first = train(writeConfig(dir, "constant.json", c), out);
+    QVERIFY2(first.summary, first.summary ? "" : first.summary.error().message().c_str());
+    const auto rates = [](const Run& r) {
+      std::vector<double> l;
+      for (const auto& e : r.events)
+        if (e["event"] == "step") l.push_back(e["lr"].get<double>());
+      return l;
+    };
+    for (double lr : rates(first)) QCOMPARE(lr, 1e-3);
+
+    // A decay that would change a step already trained is refused, naming that step.
+    c["train"]["steps"] = 8;
+    c["train"]["schedule"] = "wsd";
+    c["train"]["decay"] = 5;
+    const Run early = train(writeConfig(dir, "early.json", c), out, true);
+    QVERIFY(!early.summary);
+    QVERIFY2(early.summary.error().message().find("changes step 3") != std::string::npos,
+             early.summary.error().message().c_str());
+    // So is a cosine schedule over the same steps.
+    c["train"]["schedule"] = "cosine";
+    c["train"].erase("decay");
+    QVERIFY(!train(writeConfig(dir, "cosine.json", c), out, true).summary);
+    // 'decay' belongs to wsd only, and cannot be longer than the run.
+    c["train"]["decay"] = 4;
+    const Run stray = train(writeConfig(dir, "stray.json", c), out, true);
+    QVERIFY(!stray.summary);
+    QVERIFY2(stray.summary.error().message().find("train.decay") != std::string::npos, stray.summary.error().message().c_str());
+    c["train"]["schedule"] = "wsd";
+    c["train"]["decay"] = 9;
+    QVERIFY(!train(writeConfig(dir, "long.json", c), out, true).summary);
+
+    // A cool-down over the steps still to come: constant until step 4, then linear to
+    // min_lr_ratio, reached by the last step.
+    c["train"]["decay"] = 4;
+    c["train"]["min_lr_ratio"] = 0.2;
+    const Run cooled = train(writeConfig(dir, "wsd.json", c), out, true);
+    QVERIFY2(cooled.summary, cooled.summary ? "" : cooled.summary.error().message().c_str());
+    QCOMPARE(cooled.summary->startStep, std::int64_t(4));
+    const auto lr = rates(cooled);
+    QCOMPARE(lr.size(), std::size_t(4));
+    const double expected[] = {0.8e-3, 0.6e-3, 0.4e-3, 0.2e-3};
+    for (std::size_t i = 0; i < 4; ++i) QVERIFY2(std::abs(lr[i] - expected[i]) < 1e-12, std::to_string(lr[i]).c_str());
+  }
+
   void nonFiniteLossStopsAndKeepsTheLastCheckpoint() {
     QTemporaryDir dir;
     nlohmann::json c = tinyConfig("interpolant");

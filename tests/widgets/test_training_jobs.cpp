@@ -200,6 +200,12 @@ private Q_SLOTS:
     QCOMPARE(j->record.step, qint64{20});
     QVERIFY(panel()->lossPoints() > before);
     QCOMPARE(panel()->lossPoints(), 20);  // one point per step, none twice after the resume
+    // The dialog's default schedule cools down over the last fifth: the full rate
+    // before it, zero at the last step.
+    QCOMPARE(j->learningRate.size(), qsizetype{20});
+    QCOMPARE(j->learningRate[10].y(), 1e-3);
+    QVERIFY(j->learningRate[16].y() < 1e-3 && j->learningRate[17].y() < j->learningRate[16].y());
+    QCOMPARE(j->learningRate.back().y() + 1.0, 1.0);
     QVERIFY(!j->validationEma.isEmpty());
     QVERIFY(panel()->previewCount() >= 10);
     QVERIFY(child<QProgressBar>(panel(), "jobProgress")->value() == 20);

@@ -201,8 +201,17 @@ void NewJobDialog::buildUi() {
   m_ema->setRange(0.0, 0.9999);
   m_ema->setSingleStep(0.001);
   m_ema->setValue(0.999);
+  m_lrSchedule = new QComboBox(this);
+  m_lrSchedule->setObjectName(QStringLiteral("lrSchedule"));
+  m_lrSchedule->addItem(tr("cool-down"), QStringLiteral("wsd"));
+  m_lrSchedule->addItem(tr("cosine"), QStringLiteral("cosine"));
+  m_lrSchedule->addItem(tr("constant"), QStringLiteral("constant"));
+  m_lrSchedule->setToolTip(tr("cool-down: constant, then linear to zero over the last fifth of the steps "
+                              "(warmup-stable-decay); cosine: down to zero over the run; constant: no decay. "
+                              "A run that ends at a low rate gives better samples than one stopped at full rate."));
   sched->addWidget(new QLabel(tr("LR"), this));
   sched->addWidget(m_lr);
+  sched->addWidget(m_lrSchedule);
   sched->addWidget(new QLabel(tr("EMA"), this));
   sched->addWidget(m_ema);
   form->addRow(tr("Schedule"), sched);
@@ -408,7 +417,8 @@ TrainingJobSpec NewJobDialog::spec() const {
       {QStringLiteral("data"), data},
       {QStringLiteral("train"),
        QJsonObject{{QStringLiteral("steps"), steps}, {QStringLiteral("lr"), m_lr->value()},
-                   {QStringLiteral("warmup"), std::min(500, steps / 10)}, {QStringLiteral("clip"), 1.0},
+                   {QStringLiteral("warmup"), std::min(500, steps / 10)},
+                   {QStringLiteral("schedule"), m_lrSchedule->currentData().toString()}, {QStringLiteral("clip"), 1.0},
                    {QStringLiteral("ema"), m_ema->value()}, {QStringLiteral("label_dropout"), 0.1},
                    {QStringLiteral("seed"), 1}}},
       {QStringLiteral("log"), QJsonObject{{QStringLiteral("every"), std::clamp(steps / 200, 1, 25)}}},

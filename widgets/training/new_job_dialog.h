@@ -72,6 +72,7 @@ private:
   QSpinBox* m_batch = nullptr;
   QDoubleSpinBox* m_lr = nullptr;
   QDoubleSpinBox* m_ema = nullptr;
+  QComboBox* m_lrSchedule = nullptr;
   QSpinBox* m_checkpointEvery = nullptr;
   QSpinBox* m_previewEvery = nullptr;
   QSpinBox* m_validationEvery = nullptr;

@@ -266,7 +266,7 @@ Result<void> checkResumable(const nlohmann::json& before, const nlohmann::json& 
     if (std::abs(was - is) > 1e-12 * std::max(std::abs(was), 1e-30)) {
       std::ostringstream m;
       m << "--resume: the new learning-rate schedule changes step " << step << " (was " << was << ", now " << is
-        << "), which the run has already trained; a resumed run may change only the " << "steps from "
+        << "), which the run has already trained; a resumed run may change only the steps from "
         << trainedSteps << " on (for a cool-down: schedule \"wsd\" with train.steps - train.decay >= "
         << trainedSteps << ")";
       return fail(m.str());

@@ -510,6 +510,9 @@ Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded, co
     ++copied;
   }
   report["copied"] = copied;
+  // The lineage: how the starting model was made (its own training configuration and, for a
+  // model that was itself fine-tuned, its own "init"), so a chain of fine-tunes stays traceable.
+  if (loaded.description.contains("source")) report["source"] = loaded.description["source"];
   return report;
 }
 

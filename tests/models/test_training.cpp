@@ -298,6 +298,11 @@ private Q_SLOTS:
     QVERIFY(at::allclose(newTable[2], oldTable[10], 1e-6, 1e-7));  // the null class
     const auto& start = run.events.front();
     QCOMPARE(start["init"]["resized"][0]["classes_matched_by_name"].get<int>(), 2);
+    // The tuned model remembers how the model it started from was trained.
+    const auto& init = after->description["source"]["training"]["init"];
+    QCOMPARE(init["from"].get<std::string>(), base + "/model.safetensors");
+    QCOMPARE(init["source"]["training"]["step"].get<int>(), 2);
+    QCOMPARE(init["source"]["training"]["config"]["train"]["steps"].get<int>(), 2);
   }
 
   void badConfigurationsNameTheField() {

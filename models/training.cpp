@@ -516,6 +516,34 @@ Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded, co
   return report;
 }
 
+/// --init takes the architecture and process from the model being fine-tuned, so its
+/// configuration may leave out the model section, or give only the backbone's name: the
+/// settings of a configuration fine-tuning the model described by `d`.
+Result<Settings> settingsForInit(const Config& config, const nlohmann::json& d) {
+  nlohmann::json j = config.json();
+  nlohmann::json& model = j["model"];
+  if (!model.is_object()) model = nlohmann::json::object();
+  if (!model.contains("backbone")) model["backbone"] = d["backbone"]["kind"];
+  if (!model.contains("config")) model["config"] = nlohmann::json::object();
+  if (!model.contains("process") && d.contains("process")) model["process"] = d["process"];
+  auto filled = Config::fromString(j.dump(), config.source());
+  if (!filled) return fail(filled.error());
+  auto settingsOr = parseSettings(*filled);
+  if (!settingsOr) return fail(settingsOr.error());
+  Settings s = std::move(*settingsOr);
+  if (s.model.value("backbone", std::string()) != d["backbone"]["kind"].get<std::string>())
+    return fail("--init: the model is a '" + d["backbone"]["kind"].get<std::string>() + "' but model.backbone is '" +
+                s.model.value("backbone", std::string()) + "'");
+  nlohmann::json cfg = d["backbone"]["config"];
+  for (auto& [k, v] : s.model["config"].items()) cfg[k] = v;  // the config may override (e.g. nothing)
+  cfg.erase("num_classes");
+  cfg.erase("class_dropout_prob");
+  s.model["config"] = cfg;
+  if (d.contains("process")) s.model["process"] = d["process"];
+  s.resolved["model"] = s.model;
+  return s;
+}
+
 }  // namespace
 
 nlohmann::json TrainSummary::json() const {
@@ -524,8 +552,15 @@ nlohmann::json TrainSummary::json() const {
           {"checkpoint", checkpointPath}};
 }
 
-Result<nlohmann::json> checkTrainingConfig(const Config& config) {
-  auto s = parseSettings(config);
+Result<nlohmann::json> checkTrainingConfig(const Config& config, const std::string& initModel) {
+  if (initModel.empty()) {
+    auto s = parseSettings(config);
+    if (!s) return fail(s.error());
+    return s->resolved;
+  }
+  auto m = loadModelFile(initModel);
+  if (!m) return fail(m.error().withContext("--init"));
+  auto s = settingsForInit(config, m->description);
   if (!s) return fail(s.error());
   return s->resolved;
 }
@@ -585,42 +620,16 @@ Result<TrainSummary> runTraining(const TrainRequest& request) {
   } else {
     return fail("--config: a training configuration is required (with --init too: it names the data and the schedule)");
   }
-  // --init takes the architecture and process from the model being fine-tuned, so its
-  // configuration may leave out the model section, or give only the backbone's name.
   std::optional<LoadedModel> initModel;
   if (!request.initModel.empty()) {
     auto m = loadModelFile(request.initModel);
     if (!m) return fail(m.error().withContext("--init"));
     initModel = std::move(*m);
-    const nlohmann::json& d = initModel->description;
-    nlohmann::json j = config->json();
-    nlohmann::json& model = j["model"];
-    if (!model.is_object()) model = nlohmann::json::object();
-    if (!model.contains("backbone")) model["backbone"] = d["backbone"]["kind"];
-    if (!model.contains("config")) model["config"] = nlohmann::json::object();
-    if (!model.contains("process") && d.contains("process")) model["process"] = d["process"];
-    auto filled = Config::fromString(j.dump(), config->source());
-    if (!filled) return fail(filled.error());
-    config = std::move(*filled);
   }
-  auto settingsOr = parseSettings(*config);
+  auto settingsOr = initModel ? settingsForInit(*config, initModel->description) : parseSettings(*config);
   if (!settingsOr) return fail(settingsOr.error());
   Settings s = std::move(*settingsOr);
-
   nlohmann::json initReport;
-  if (initModel) {
-    const nlohmann::json& d = initModel->description;
-    if (s.model.value("backbone", std::string()) != d["backbone"]["kind"].get<std::string>())
-      return fail("--init: the model is a '" + d["backbone"]["kind"].get<std::string>() +
-                  "' but model.backbone is '" + s.model.value("backbone", std::string()) + "'");
-    nlohmann::json cfg = d["backbone"]["config"];
-    for (auto& [k, v] : s.model["config"].items()) cfg[k] = v;  // the config may override (e.g. nothing)
-    cfg.erase("num_classes");
-    cfg.erase("class_dropout_prob");
-    s.model["config"] = cfg;
-    if (d.contains("process")) s.model["process"] = d["process"];
-    s.resolved["model"] = s.model;
-  }
 
   // 2. Data.
   auto data = loadLabelledImages(s.data);

@@ -56,10 +56,11 @@ struct TrainSummary {
 /// checkpoint, which stays loadable.
 Result<TrainSummary> runTraining(const TrainRequest& request);
 
-/// Checks a configuration without training or loading anything: every field and its
-/// range, unknown keys. Returns the configuration with defaults filled in. (Contradictions
-/// between the model and the data surface when a run starts.)
-Result<nlohmann::json> checkTrainingConfig(const Config& config);
+/// Checks a configuration without training or loading data: every field and its range,
+/// unknown keys. Returns the configuration with defaults filled in. With `initModel` (a
+/// fine-tune's --init) the model section comes from that model file, as in a run.
+/// (Contradictions between the model and the data surface when a run starts.)
+Result<nlohmann::json> checkTrainingConfig(const Config& config, const std::string& initModel = {});
 
 /// The newest checkpoint of a run directory that opens and validates ("" when none).
 std::string newestCheckpoint(const std::string& runDir, std::string* warnings = nullptr);

@@ -133,7 +133,7 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
               if (o->config.empty()) return badInput("--check needs --config");
               auto c = Config::fromFile(o->config);
               if (!c) return badInput(c.error().message());
-              auto resolved = checkTrainingConfig(*c);
+              auto resolved = checkTrainingConfig(*c, o->init);
               if (!resolved) return badInput(resolved.error().message());
               std::cout << resolved->dump(2) << std::endl;
               return {};

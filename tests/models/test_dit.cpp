@@ -76,10 +76,14 @@ private Q_SLOTS:
       const at::Tensor out = model->forwardTensors(x, t, y);
       const at::Tensor expected = get("output");
       QCOMPARE(out.sizes().vec(), expected.sizes().vec());
+      // fp32 against fp32 computed elsewhere: the sums' order depends on the BLAS kernel
+      // (OPENBLAS_CORETYPE). Measured: under 1e-5 with SkylakeX, 1.2e-5 with Haswell,
+      // 2.9e-5 with Prescott; a wrong formula or key shows as 1e-2 or more.
+      constexpr double kTolerance = 1e-4;
       const double err = relError(out, expected);
-      QVERIFY2(err < 1e-5, qPrintable(QStringLiteral("case %1: relative error %2").arg(i).arg(err)));
+      QVERIFY2(err < kTolerance, qPrintable(QStringLiteral("case %1: relative error %2").arg(i).arg(err)));
       const double errCfg = relError(model->forwardWithCfg(x, t, y, 4.0), get("output_cfg"));
-      QVERIFY2(errCfg < 1e-5, qPrintable(QStringLiteral("case %1 (cfg): relative error %2").arg(i).arg(errCfg)));
+      QVERIFY2(errCfg < kTolerance, qPrintable(QStringLiteral("case %1 (cfg): relative error %2").arg(i).arg(errCfg)));
     }
   }
 

@@ -3,6 +3,7 @@
 // resumed run reproduces the uninterrupted run's losses exactly, a non-finite loss stops
 // the run and keeps the last good checkpoint, --init remaps the class table by name, and
 // bad configurations are refused naming the field.
+#include "core/config/config.h"
 #include "core/formats/safetensors.h"
 #include "models/model_file.h"
 #include "models/generation.h"
@@ -303,6 +304,43 @@ private Q_SLOTS:
     QCOMPARE(init["from"].get<std::string>(), base + "/model.safetensors");
     QCOMPARE(init["source"]["training"]["step"].get<int>(), 2);
     QCOMPARE(init["source"]["training"]["config"]["train"]["steps"].get<int>(), 2);
+  }
+
+  // The configurations beside the shipped models are the ones they were trained with: a
+  // model's recorded configuration equals its file's (the cool-down's where the model was
+  // fine-tuned from a base run; `--check --init` fills in the model section the same way).
+  void shippedConfigurationsAreTheModelsOwn() {
+    const std::string dir = TESSERA_SOURCE_DIR "/resources/models/";
+    for (const std::string name : {"dit-fashion", "sit-fashion", "nit-fashion", "fit-fashion"}) {
+      auto model = loadModelFile(dir + name + ".safetensors");
+      QVERIFY2(model, model ? "" : model.error().message().c_str());
+      nlohmann::json recorded = model->description["source"]["training"]["config"];
+      const std::string cooldown = dir + name + "-cooldown.json";
+      const bool tuned = std::ifstream(cooldown).good();
+      auto c = Config::fromFile(tuned ? cooldown : dir + name + ".json");
+      QVERIFY2(c, c ? "" : c.error().message().c_str());
+      auto resolved = checkTrainingConfig(*c, tuned ? dir + name + ".safetensors" : std::string());
+      QVERIFY2(resolved, resolved ? "" : resolved.error().message().c_str());
+      // A run adds to the network's config what only the data tells (the class count, the
+      // channels, the grid of a data set of mixed sizes, the label dropout); a check loads no data.
+      for (const char* k : {"num_classes", "class_dropout_prob", "in_channels", "cfg_channels", "input_size"})
+        if (!(*resolved)["model"]["config"].contains(k)) recorded["model"]["config"].erase(k);
+      // Models trained before a process gained a field (train_time, model_time) record
+      // only the fields of their day; those must agree, the rest are the new defaults.
+      for (auto& [k, v] : recorded["model"]["process"].items())
+        QVERIFY2((*resolved)["model"]["process"][k] == v, (name + ": model.process." + k).c_str());
+      (*resolved)["model"]["process"] = recorded["model"]["process"];
+      QVERIFY2(*resolved == recorded, (name + ": " + resolved->dump() + " vs " + recorded.dump()).c_str());
+      if (tuned) {  // the base run: the same network and process
+        auto b = Config::fromFile(dir + name + ".json");
+        QVERIFY(b);
+        auto base = checkTrainingConfig(*b);
+        QVERIFY2(base, base ? "" : base.error().message().c_str());
+        QCOMPARE((*base)["model"]["backbone"], recorded["model"]["backbone"]);
+        QCOMPARE((*base)["model"]["process"]["kind"], recorded["model"]["process"]["kind"]);
+        QCOMPARE((*base)["data"], recorded["data"]);
+      }
+    }
   }
 
   void badConfigurationsNameTheField() {

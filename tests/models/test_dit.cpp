@@ -78,7 +78,7 @@ private Q_SLOTS:
       QCOMPARE(out.sizes().vec(), expected.sizes().vec());
       // fp32 against fp32 computed elsewhere: the sums' order depends on the BLAS kernel
       // (OPENBLAS_CORETYPE). Measured: under 1e-5 with SkylakeX, 1.2e-5 with Haswell,
-      // 2.9e-5 with Prescott; a wrong formula or key shows as 1e-2 or more.
+      // 2.9e-5 with Prescott.
       constexpr double kTolerance = 1e-4;
       const double err = relError(out, expected);
       QVERIFY2(err < kTolerance, qPrintable(QStringLiteral("case %1: relative error %2").arg(i).arg(err)));

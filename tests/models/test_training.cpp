@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The trainer on tiny models: the loss falls on an overfit batch for both processes, a
 // resumed run reproduces the uninterrupted run's losses exactly, a non-finite loss stops
-// the run and keeps the last good checkpoint, --init remaps the class table by name, and
-// bad configurations are refused naming the field.
+// the run and keeps the last good checkpoint, a wsd cool-down can be added on resume
+// without changing a trained step, --init remaps the class table by name and records the
+// starting model's lineage, the configurations beside the shipped models are the ones
+// recorded in them, and bad configurations are refused naming the field.
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
 #include "models/model_file.h"

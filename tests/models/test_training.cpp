@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 using namespace tessera;
 
@@ -309,38 +310,56 @@ private Q_SLOTS:
   }
 
   // The configurations beside the shipped models are the ones they were trained with: a
-  // model's recorded configuration equals its file's (the cool-down's where the model was
-  // fine-tuned from a base run; `--check --init` fills in the model section the same way).
+  // model's recorded configuration equals its last stage's file, and each fine-tune's record
+  // of the model it started from holds the stage before (NAME.json the base run, then
+  // NAME-cooldown.json and NAME-rewarm.json where those stages exist; `--check --init` fills
+  // in the model section the same way).
   void shippedConfigurationsAreTheModelsOwn() {
     const std::string dir = TESSERA_SOURCE_DIR "/resources/models/";
     for (const std::string name : {"dit-fashion", "sit-fashion", "nit-fashion", "fit-fashion"}) {
       auto model = loadModelFile(dir + name + ".safetensors");
       QVERIFY2(model, model ? "" : model.error().message().c_str());
-      nlohmann::json recorded = model->description["source"]["training"]["config"];
-      const std::string cooldown = dir + name + "-cooldown.json";
-      const bool tuned = std::ifstream(cooldown).good();
-      auto c = Config::fromFile(tuned ? cooldown : dir + name + ".json");
-      QVERIFY2(c, c ? "" : c.error().message().c_str());
-      auto resolved = checkTrainingConfig(*c, tuned ? dir + name + ".safetensors" : std::string());
-      QVERIFY2(resolved, resolved ? "" : resolved.error().message().c_str());
-      // A run adds to the network's config what only the data tells (the class count, the
-      // channels, the grid of a data set of mixed sizes, the label dropout); a check loads no data.
-      for (const char* k : {"num_classes", "class_dropout_prob", "in_channels", "cfg_channels", "input_size"})
-        if (!(*resolved)["model"]["config"].contains(k)) recorded["model"]["config"].erase(k);
-      // Models trained before a process gained a field (train_time, model_time) record
-      // only the fields of their day; those must agree, the rest are the new defaults.
-      for (auto& [k, v] : recorded["model"]["process"].items())
-        QVERIFY2((*resolved)["model"]["process"][k] == v, (name + ": model.process." + k).c_str());
-      (*resolved)["model"]["process"] = recorded["model"]["process"];
-      QVERIFY2(*resolved == recorded, (name + ": " + resolved->dump() + " vs " + recorded.dump()).c_str());
-      if (tuned) {  // the base run: the same network and process
-        auto b = Config::fromFile(dir + name + ".json");
-        QVERIFY(b);
-        auto base = checkTrainingConfig(*b);
-        QVERIFY2(base, base ? "" : base.error().message().c_str());
-        QCOMPARE((*base)["model"]["backbone"], recorded["model"]["backbone"]);
-        QCOMPARE((*base)["model"]["process"]["kind"], recorded["model"]["process"]["kind"]);
-        QCOMPARE((*base)["data"], recorded["data"]);
+      std::vector<std::string> stages;
+      for (const char* suffix : {"", "-cooldown", "-rewarm"})
+        if (std::ifstream(dir + name + suffix + ".json").good()) stages.push_back(dir + name + suffix + ".json");
+      QVERIFY2(!stages.empty() && stages.front() == dir + name + ".json", name.c_str());
+      // Walk back from the model's own record: stage k's record holds stage k-1's in init.source.
+      nlohmann::json source = model->description["source"];
+      for (std::size_t k = stages.size(); k-- > 0;) {
+        const bool tuned = k > 0;
+        const std::string what = name + " stage " + stages[k];
+        QVERIFY2(source.contains("training"), what.c_str());
+        nlohmann::json recorded = source["training"]["config"];
+        auto c = Config::fromFile(stages[k]);
+        QVERIFY2(c, c ? "" : c.error().message().c_str());
+        auto resolved = checkTrainingConfig(*c, tuned ? dir + name + ".safetensors" : std::string());
+        QVERIFY2(resolved, resolved ? "" : resolved.error().message().c_str());
+        // A run adds to the network's config what only the data tells (the class count, the
+        // channels, the grid of a data set of mixed sizes, the label dropout); a check loads no data.
+        for (const char* key : {"num_classes", "class_dropout_prob", "in_channels", "cfg_channels", "input_size"})
+          if (!(*resolved)["model"]["config"].contains(key)) recorded["model"]["config"].erase(key);
+        // Models trained before a process gained a field (train_time, model_time) record
+        // only the fields of their day; those must agree, the rest are the new defaults.
+        for (auto& [key, v] : recorded["model"]["process"].items())
+          QVERIFY2((*resolved)["model"]["process"][key] == v, (what + ": model.process." + key).c_str());
+        (*resolved)["model"]["process"] = recorded["model"]["process"];
+        QVERIFY2(*resolved == recorded, (what + ": " + resolved->dump() + " vs " + recorded.dump()).c_str());
+        if (!tuned) break;
+        const auto& init = source["training"]["init"];
+        QVERIFY2(init.contains("from"), (what + ": no init.from").c_str());
+        if (!init.contains("source")) {
+          // Fine-tunes made before the lineage was recorded name only their start file; what
+          // can be checked is that the stage before agrees on the network and the data.
+          auto b = Config::fromFile(stages[k - 1]);
+          QVERIFY(b);
+          auto base = checkTrainingConfig(*b, k - 1 > 0 ? dir + name + ".safetensors" : std::string());
+          QVERIFY2(base, base ? "" : base.error().message().c_str());
+          QCOMPARE((*base)["model"]["backbone"], recorded["model"]["backbone"]);
+          QCOMPARE((*base)["model"]["process"]["kind"], recorded["model"]["process"]["kind"]);
+          QCOMPARE((*base)["data"], recorded["data"]);
+          break;
+        }
+        source = init["source"];
       }
     }
   }

@@ -54,7 +54,7 @@ private:
 /// The registry with every backbone listed in models/backbones.def, plus those plugins added.
 const BackboneRegistry& backboneRegistry();
 
-/// Adds a plugin's backbone to backboneRegistry() (models/plugin_loader.h calls it). The
+/// Adds a plugin's backbone to backboneRegistry() (engine/plugin_loader.h calls it). The
 /// registry is read without locks, so this must run before any other thread builds a
 /// model: at start-up. Fails, changing nothing, when the name is taken.
 Result<void> addPluginBackbone(BackboneEntry entry);

@@ -3,7 +3,7 @@
 // a shared library exporting one C symbol, tessera_plugin_descriptor, that describes it
 // and names the function adding its samplers and backbones through a PluginRegistrar.
 // C++ types (std::string, std::function, at::Tensor, torch::nn::Module) cross the
-// boundary as they are, so the host (models/plugin_loader.h) checks the descriptor's
+// boundary as they are, so the host (engine/plugin_loader.h) checks the descriptor's
 // interface number, LibTorch version and std::string ABI before it calls anything.
 #pragma once
 

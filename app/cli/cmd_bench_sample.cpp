@@ -5,7 +5,7 @@
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 #include "models/dit/dit.h"
-#include "models/generation.h"
+#include "engine/generation.h"
 #include "models/registry.h"
 
 #include <ATen/ATen.h>

@@ -7,7 +7,7 @@
 #include "app/cli/command.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
-#include "models/training.h"
+#include "engine/training.h"
 
 #include <ATen/Parallel.h>
 #include <torch/version.h>

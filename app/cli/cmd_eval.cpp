@@ -13,8 +13,8 @@
 #include "core/eval/evaluator.h"
 #include "core/formats/safetensors.h"
 #include "core/util/progress.h"
-#include "models/generation.h"
-#include "models/model_file.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>

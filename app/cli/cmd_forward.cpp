@@ -4,7 +4,7 @@
 #include "app/cli/command.h"
 #include "models/common/packing.h"
 #include "models/dit/dit.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>

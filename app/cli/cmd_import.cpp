@@ -6,7 +6,7 @@
 #include "core/process/process.h"
 #include "models/dit/dit_import.h"
 #include "models/fit/fit_import.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>

@@ -7,8 +7,8 @@
 #include "core/data/fashion_native.h"
 #include "core/data/image_folder.h"
 #include "core/system/system_info.h"
-#include "models/model_file.h"
-#include "models/plugin_loader.h"
+#include "engine/model_file.h"
+#include "engine/plugin_loader.h"
 
 #include <nlohmann/json.hpp>
 

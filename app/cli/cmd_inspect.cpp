@@ -9,8 +9,8 @@
 #include "app/cli/model_argument.h"
 #include "core/samplers/sampler.h"
 #include "core/system/resources.h"
-#include "models/generation.h"
-#include "models/inspection.h"
+#include "engine/generation.h"
+#include "engine/inspection.h"
 
 #include <nlohmann/json.hpp>
 

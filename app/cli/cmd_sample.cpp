@@ -10,8 +10,8 @@
 #include "core/formats/safetensors.h"
 #include "core/samplers/time_grid.h"
 #include "core/util/progress.h"
-#include "models/generated_image.h"
-#include "models/generation.h"
+#include "engine/generated_image.h"
+#include "engine/generation.h"
 
 #include <ATen/ATen.h>
 

@@ -11,7 +11,7 @@
 #include "core/system/system_info.h"
 #include "core/train/distributed.h"
 #include "core/util/progress.h"
-#include "models/training.h"
+#include "engine/training.h"
 
 #include <signal.h>
 #include <sys/wait.h>

@@ -4,7 +4,7 @@
 #include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
-#include "models/plugin_loader.h"
+#include "engine/plugin_loader.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>

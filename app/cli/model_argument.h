@@ -3,7 +3,7 @@
 
 #include "core/guidance/guidance.h"
 #include "core/util/error.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include <string>
 

@@ -3,7 +3,7 @@
 #include "core/system/allocator.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
-#include "models/plugin_loader.h"
+#include "engine/plugin_loader.h"
 #include "widgets/gallery/gallery_bench.h"
 #include "widgets/icons.h"
 #include "widgets/main_window/main_window.h"

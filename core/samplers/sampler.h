@@ -174,7 +174,7 @@ private:
 /// Every sampler listed in core/samplers/samplers.def, plus those plugins added.
 const SamplerRegistry& samplerRegistry();
 
-/// Adds a plugin's sampler to samplerRegistry() (models/plugin_loader.h calls it). The
+/// Adds a plugin's sampler to samplerRegistry() (engine/plugin_loader.h calls it). The
 /// registry is read without locks, so this must run before any other thread samples:
 /// at start-up. Fails, changing nothing, when the name or an alias is taken.
 Result<void> addPluginSampler(SamplerEntry entry);

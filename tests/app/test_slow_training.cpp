@@ -5,8 +5,8 @@
 #include "cli_runner.h"
 #include "core/eval/evaluator.h"
 #include "core/system/resources.h"
-#include "models/generation.h"
-#include "models/model_file.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>

@@ -2,7 +2,7 @@
 // Every backbone in the registry, on its tiny configuration, the day it is added:
 // shapes, determinism, unique parameter names, model-file round trip, gradients.
 #include "core/config/config.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
 

@@ -10,7 +10,7 @@
 #include "models/common/rope.h"
 #include "models/fit/fit.h"
 #include "models/fit/fit_import.h"
-#include "models/generation.h"
+#include "engine/generation.h"
 #include "models/nit/nit.h"
 #include "models/registry.h"
 #include "models/state_dict.h"

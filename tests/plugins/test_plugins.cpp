@@ -5,9 +5,9 @@
 // good and bad files gives both results, and tessera-cli takes --plugin and the search
 // path. The plugins' paths come from CMake (tests/CMakeLists.txt).
 #include "core/samplers/sampler.h"
-#include "models/generation.h"
-#include "models/model_file.h"
-#include "models/plugin_loader.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
+#include "engine/plugin_loader.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
 #include "plugins/tessera_plugin.h"

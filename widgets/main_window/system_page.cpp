@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/main_window/system_page.h"
 
-#include "models/plugin_loader.h"
+#include "engine/plugin_loader.h"
 
 #include <QFormLayout>
 #include <QLabel>

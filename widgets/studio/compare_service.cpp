@@ -3,8 +3,8 @@
 
 #include "core/gallery/gallery_store.h"
 #include "core/samplers/sampler.h"
-#include "models/generated_image.h"
-#include "models/inspection.h"
+#include "engine/generated_image.h"
+#include "engine/inspection.h"
 #include "widgets/studio/job_request.h"
 
 #include <QCoreApplication>

@@ -3,8 +3,8 @@
 
 #include "core/formats/safetensors.h"
 #include "core/samplers/sampler.h"
-#include "models/generated_image.h"
-#include "models/inspection.h"
+#include "engine/generated_image.h"
+#include "engine/inspection.h"
 #include "widgets/studio/job_request.h"
 
 #include <ATen/ATen.h>

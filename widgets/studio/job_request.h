@@ -6,8 +6,8 @@
 
 #include "core/util/error.h"
 #include "models/common/packing.h"
-#include "models/generation.h"
-#include "models/model_file.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
 #include "widgets/studio/studio_service.h"
 
 #include <QDateTime>

@@ -10,12 +10,12 @@
 #include "core/samplers/sampler.h"
 #include "core/samplers/sampling_space.h"
 #include "core/system/resources.h"
-#include "models/generated_image.h"
-#include "models/generation.h"
-#include "models/inspection.h"
+#include "engine/generated_image.h"
+#include "engine/generation.h"
+#include "engine/inspection.h"
 #include "models/probe.h"
 #include "models/common/packing.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>

@@ -7,7 +7,7 @@
 
 #include "core/formats/png.h"
 #include "core/gallery/gallery_store.h"
-#include "models/generation.h"
+#include "engine/generation.h"
 
 #include <nlohmann/json.hpp>
 

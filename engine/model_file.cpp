@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include "core/config/config.h"
 #include "models/registry.h"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/generation.h"
+#include "engine/generation.h"
 
 #include "core/samplers/observer_fanout.h"
 #include "core/samplers/sampling_space.h"

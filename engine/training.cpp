@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/training.h"
+#include "engine/training.h"
 
 #include "models/common/packing.h"
 
@@ -10,8 +10,8 @@
 #include "core/train/distributed.h"
 #include "core/util/atomic_file.h"
 #include "core/util/progress.h"
-#include "models/generation.h"
-#include "models/model_file.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/plugin_loader.h"
+#include "engine/plugin_loader.h"
 
 #include "core/samplers/sampler.h"
 #include "models/registry.h"

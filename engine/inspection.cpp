@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/inspection.h"
+#include "engine/inspection.h"
 
 #include "core/formats/safetensors.h"
 #include "core/samplers/observer_fanout.h"

@@ -2,7 +2,7 @@
 // Samplers on real (tiny) networks: different ODE solvers converge to the same sample,
 // DDIM inversion round-trips, generation is reproducible and independent of batching.
 #include "core/samplers/sampler.h"
-#include "models/generation.h"
+#include "engine/generation.h"
 #include "models/registry.h"
 
 #include <ATen/ATen.h>

@@ -7,7 +7,7 @@
 #include "core/guidance/guidance.h"
 #include "core/samplers/sampler.h"
 #include "core/util/error.h"
-#include "models/model_file.h"
+#include "engine/model_file.h"
 
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>

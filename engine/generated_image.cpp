@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "models/generated_image.h"
+#include "engine/generated_image.h"
 
 #include <ATen/ATen.h>
 

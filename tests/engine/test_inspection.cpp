@@ -7,8 +7,8 @@
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
 #include "models/common/packing.h"
-#include "models/generation.h"
-#include "models/inspection.h"
+#include "engine/generation.h"
+#include "engine/inspection.h"
 #include "models/probe.h"
 #include "models/registry.h"
 

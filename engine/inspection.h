@@ -7,8 +7,8 @@
 #pragma once
 
 #include "core/util/error.h"
-#include "models/generation.h"
-#include "models/model_file.h"
+#include "engine/generation.h"
+#include "engine/model_file.h"
 
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>

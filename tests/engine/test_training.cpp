@@ -7,9 +7,9 @@
 // recorded in them, and bad configurations are refused naming the field.
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
-#include "models/model_file.h"
-#include "models/generation.h"
-#include "models/training.h"
+#include "engine/model_file.h"
+#include "engine/generation.h"
+#include "engine/training.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>

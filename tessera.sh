@@ -48,12 +48,20 @@ install_deps() {
   esac
 }
 
+# build [TARGET...]: configures once, then builds the targets (all of them when none named).
 build() {
   if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     cmake --preset default -S "$ROOT"
   fi
-  cmake --build "$BUILD_DIR"
+  if [ $# -gt 0 ]; then
+    cmake --build "$BUILD_DIR" --target "$@"
+  else
+    cmake --build "$BUILD_DIR"
+  fi
 }
+
+# What the studio needs: the studio, the tessera-cli its training jobs run, the example plugins.
+STUDIO_TARGETS=(tessera tessera-cli tessera_plugin_lms tessera_plugin_convnet)
 
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
@@ -63,7 +71,7 @@ case "$cmd" in
   build)
     install_deps; build ;;
   run)
-    install_deps; build
+    install_deps; build "${STUDIO_TARGETS[@]}"
     if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${QT_QPA_PLATFORM:-}" ]; then
       if printf '%s\n' "$@" | grep -q -- '^--screenshot'; then
         export QT_QPA_PLATFORM=offscreen   # a screenshot needs no screen
@@ -74,7 +82,7 @@ case "$cmd" in
     fi
     exec "$BUILD_DIR/app/tessera" "$@" ;;
   cli)
-    install_deps; build
+    install_deps; build tessera-cli
     exec "$BUILD_DIR/app/tessera-cli" "$@" ;;
   test)
     install_deps; build

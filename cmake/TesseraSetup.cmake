@@ -39,6 +39,27 @@ if(TORCH_CXX_FLAGS)
 endif()
 message(STATUS "Tessera: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 
+# tessera_use_pch(<target>): compile <target> with the project's one precompiled LibTorch
+# header (core/pch.h, built by tessera_pch in core/CMakeLists.txt).
+function(tessera_use_pch target)
+  get_target_property(_type ${target} TYPE)
+  get_target_property(_pic ${target} POSITION_INDEPENDENT_CODE)
+  if(_type STREQUAL "MODULE_LIBRARY" OR _type STREQUAL "SHARED_LIBRARY" OR _pic)
+    target_precompile_headers(${target} REUSE_FROM tessera_pch_pic)
+  else()
+    target_precompile_headers(${target} REUSE_FROM tessera_pch)
+  endif()
+endfunction()
+
+# tessera_skip_pch_for_moc(<target>): AUTOMOC's mocs_compilation.cpp holds only Qt code
+# (or nothing, where the sources include their .moc): loading the 600 MB precompiled header
+# for it would cost more than compiling it.
+function(tessera_skip_pch_for_moc target)
+  get_target_property(_bin ${target} BINARY_DIR)
+  set_source_files_properties("${_bin}/${target}_autogen/mocs_compilation.cpp"
+    TARGET_DIRECTORY ${target} PROPERTIES SKIP_PRECOMPILE_HEADERS ON)
+endfunction()
+
 # --- Qt: Core+Test for the test programs (also with TESSERA_GUI=OFF), Widgets & co
 # for the studio.
 set(TESSERA_QT_TEST_FOUND OFF)

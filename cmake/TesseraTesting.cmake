@@ -23,6 +23,11 @@ function(tessera_add_test)
   add_executable(${T_NAME} ${T_SOURCES})
   set_target_properties(${T_NAME} PROPERTIES AUTOMOC ON)
   target_link_libraries(${T_NAME} PRIVATE tessera_common_cfg Qt6::Test ${T_LIBS})
+  # A test of a Tessera library compiles LibTorch code: the shared precompiled header.
+  if(T_LIBS MATCHES "(^|;)tessera_")
+    tessera_use_pch(${T_NAME})
+  endif()
+  tessera_skip_pch_for_moc(${T_NAME})
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_definitions(${T_NAME} PRIVATE
     TESSERA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"

@@ -4,9 +4,6 @@
 #include "core/samplers/observer_fanout.h"
 #include "core/samplers/sampling_space.h"
 #include "models/common/packing.h"
-#include "models/dit/dit.h"
-#include "models/fit/fit.h"
-#include "models/nit/nit.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
@@ -16,24 +13,10 @@
 #include <torch/version.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
-#include <cmath>
-#include <mutex>
 
 namespace tessera {
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string shapeText(at::IntArrayRef sizes) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + ")";
-}
 
 /// Keeps host copies of every state and x0 estimate.
 class TrajectoryRecorder final : public StepObserver {
@@ -148,26 +131,8 @@ ModelFn withProbe(ModelFn inner, std::shared_ptr<ProbeSlot> slot) {
 ModelFn modelFunction(const LoadedModel& model) { return probedModelFunction(model, nullptr); }
 
 Result<void> setExtrapolation(LoadedModel& model, const std::string& method, bool decouple) {
-  if (auto* dit = dynamic_cast<DiTImpl*>(model.backbone.get())) {
-    if (method != "none" && method != "interpolate")
-      return fail("the " + dit->kind() + " backbone has sin-cos positions: expected none or interpolate, got '" + method + "'");
-    if (decouple) return fail("decoupled scales apply to RoPE backbones only");
-    dit->setPositionInterpolation(method == "interpolate");
-    return {};
-  }
-  RopeExtrapolation e;
-  e.method = method;
-  e.decouple = decouple;
-  if (auto ok = e.validate(); !ok) return fail(ok.error());
-  if (auto* fit = dynamic_cast<FiTImpl*>(model.backbone.get())) {
-    fit->setExtrapolation(e);
-    return {};
-  }
-  if (auto* nit = dynamic_cast<NiTImpl*>(model.backbone.get())) {
-    nit->setExtrapolation(e);
-    return {};
-  }
-  return fail("the " + model.backbone->kind() + " backbone has no extrapolation setting");
+  if (!model.backbone) return fail(model.path + ": no backbone loaded");
+  return model.backbone->setSizeExtrapolation(method, decouple);
 }
 
 Result<void> moveModel(LoadedModel& model, const std::string& device) {
@@ -189,337 +154,238 @@ Result<void> moveModel(LoadedModel& model, const std::string& device) {
   return {};
 }
 
-Result<ModelTraits> modelTraits(const LoadedModel& model) {
-  if (!model.backbone) return fail(model.path + ": no backbone loaded");
-  const Capabilities caps = model.backbone->capabilities();
-  ModelTraits t;
-  t.channels = caps.inChannels;
-  t.sizeMultiple = std::max<std::int64_t>(1, caps.sizeMultiple);
-  t.trainedHeight = caps.trainedHeight;
-  t.trainedWidth = caps.trainedWidth;
-  t.numClasses = caps.numClasses;
-  t.nullClass = caps.nullClass;
-  t.guidedChannels = caps.guidedChannels;
-  const auto& d = model.description;
-  try {
-    if (d.contains("classes") && d["classes"].contains("names")) {
-      t.classNames = d["classes"]["names"].get<std::vector<std::string>>();
-      if (static_cast<std::int64_t>(t.classNames.size()) != t.numClasses)
-        return fail(model.path + ": classes.names lists " + std::to_string(t.classNames.size()) + " names for " +
-                    std::to_string(t.numClasses) + " classes");
-    }
-    if (d.contains("data")) {
-      t.dataKind = d["data"].value("kind", std::string("latent"));
-      if (t.dataKind != "image" && t.dataKind != "latent")
-        return fail(model.path + ": data.kind '" + t.dataKind + "' (expected image or latent)");
-      if (d["data"].contains("size")) {
-        const auto size = d["data"]["size"].get<std::vector<std::int64_t>>();
-        if (size.size() == 2) t.trainedHeight = size[0], t.trainedWidth = size[1];
-      }
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return fail(model.path + ": malformed model description: " + e.what());
+namespace {
+
+/// What every batch of one generate() call shares.
+struct RunContext {
+  const LoadedModel& model;
+  const GenerationRequest& request;
+  const GenerationPlan& plan;
+  const SamplingSpace& space;
+  at::Device device;
+  std::shared_ptr<ProbeSlot> slot;  ///< null without a probe
+  ModelFn plainFn;                  ///< the network for batches of one size
+};
+
+/// One batch's images as the tensors want them.
+struct BatchLayout {
+  std::vector<std::uint64_t> seeds;
+  std::vector<std::int64_t> classes;
+  std::vector<std::vector<std::int64_t>> shapes;  ///< (C, H_i, W_i)
+  GridSizes grids;                                ///< each image's token grid
+  std::vector<std::int64_t> pixelSizes;           ///< H_0, W_0, H_1, W_1, …
+};
+
+BatchLayout layoutOf(const GenerationPlan& plan, const PlannedBatch& batch) {
+  const std::int64_t patch = plan.traits.sizeMultiple;
+  BatchLayout layout;
+  for (std::int64_t index : batch.images) {
+    const PlannedImage& image = plan.images[static_cast<std::size_t>(index)];
+    layout.seeds.push_back(image.seed);
+    layout.classes.push_back(image.classLabel);
+    layout.shapes.push_back({plan.traits.channels, image.height, image.width});
+    layout.grids.emplace_back(image.height / patch, image.width / patch);
+    layout.pixelSizes.push_back(image.height);
+    layout.pixelSizes.push_back(image.width);
   }
-  if (!model.process) return fail(model.path + ": the model names no process, so it cannot be sampled");
-  return t;
+  return layout;
 }
 
-Result<std::int64_t> resolveClass(const ModelTraits& traits, const std::string& token) {
-  const bool numeric = !token.empty() && std::all_of(token.begin(), token.end(), [](unsigned char c) { return std::isdigit(c) || c == '-'; });
-  if (numeric) {
-    std::int64_t k = 0;
-    try {
-      k = std::stoll(token);
-    } catch (...) {
-      return fail("class '" + token + "' is not a number");
-    }
-    if (k < 0 || k >= traits.numClasses)
-      return fail("class " + token + " is out of range: this model has classes 0 to " + std::to_string(traits.numClasses - 1));
-    return k;
-  }
-  for (std::size_t i = 0; i < traits.classNames.size(); ++i)
-    if (lower(traits.classNames[i]) == lower(token)) return static_cast<std::int64_t>(i);
-  if (traits.classNames.empty())
-    return fail("class '" + token + "': this model has no class names; give an index from 0 to " + std::to_string(traits.numClasses - 1));
-  std::string names;
-  for (const auto& n : traits.classNames) names += (names.empty() ? "" : ", ") + n;
-  return fail("class '" + token + "' is not one of this model's classes: " + names);
-}
-
-Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int64_t width) {
-  const std::int64_t m = traits.sizeMultiple;
-  if (height > 0 && width > 0 && height % m == 0 && width % m == 0 && height <= 16384 && width <= 16384) return {};
-  auto near = [m](std::int64_t v) {
-    const std::int64_t down = std::max(m, v / m * m), up = std::max(m, (v + m - 1) / m * m);
-    return std::make_pair(down, up);
+/// The network on a pack: the sampler's state is the pack (L, C, p, p); the network gets
+/// it with the images' sizes, doubled when guidance stacks [cond; uncond].
+ModelFn packedModelFunction(const RunContext& ctx, const BatchLayout& layout) {
+  const auto B = static_cast<std::int64_t>(layout.grids.size());
+  const at::Tensor sizes = at::tensor(layout.pixelSizes, at::kLong).reshape({B, 2});
+  const std::int64_t L = totalTokens(layout.grids);
+  auto backbone = ctx.model.backbone;
+  std::optional<Interpolant> interpolant = ctx.model.process->interpolant;
+  std::shared_ptr<ProbeSlot> slot = ctx.slot;
+  return [=](const at::Tensor& xs, const at::Tensor& t, const at::Tensor& y) {
+    const std::int64_t copies = xs.size(0) / L;
+    TORCH_CHECK(copies * L == xs.size(0), "packed state of ", xs.size(0), " rows for ", L, " tokens");
+    BackboneInput in;
+    in.x = xs;
+    in.sizes = copies == 1 ? sizes : sizes.repeat({copies, 1});
+    const at::Tensor tImages = t.slice(0, 0, copies * B);  // one time per step: every entry is the same
+    in.t = interpolant ? interpolant->toModelTime(tImages) : tImages;
+    in.y = y;
+    if (slot) in.probe = slot->active;
+    const at::Tensor out = backbone->forward(in).prediction;
+    return interpolant ? interpolant->fromModelOutput(out) : out;
   };
-  const auto [h0, h1] = near(std::max<std::int64_t>(1, height));
-  const auto [w0, w1] = near(std::max<std::int64_t>(1, width));
-  std::string nearest = std::to_string(w0) + "x" + std::to_string(h0);
-  if (w1 != w0 || h1 != h0) nearest += ", " + std::to_string(w1) + "x" + std::to_string(h1);
-  return fail("size " + std::to_string(width) + "x" + std::to_string(height) +
-              " (WxH) does not fit this model: width and height must be positive multiples of " + std::to_string(m) +
-              " up to 16384; nearest valid sizes: " + nearest);
 }
 
-Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request) {
-  const auto start = std::chrono::steady_clock::now();
-  auto traits = modelTraits(model);
-  if (!traits) return fail(traits.error());
-  const auto n = static_cast<std::int64_t>(request.classes.size());
-  if (n < 1) return fail("generate: no images requested");
-  // Per-image sizes and seeds.
-  std::vector<std::pair<std::int64_t, std::int64_t>> sizeOf;
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (!request.sizes.empty()) {
-      sizeOf.push_back(request.sizes[static_cast<std::size_t>(i) % request.sizes.size()]);
-    } else {
-      sizeOf.emplace_back(request.height > 0 ? request.height : traits->trainedHeight,
-                          request.width > 0 ? request.width : traits->trainedWidth);
-    }
-    if (auto ok = checkSize(*traits, sizeOf.back().first, sizeOf.back().second); !ok) return fail(ok.error());
+/// What one batch leaves behind.
+struct BatchOutcome {
+  SampleResult run;
+  std::int64_t forwardRows = 0;
+  std::vector<at::Tensor> images;        ///< (C, H_i, W_i) in the batch's order, unless cancelled
+  at::Tensor samples;                    ///< (B, C, H, W) for a batch of one size
+  at::Tensor trajectoryX, trajectoryX0;  ///< when recorded
+};
+
+/// Host copies of a finished batch's images and trajectory.
+void collectBatch(BatchOutcome& out, bool packed, const BatchLayout& layout, const TrajectoryRecorder* recorder) {
+  const at::Tensor finished = out.run.x.to(at::kCPU, at::kFloat);
+  if (packed) {
+    out.images = unpackImages(finished, layout.grids);
+  } else {
+    out.samples = finished;
+    for (std::int64_t i = 0; i < finished.size(0); ++i) out.images.push_back(finished[i]);
   }
-  if (!request.seeds.empty() && static_cast<std::int64_t>(request.seeds.size()) != n)
-    return fail("generate: " + std::to_string(request.seeds.size()) + " seeds for " + std::to_string(n) + " images");
-  std::vector<std::uint64_t> seedOf;
-  for (std::int64_t i = 0; i < n; ++i)
-    seedOf.push_back(request.seeds.empty() ? request.seed + static_cast<std::uint64_t>(i) : request.seeds[static_cast<std::size_t>(i)]);
-  const bool mixed = std::any_of(sizeOf.begin(), sizeOf.end(), [&](const auto& s) { return s != sizeOf.front(); });
-  const std::int64_t H = sizeOf.front().first, W = sizeOf.front().second;
-  const bool packed = mixed && model.backbone->capabilities().packed;
-  if (mixed && (request.noise || request.stepNoise || request.recordTrajectory))
-    return fail("generate: given noise and recorded trajectories need images of one size (this request mixes sizes)");
-  if (mixed && !packed) {
-    // One run per size, in order of first appearance; the images go back to their places.
-    GenerationResult result;
-    result.images.resize(static_cast<std::size_t>(n));
-    std::vector<std::pair<std::int64_t, std::int64_t>> order;
-    for (const auto& sz : sizeOf)
-      if (std::find(order.begin(), order.end(), sz) == order.end()) order.push_back(sz);
-    std::int64_t done = 0;
-    for (const auto& sz : order) {
-      GenerationRequest sub = request;
-      sub.sizes.clear();
-      sub.height = sz.first, sub.width = sz.second;
-      sub.classes.clear();
-      sub.seeds.clear();
-      std::vector<std::int64_t> where;
-      for (std::int64_t i = 0; i < n; ++i)
-        if (sizeOf[static_cast<std::size_t>(i)] == sz) {
-          where.push_back(i);
-          sub.classes.push_back(request.classes[static_cast<std::size_t>(i)]);
-          sub.seeds.push_back(seedOf[static_cast<std::size_t>(i)]);
-        }
-      const std::int64_t before = done;
-      sub.onImages = [&, before](std::int64_t k, std::int64_t) {
-        if (request.onImages) request.onImages(before + k, n);
-      };
-      auto part = generate(model, sub);
-      if (!part) return fail(part.error());
-      for (std::size_t j = 0; j < part->images.size(); ++j) result.images[static_cast<std::size_t>(where[j])] = part->images[j];
-      result.nfe += part->nfe;
-      result.forwardRows += part->forwardRows;
-      result.steps = part->steps;
-      result.times = part->times;
-      result.taus = part->taus;
-      result.completed += part->completed;
-      result.settings = part->settings;
-      done += static_cast<std::int64_t>(where.size());
-      if (part->cancelled) {
+  if (recorder) {
+    out.trajectoryX = at::stack(recorder->states, 0);
+    out.trajectoryX0 = at::stack(recorder->x0, 0);
+  }
+}
+
+/// Runs one planned batch: its noise, its network, guidance, observers, cancellation.
+Result<BatchOutcome> runBatch(const RunContext& ctx, const PlannedGroup& group, const PlannedBatch& batch) {
+  const GenerationRequest& request = ctx.request;
+  const ModelTraits& traits = ctx.plan.traits;
+  const bool packed = ctx.plan.sizeBatching == SizeBatching::Packed;
+  const BatchLayout layout = layoutOf(ctx.plan, batch);
+  const auto B = static_cast<std::int64_t>(batch.images.size());
+  // Given noise comes with images of one size, whose batches are consecutive rows.
+  const std::int64_t begin = batch.images.front(), end = begin + B;
+  SeededNoise seeded(layout.seeds, layout.shapes, packed ? traits.sizeMultiple : 0);
+  ModelFn fn = packed ? packedModelFunction(ctx, layout) : ctx.plainFn;
+  if (ctx.slot) fn = withProbe(fn, ctx.slot);
+  at::Tensor x = request.noise ? request.noise->slice(0, begin, end).to(at::kFloat) : seeded.initial();
+  x = x.to(ctx.device);
+  std::optional<GivenStepNoise> given;
+  if (request.stepNoise) given.emplace(request.stepNoise->to(at::kFloat), begin, end);
+  NoiseSource* noise = given ? static_cast<NoiseSource*>(&*given) : &seeded;
+
+  const at::Tensor labels = at::tensor(layout.classes, at::TensorOptions(at::kLong)).to(ctx.device);
+  const at::Tensor nulls = traits.nullClass ? at::full({B}, traits.numClasses, labels.options()) : at::Tensor();
+  Denoiser denoiser(ctx.space, fn, labels, nulls, ctx.plan.guidance);
+  denoiser.setClipDenoised(group.options.clipDenoised);
+  denoiser.setKeepGuidanceParts(request.guidanceParts);
+  TrajectoryRecorder recorder;
+  ObserverFanout fanout;
+  if (request.observer) fanout.targets.push_back(request.observer);
+  if (request.recordTrajectory) fanout.targets.push_back(&recorder);
+  std::optional<StepCounter> counter;
+  if (ctx.slot) fanout.targets.push_back(&counter.emplace(ctx.slot));  // last: the step's observers see its probe first
+  auto run = runSampling(ctx.plan.sampler, group.options, denoiser, x, noise,
+                         fanout.targets.empty() ? nullptr : &fanout, request.cancel);
+  if (!run) return fail(run.error());
+  BatchOutcome out;
+  out.run = std::move(*run);
+  out.forwardRows = denoiser.forwardRows();
+  if (!out.run.cancelled) collectBatch(out, packed, layout, request.recordTrajectory ? &recorder : nullptr);
+  return out;
+}
+
+/// Runs every batch of the plan in order, stopping at a cancelled one; `lastGroup` is
+/// the group that ran last.
+Result<GenerationResult> runPlan(const RunContext& ctx, std::size_t& lastGroup) {
+  const GenerationPlan& plan = ctx.plan;
+  const auto n = static_cast<std::int64_t>(plan.images.size());
+  GenerationResult result;
+  std::vector<at::Tensor> placed(plan.images.size()), samples, trajX, trajX0;
+  c10::InferenceMode inference;
+  for (std::size_t g = 0; g < plan.groups.size() && !result.cancelled; ++g) {
+    lastGroup = g;
+    for (const PlannedBatch& batch : plan.groups[g].batches) {
+      auto out = runBatch(ctx, plan.groups[g], batch);
+      if (!out) return fail(out.error());
+      result.nfe += out->run.nfe;
+      result.forwardRows += out->forwardRows;
+      result.steps = out->run.steps;
+      result.times = out->run.times;
+      result.taus = out->run.states;
+      if (out->run.cancelled) {
         result.cancelled = true;
         break;
       }
+      for (std::size_t j = 0; j < out->images.size(); ++j)
+        placed[static_cast<std::size_t>(batch.images[j])] = out->images[j];
+      if (out->samples.defined()) samples.push_back(out->samples);
+      if (out->trajectoryX.defined()) {
+        trajX.push_back(out->trajectoryX);
+        trajX0.push_back(out->trajectoryX0);
+      }
+      result.completed += static_cast<std::int64_t>(batch.images.size());
+      if (ctx.request.onImages) ctx.request.onImages(result.completed, n);
     }
-    if (result.cancelled) {
-      std::vector<at::Tensor> kept;
-      for (auto& img : result.images)
-        if (img.defined()) kept.push_back(img);
-      result.images = kept;
-    }
-    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    nlohmann::json sizes = nlohmann::json::array();
-    for (const auto& [h, w] : sizeOf) sizes.push_back({{"width", w}, {"height", h}});
-    result.settings["sizes"] = sizes;
-    result.settings["size_batching"] = "one run per size";
-    result.settings["classes"] = request.classes;
-    result.settings["seed"] = request.seed;
-    if (!request.seeds.empty()) result.settings["seeds"] = request.seeds;
-    result.settings["nfe"] = result.nfe;
-    return result;
   }
-  for (std::int64_t k : request.classes)
-    if (k < 0 || k >= traits->numClasses)
-      return fail("class " + std::to_string(k) + " is out of range: this model has classes 0 to " + std::to_string(traits->numClasses - 1));
-  if (request.batch < 1) return fail("batch size must be at least 1, got " + std::to_string(request.batch));
+  for (const at::Tensor& image : placed)
+    if (image.defined()) result.images.push_back(image);  // cancelled: the finished ones, in order
+  // One stacked tensor only when every image has one size.
+  if (!samples.empty() && plan.sizeBatching == SizeBatching::OneSize) result.samples = at::cat(samples, 0);
+  if (!trajX.empty()) {
+    result.trajectoryX = at::cat(trajX, 1);
+    result.trajectoryX0 = at::cat(trajX0, 1);
+  }
+  return result;
+}
 
-  GuidanceConfig guidance = request.guidance;
-  if (request.referenceGuidanceRule && guidance.channels == 0) guidance.channels = traits->guidedChannels;
-  if (auto ok = guidance.validate(); !ok) return fail(ok.error());
-  if (guidance.scale != 1.0 && !traits->nullClass)
-    return fail("guidance scale " + std::to_string(guidance.scale) + ": this model has no null class, so it can only sample with --cfg 1");
+/// Everything needed to reproduce the run.
+nlohmann::json settingsOf(const LoadedModel& model, const GenerationRequest& request, const GenerationPlan& plan,
+                          std::size_t lastGroup, std::int64_t nfe) {
+  const PlannedGroup& group = plan.groups[lastGroup];
+  nlohmann::json opts = group.options.toJson();
+  opts.erase("steps");
+  nlohmann::json settings = {{"sampler", plan.sampler},
+                             {"steps", group.options.steps},
+                             {"options", opts},
+                             {"guidance", plan.guidance.toJson()},
+                             {"size", {{"width", group.width}, {"height", group.height}}},
+                             {"classes", request.classes},
+                             {"seed", request.seed},
+                             {"noise", plan.givenNoise ? "given" : "seeded"},
+                             {"step_noise", plan.givenStepNoise ? "given" : "seeded"},
+                             {"process", model.process->kind()},
+                             {"nfe", nfe}};
+  if (!request.seeds.empty()) settings["seeds"] = request.seeds;
+  if (plan.sizeBatching == SizeBatching::OneSize) return settings;
+  nlohmann::json sizes = nlohmann::json::array();
+  for (const PlannedImage& image : plan.images) sizes.push_back({{"width", image.width}, {"height", image.height}});
+  settings["sizes"] = sizes;
+  if (plan.sizeBatching == SizeBatching::Packed) {
+    settings["size_batching"] = "packed";
+    settings.erase("size");
+    return settings;
+  }
+  settings["size_batching"] = "one run per size";
+  // As when each size ran as a request of its own: without explicit seeds, "seeds" and
+  // "size" are those of the last size that ran.
+  if (request.seeds.empty()) {
+    std::vector<std::uint64_t> seeds;
+    for (const PlannedBatch& batch : group.batches)
+      for (std::int64_t index : batch.images) seeds.push_back(plan.images[static_cast<std::size_t>(index)].seed);
+    settings["seeds"] = seeds;
+  }
+  return settings;
+}
 
+at::Device parameterDevice(const LoadedModel& model) {
+  for (const auto& p : model.backbone->parameters()) return p.device();
+  return at::kCPU;
+}
+
+}  // namespace
+
+Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request) {
+  const auto start = std::chrono::steady_clock::now();
+  auto plan = planGeneration(model, request);
+  if (!plan) return fail(plan.error());
   auto space = makeSamplingSpace(*model.process);
   if (!space) return fail(space.error());
-  const SamplerEntry* entry = samplerRegistry().find(request.sampler);
-  if (!entry) {
-    std::string names;
-    for (const auto& s : samplerRegistry().names()) names += (names.empty() ? "" : ", ") + s;
-    return fail("unknown sampler '" + request.sampler + "' (expected one of: " + names + ")");
-  }
-  SamplerOptions options = request.options;
-  if (mixed && options.grid == "shifted" && options.shift == 0)
-    return fail("the shifted grid's default shift depends on the size; a request of mixed sizes needs an explicit --shift");
-  if (traits->trainedHeight > 0 && traits->trainedWidth > 0)
-    options.resolutionScale = static_cast<double>(H * W) / static_cast<double>(traits->trainedHeight * traits->trainedWidth);
-  auto grid = samplerGrid(*entry, options, **space);
-  if (!grid) return fail(grid.error());
-
-  auto expectShape = [&](const at::Tensor& t, std::vector<std::int64_t> shape, const std::string& what) -> Result<void> {
-    if (t.sizes().vec() != shape || !at::isFloatingType(t.scalar_type()))
-      return fail(what + ": expected floats of shape " + shapeText(shape) + ", got " + shapeText(t.sizes()));
-    return {};
-  };
-  if (request.noise) {
-    auto ok = expectShape(*request.noise, {n, traits->channels, H, W}, "--noise tensor 'z'");
-    if (!ok) return fail(ok.error());
-  }
-  const auto gridSteps = static_cast<std::int64_t>(grid->size()) - 1;
-  if (request.stepNoise) {
-    const at::Tensor& s = *request.stepNoise;
-    auto ok = expectShape(s, {s.dim() == 5 ? s.size(0) : gridSteps, n, traits->channels, H, W}, "--step-noise tensor 'noise'");
-    if (!ok) return fail(ok.error());
-    if (entry->stochastic && s.size(0) < gridSteps)
-      return fail("--step-noise tensor 'noise': holds " + std::to_string(s.size(0)) + " steps, the " + entry->name +
-                  " sampler takes " + std::to_string(gridSteps));
-  }
-
-  at::Device device = at::kCPU;
-  for (const auto& p : model.backbone->parameters()) {
-    device = p.device();
-    break;
-  }
   std::shared_ptr<ProbeSlot> slot;
   if (request.probe) {
     slot = std::make_shared<ProbeSlot>();
     slot->probe = request.probe;
     slot->wanted = request.probeStep;
   }
-  const ModelFn plainFn = probedModelFunction(model, slot);
-  const std::int64_t patch = traits->sizeMultiple;
-
-  GenerationResult result;
-  std::vector<at::Tensor> samples, trajX, trajX0;
-  c10::InferenceMode inference;
-  for (std::int64_t begin = 0; begin < n; begin += request.batch) {
-    const std::int64_t end = std::min(n, begin + request.batch), B = end - begin;
-    const std::vector<std::uint64_t> batchSeeds(seedOf.begin() + begin, seedOf.begin() + end);
-    std::vector<std::vector<std::int64_t>> shapes;
-    GridSizes grids;
-    std::vector<std::int64_t> pixelSizes;
-    for (std::int64_t i = begin; i < end; ++i) {
-      const auto [h, w] = sizeOf[static_cast<std::size_t>(i)];
-      shapes.push_back({traits->channels, h, w});
-      grids.emplace_back(h / patch, w / patch);
-      pixelSizes.push_back(h);
-      pixelSizes.push_back(w);
-    }
-    SeededNoise seeded(batchSeeds, shapes, packed ? patch : 0);
-    ModelFn fn = plainFn;
-    if (packed) {
-      // The sampler's state is the pack (L, C, p, p); the network gets it with the
-      // images' sizes, doubled when guidance stacks [cond; uncond].
-      const at::Tensor sizes = at::tensor(pixelSizes, at::kLong).reshape({B, 2});
-      const std::int64_t L = totalTokens(grids);
-      auto backbone = model.backbone;
-      std::optional<Interpolant> interpolant = model.process->interpolant;
-      fn = [=](const at::Tensor& xs, const at::Tensor& t, const at::Tensor& y) {
-        const std::int64_t copies = xs.size(0) / L;
-        TORCH_CHECK(copies * L == xs.size(0), "packed state of ", xs.size(0), " rows for ", L, " tokens");
-        BackboneInput in;
-        in.x = xs;
-        in.sizes = copies == 1 ? sizes : sizes.repeat({copies, 1});
-        const at::Tensor tImages = t.slice(0, 0, copies * B);  // one time per step: every entry is the same
-        in.t = interpolant ? interpolant->toModelTime(tImages) : tImages;
-        in.y = y;
-        if (slot) in.probe = slot->active;
-        const at::Tensor out = backbone->forward(in).prediction;
-        return interpolant ? interpolant->fromModelOutput(out) : out;
-      };
-    }
-    if (slot) fn = withProbe(fn, slot);
-    at::Tensor x = request.noise ? request.noise->slice(0, begin, end).to(at::kFloat) : seeded.initial();
-    x = x.to(device);
-    std::optional<GivenStepNoise> given;
-    if (request.stepNoise) given.emplace(request.stepNoise->to(at::kFloat), begin, end);
-    NoiseSource* noise = given ? static_cast<NoiseSource*>(&*given) : &seeded;
-
-    const at::Tensor labels = at::tensor(std::vector<std::int64_t>(request.classes.begin() + begin, request.classes.begin() + end),
-                                         at::TensorOptions(at::kLong)).to(device);
-    const at::Tensor nulls = traits->nullClass ? at::full({B}, traits->numClasses, labels.options()) : at::Tensor();
-    Denoiser denoiser(**space, fn, labels, nulls, guidance);
-    denoiser.setClipDenoised(options.clipDenoised);
-    denoiser.setKeepGuidanceParts(request.guidanceParts);
-    TrajectoryRecorder recorder;
-    ObserverFanout fanout;
-    if (request.observer) fanout.targets.push_back(request.observer);
-    if (request.recordTrajectory) fanout.targets.push_back(&recorder);
-    std::optional<StepCounter> counter;
-    if (slot) fanout.targets.push_back(&counter.emplace(slot));  // last: the step's observers see its probe first
-    auto run = runSampling(entry->name, options, denoiser, x, noise, fanout.targets.empty() ? nullptr : &fanout, request.cancel);
-    if (!run) return fail(run.error());
-    result.nfe += run->nfe;
-    result.forwardRows += denoiser.forwardRows();
-    result.steps = run->steps;
-    result.times = run->times;
-    result.taus = run->states;
-    if (run->cancelled) {
-      result.cancelled = true;
-      break;
-    }
-    const at::Tensor finished = run->x.to(at::kCPU, at::kFloat);
-    if (packed) {
-      for (auto& img : unpackImages(finished, grids)) result.images.push_back(img);
-    } else {
-      samples.push_back(finished);
-      for (std::int64_t i = 0; i < B; ++i) result.images.push_back(finished[i]);
-    }
-    result.completed = end;
-    if (request.recordTrajectory) {
-      trajX.push_back(at::stack(recorder.states, 0));
-      trajX0.push_back(at::stack(recorder.x0, 0));
-    }
-    if (request.onImages) request.onImages(end, n);
-  }
-  if (!samples.empty()) result.samples = at::cat(samples, 0);
-  if (!trajX.empty()) {
-    result.trajectoryX = at::cat(trajX, 1);
-    result.trajectoryX0 = at::cat(trajX0, 1);
-  }
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  nlohmann::json seeds = nlohmann::json::array();
-  for (std::int64_t i = 0; i < n; ++i) seeds.push_back(request.seed + static_cast<std::uint64_t>(i));
-  nlohmann::json opts = options.toJson();
-  opts.erase("steps");
-  result.settings = {{"sampler", entry->name},
-                     {"steps", options.steps},
-                     {"options", opts},
-                     {"guidance", guidance.toJson()},
-                     {"size", {{"width", W}, {"height", H}}},
-                     {"classes", request.classes},
-                     {"seed", request.seed},
-                     {"noise", request.noise ? "given" : "seeded"},
-                     {"step_noise", request.stepNoise ? "given" : "seeded"},
-                     {"process", model.process->kind()},
-                     {"nfe", result.nfe}};
-  if (!request.seeds.empty()) result.settings["seeds"] = request.seeds;
-  if (mixed) {
-    nlohmann::json sizes = nlohmann::json::array();
-    for (const auto& [h, w] : sizeOf) sizes.push_back({{"width", w}, {"height", h}});
-    result.settings["sizes"] = sizes;
-    result.settings["size_batching"] = "packed";
-    result.settings.erase("size");
-  }
+  const RunContext ctx{model, request, *plan, **space, parameterDevice(model), slot, probedModelFunction(model, slot)};
+  std::size_t lastGroup = 0;
+  auto result = runPlan(ctx, lastGroup);
+  if (!result) return fail(result.error());
+  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result->settings = settingsOf(model, request, *plan, lastGroup, result->nfe);
   return result;
 }
 

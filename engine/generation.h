@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // Generation from a model file: the backbone, its process and the samplers, with
-// guidance, per-image seeds, given noise, observers and cancellation. Used by
-// `tessera-cli sample`, the benchmarks and (later) the studio's generation job.
+// guidance, per-image seeds, given noise, observers and cancellation. generate() plans
+// a request (generation_plan.h: what will run, checked up front) and runs the plan batch
+// by batch. Used by `tessera-cli sample`, the benchmarks and the studio's generation job.
 #pragma once
 
 #include "core/guidance/guidance.h"
 #include "core/samplers/sampler.h"
 #include "core/util/error.h"
+#include "engine/generation_plan.h"
 #include "engine/model_file.h"
 
 #include <ATen/core/Tensor.h>
@@ -22,30 +24,11 @@ namespace tessera {
 
 class Probe;
 
-/// What generation needs to know about a model, from its backbone and description.
-struct ModelTraits {
-  std::int64_t channels = 0;
-  std::int64_t sizeMultiple = 1;
-  std::int64_t trainedHeight = 0, trainedWidth = 0;
-  std::int64_t numClasses = 0;
-  bool nullClass = false;
-  std::vector<std::string> classNames;  ///< empty when the model has none
-  std::int64_t guidedChannels = 0;      ///< the reference guidance rule (0 = all channels)
-  /// "image" (pixels in [-1, 1], written as PNG) or "latent" (no autoencoder: tensors only).
-  std::string dataKind = "latent";
-};
-Result<ModelTraits> modelTraits(const LoadedModel& model);
-
-/// A class given as an index ("3") or a name ("Trouser", case-insensitive).
-Result<std::int64_t> resolveClass(const ModelTraits& traits, const std::string& token);
-/// Checks H×W for the model, naming the nearest valid sizes when it is not.
-Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int64_t width);
-
 struct GenerationRequest {
   std::vector<std::int64_t> classes;  ///< one per image
   std::int64_t height = 0, width = 0; ///< 0: the trained size
   /// Several sizes (H, W) in one request: image i gets sizes[i mod k]. A backbone that
-  /// takes packed sequences (NiT, FiT) runs each batch of mixed sizes as one packed
+  /// takes packed sequences (Capabilities::packed) runs each batch of mixed sizes as one packed
   /// forward per step; the others run one batch per size. Empty: height × width.
   std::vector<std::pair<std::int64_t, std::int64_t>> sizes;
   /// Explicit per-image seeds (one per image); empty: seed + i.
@@ -85,8 +68,8 @@ struct GenerationResult {
   nlohmann::json settings;     ///< everything needed to reproduce the run (sampler, grid, guidance, seeds…)
 };
 
-/// Validates the request against the model and samples. Bad input (sizes, classes,
-/// steps, guidance, noise shapes) fails with a message naming it.
+/// Plans the request (planGeneration, so bad input fails before any sampling, naming
+/// it) and runs the plan batch by batch.
 Result<GenerationResult> generate(const LoadedModel& model, const GenerationRequest& request);
 
 /// The backbone as samplers see it: (x, t, y) → its prediction.
@@ -97,11 +80,11 @@ ModelFn modelFunction(const LoadedModel& model);
 /// same picture on every device, up to arithmetic.
 Result<void> moveModel(LoadedModel& model, const std::string& device);
 
-/// How the model treats sizes beyond its training grid: for RoPE backbones (FiT, NiT)
-/// none | linear | ntk | ntk-by-parts | yarn | ntk-pro1 | ntk-pro2 | scale1 | scale2, with
-/// `decouple` for per-axis scales; for DiT/SiT none (sin-cos computed for the grid) or
-/// interpolate (positions squeezed into the trained range). Fails naming the methods
-/// this backbone has.
+/// How the model treats sizes beyond its training grid, as its backbone offers
+/// (BackboneImpl::setSizeExtrapolation): for RoPE backbones none | linear | ntk |
+/// ntk-by-parts | yarn | ntk-pro1 | ntk-pro2 | scale1 | scale2, with `decouple` for
+/// per-axis scales; for sin-cos backbones none (computed for the grid) or interpolate
+/// (positions squeezed into the trained range). Fails naming the methods it has.
 Result<void> setExtrapolation(LoadedModel& model, const std::string& method, bool decouple = false);
 
 /// Per-image noise from seeds: image i draws from its own CPU generator seeded with

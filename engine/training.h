@@ -9,6 +9,9 @@
 // global batch and sliced per rank. So a resumed run needs no generator state to
 // reproduce the uninterrupted one, and N ranks compute what one process computes on
 // the combined batch.
+//
+// runTraining is a thin front to the Trainer class (engine/trainer.h), which a test can
+// drive a step at a time; engine/trainer_settings.h reads the configuration.
 #pragma once
 
 #include "core/config/config.h"

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include "core/process/prediction.h"
+#include "core/util/error.h"
+
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -13,9 +16,6 @@ namespace tessera {
 
 class Probe;
 
-/// What a backbone's output means.
-enum class Prediction { Epsilon, EpsilonAndSigma, Velocity, Score, Sample };
-
 /// What a backbone accepts and returns; the pipeline and samplers branch on these,
 /// never on a backbone's name.
 struct Capabilities {
@@ -25,7 +25,7 @@ struct Capabilities {
   bool padsPacks = false;     ///< computes a pack as padded sequences of its longest image (FiT)
   bool learnedSigma = false;  ///< output carries a variance channel block
   bool auxLoss = false;       ///< returns an auxiliary loss (MoE load balancing)
-  Prediction prediction = Prediction::Epsilon;
+  Prediction prediction = Prediction::Epsilon;  ///< what the first inChannels output channels mean
   std::int64_t inChannels = 0;    ///< channels of x
   std::int64_t sizeMultiple = 1;  ///< height and width must be multiples of this (the patch size)
   std::int64_t trainedHeight = 0, trainedWidth = 0;  ///< the grid the model was made for
@@ -60,6 +60,11 @@ public:
   virtual Capabilities capabilities() const = 0;
   /// The registry name ("dit", "sit", ...).
   virtual std::string kind() const = 0;
+  /// How grids beyond the trained one are treated, by method name (a sampling setting,
+  /// not a weight). Fails naming the methods this backbone has; by default it has none.
+  virtual Result<void> setSizeExtrapolation(const std::string& /*method*/, bool /*decouple*/) {
+    return fail("the " + kind() + " backbone has no extrapolation setting");
+  }
 };
 
 }  // namespace tessera

@@ -2,14 +2,20 @@
 #pragma once
 
 #include "core/config/config.h"
+#include "core/formats/safetensors.h"
+#include "core/process/prediction.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
+#include "models/config_table.h"
+#include "models/state_dict.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,30 +31,107 @@ struct BuildOptions {
 using BackboneFactory =
     std::function<Result<std::shared_ptr<BackboneImpl>>(const Config& config, const BuildOptions& options)>;
 
+/// What a kind can do whatever its configuration, known before one is built (a built
+/// network's Capabilities say what that configuration does).
+struct KindCapabilities {
+  bool anyGrid = false;       ///< any grid whose sides are multiples of the patch size
+  bool packed = false;        ///< packed variable-size sequences
+  bool learnedSigma = false;  ///< can predict a variance (its configuration says whether it does)
+  /// What its outputs can mean; the first is what they mean by default.
+  std::vector<Prediction> predictions{Prediction::Epsilon};
+
+  nlohmann::json toJson() const;
+};
+
+/// The shape of tensor `key` in `shapes`, or null (for importers' recognises).
+const std::vector<std::int64_t>* findShape(const TensorShapes& shapes, const std::string& key);
+
+/// Options of `tessera-cli import` for what a checkpoint's shapes cannot tell.
+struct ImportRequest {
+  std::optional<std::string> preset;       ///< supplies the heads and settings, checked against the shapes
+  std::optional<std::int64_t> heads;
+  std::optional<std::int64_t> numClasses;  ///< classes without the null row (default: rows − 1)
+  std::optional<std::int64_t> inChannels;  ///< where the shapes give only p²·C
+};
+
+/// An official checkpoint converted: everything a Tessera model file holds.
+struct ImportedBackbone {
+  nlohmann::json config;           ///< the backbone configuration, every field written
+  nlohmann::json process;          ///< the process the reference trains and samples it with
+  std::int64_t numClasses = 0;
+  bool nullClass = false;          ///< label numClasses is the null class
+  NamedTensors weights;            ///< float32, keys as the network names them
+  std::vector<std::string> notes;  ///< what was inferred, for the user
+};
+
+/// How a kind reads the reference implementation's checkpoints. Empty for a kind without one.
+struct BackboneImporter {
+  /// Whether tensors with these names and shapes (wrapper prefixes stripped) are a state
+  /// dict of this kind's reference. Kinds sharing one network recognise the same ones.
+  std::function<bool(const TensorShapes& shapes)> recognises;
+  /// Derives the configuration from the shapes (and `request`) and checks every tensor.
+  std::function<Result<ImportedBackbone>(const NamedTensors& stateDict, const ImportRequest& request)> convert;
+  /// The process the reference trains and samples a network of this configuration (in
+  /// its written form) with.
+  std::function<nlohmann::json(const nlohmann::json& config)> process;
+
+  explicit operator bool() const { return recognises && convert; }
+};
+
+/// Everything other code asks about a kind: how to build it, what it can do, its
+/// configuration fields, presets, a tiny configuration and how to import checkpoints.
+/// Plugins register entries of this shape (plugins/tessera_plugin.h).
 struct BackboneEntry {
   std::string name;         ///< "dit"
   std::string description;  ///< one line for listings
   BackboneFactory factory;
-  std::vector<std::string> presets;  ///< "DiT-XL/2", ...
+  /// Names a "preset" key of the configuration takes ("DiT-XL/2", ...); the schema's
+  /// complete({"preset": NAME}) gives one's every field.
+  std::vector<std::string> presets;
   /// A depth 1-2, width 32-64 configuration for fast tests (the conformance test
   /// builds every backbone with it) and an input that fits it: {"config", "input"}.
   nlohmann::json tiny;
+  KindCapabilities capabilities{};  ///< before building
+  ConfigSchema config{};            ///< its fields (empty for a kind without a table)
+  BackboneImporter importer{};      ///< official checkpoints (empty: none)
+  /// What a new model of this kind trained here sets beyond the table's defaults (the
+  /// New job dialog; e.g. FiTv2's q/k LayerNorm).
+  nlohmann::json scratch = nlohmann::json::object();
+
+  /// Name, description, capabilities, presets, fields and whether it imports.
+  nlohmann::json toJson() const;
 };
 
-/// Names to factories. Filled explicitly from models/backbones.def by
+/// Names to entries. Filled explicitly from models/backbones.def by
 /// `backboneRegistry()` — no static initialisers, which static libraries drop.
 class BackboneRegistry {
 public:
   /// Fails when the name is taken.
   Result<void> add(BackboneEntry entry);
   const BackboneEntry* find(const std::string& name) const;
+  /// Sorted.
   std::vector<std::string> names() const;
+  /// In the order of registration: models/backbones.def's, then plugins'.
+  const std::vector<std::string>& registrationOrder() const { return m_order; }
   /// Builds `name`, or fails naming the known backbones.
   Result<std::shared_ptr<BackboneImpl>> create(const std::string& name, const Config& config,
                                                const BuildOptions& options = BuildOptions()) const;
 
+  /// The entry listing preset `preset`, or null.
+  const BackboneEntry* findPreset(const std::string& preset) const;
+  /// Every preset of every entry, sorted.
+  std::vector<std::string> presetNames() const;
+  /// The kinds with an importer, sorted.
+  std::vector<std::string> importerNames() const;
+  /// The kinds whose importer recognises `shapes`. Kinds sharing a network (DiT and SiT)
+  /// recognise the same tensors; among several, those whose name is a word of
+  /// `fileName` ("SiT-XL-2-256x256.pt": sit) are kept when that leaves exactly one.
+  /// More than one name returned: the weights cannot tell.
+  std::vector<std::string> recognise(const TensorShapes& shapes, const std::string& fileName = "") const;
+
 private:
   std::map<std::string, BackboneEntry> m_entries;
+  std::vector<std::string> m_order;
 };
 
 /// The registry with every backbone listed in models/backbones.def, plus those plugins added.
@@ -58,5 +141,9 @@ const BackboneRegistry& backboneRegistry();
 /// registry is read without locks, so this must run before any other thread builds a
 /// model: at start-up. Fails, changing nothing, when the name is taken.
 Result<void> addPluginBackbone(BackboneEntry entry);
+
+/// The listing `tessera-cli info --backbones` prints: each kind's description,
+/// capabilities, presets and fields with their defaults and docs.
+std::string backboneHelp(const BackboneRegistry& registry);
 
 }  // namespace tessera

@@ -20,9 +20,12 @@
 
 /// The plugin interface version. Bump it on any change to a type a plugin sees: this
 /// header, and what it includes that plugins use (SamplerEntry, Sampler,
-/// SamplingContext, Denoiser, SamplingSpace, samplers::OdeView, BackboneEntry,
-/// BackboneImpl, Capabilities, BackboneInput/Output, Probe, Config, Result).
-#define TESSERA_PLUGIN_ABI 1
+/// SamplingContext, Denoiser, SamplingSpace, samplers::OdeView, BackboneEntry and what
+/// it holds (KindCapabilities, ConfigSchema, BackboneImporter), ConfigTable,
+/// BackboneImpl, Capabilities, Prediction, BackboneInput/Output, Probe, Config, Result).
+/// 2: SamplerEntry::evaluationsPerStep; BackboneEntry's capabilities, configuration
+/// table, importer and scratch settings; one Prediction enum.
+#define TESSERA_PLUGIN_ABI 2
 
 /// The symbol the host looks up.
 #define TESSERA_PLUGIN_ENTRY_POINT "tessera_plugin_descriptor"
@@ -47,7 +50,8 @@ namespace tessera {
 class PluginRegistrar {
 public:
   virtual ~PluginRegistrar() = default;
-  /// Fails when the name or an alias is taken (built in, or by another plugin).
+  /// Fails when the name or an alias is taken (built in, or by another plugin), or when
+  /// the entry is incomplete (no factory, evaluationsPerStep below 0).
   virtual Result<void> addSampler(SamplerEntry entry) = 0;
   /// Fails when the name is taken.
   virtual Result<void> addBackbone(BackboneEntry entry) = 0;

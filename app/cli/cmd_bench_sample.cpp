@@ -2,9 +2,9 @@
 // tessera-cli bench sample: per-step latency and images/s of a whole sampling run, with
 // peak memory, as JSON lines (one per batch size).
 #include "app/cli/command.h"
+#include "core/process/process.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
-#include "models/dit/dit.h"
 #include "engine/generation.h"
 #include "models/registry.h"
 
@@ -21,16 +21,41 @@
 namespace tessera::cli {
 namespace {
 
+/// The process the preset's family trains with (its importer knows), else the one its
+/// capabilities call for: an interpolant for a velocity, DDPM otherwise.
+Result<Process> benchProcess(const BackboneEntry& entry, const nlohmann::json& config, const Capabilities& caps) {
+  nlohmann::json process;
+  if (entry.importer.process) {
+    process = entry.importer.process(config);
+  } else if (caps.prediction == Prediction::Velocity) {
+    process = InterpolantConfig::defaultsFor("linear", "velocity").toJson();
+  } else {
+    GaussianDiffusionConfig d;
+    d.learnSigma = caps.learnedSigma;
+    process = d.toJson();
+  }
+  return processFromConfig(Config::fromJson({{"process", process}}, "bench"), "process");
+}
 
+/// A model file, or a randomly initialised registry preset with `channels` input
+/// channels and, where its configuration has one, a variance to predict (the
+/// reference's sampling cost).
 Result<LoadedModel> benchModel(const std::string& model, const std::string& preset, std::int64_t channels) {
   if (!model.empty()) return loadModelFile(model);
-  auto config = ditPreset(preset);
+  const BackboneEntry* entry = backboneRegistry().findPreset(preset);
+  if (!entry) {
+    std::string known;
+    for (const auto& n : backboneRegistry().presetNames()) known += (known.empty() ? "" : ", ") + n;
+    return fail("unknown preset '" + preset + "' (known: " + known + ")");
+  }
+  if (!entry->config.complete) return fail("backbone '" + entry->name + "' does not list its configuration; give --model");
+  auto config = entry->config.complete(Config::fromJson({{"preset", preset}}, preset));
   if (!config) return fail(config.error());
-  config->inChannels = channels;
-  config->cfgChannels = std::min<std::int64_t>(config->cfgChannels, channels);
-  config->learnSigma = true;
-  const std::string kind = preset.rfind("SiT", 0) == 0 ? "sit" : "dit";
-  auto built = backboneRegistry().create(kind, Config::fromJson(config->toJson(), preset));
+  nlohmann::json c = *config;
+  if (c.contains("in_channels")) c["in_channels"] = channels;
+  if (c.contains("cfg_channels")) c["cfg_channels"] = std::min<std::int64_t>(c["cfg_channels"].get<std::int64_t>(), channels);
+  if (c.contains("learn_sigma")) c["learn_sigma"] = true;
+  auto built = backboneRegistry().create(entry->name, Config::fromJson(c, preset));
   if (!built) return fail(built.error());
   LoadedModel m;
   m.backbone = *built;
@@ -41,14 +66,9 @@ Result<LoadedModel> benchModel(const std::string& model, const std::string& pres
       if (p.key().find("adaLN") != std::string::npos || p.key().find("final_layer") != std::string::npos) p.value().normal_(0, 0.02);
   }
   m.backbone->eval();
-  Process process;
-  if (kind == "dit") {
-    GaussianDiffusionConfig d;
-    process.diffusion = *GaussianDiffusion::create(d);
-  } else {
-    process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
-  }
-  m.process = process;
+  auto process = benchProcess(*entry, c, m.backbone->capabilities());
+  if (!process) return fail(process.error());
+  m.process = std::move(*process);
   m.path = preset;
   return m;
 }
@@ -130,7 +150,8 @@ Command addBenchSample(CLI::App& bench, const GlobalOptions& global) {
   auto o = std::make_shared<BenchSampleOptions>();
   auto* cmd = bench.add_subcommand("sample", "Sampling speed: per-step latency and images/s per batch size");
   cmd->add_option("--model", o->model, "Tessera model file (default: a randomly initialised --preset)");
-  cmd->add_option("--preset", o->preset, "DiT/SiT preset when no --model is given")->capture_default_str();
+  cmd->add_option("--preset", o->preset, "A backbone preset when no --model is given (tessera-cli info --backbones lists them)")
+      ->capture_default_str();
   cmd->add_option("--channels", o->channels, "Input channels of the preset model")->capture_default_str();
   cmd->add_option("--size", o->size, "WxH (default: the model's trained size)");
   cmd->add_option("--sampler", o->sampler, "Sampler")->capture_default_str();

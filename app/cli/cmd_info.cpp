@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// tessera-cli info MODEL | info --system | info --data fashion-native [--split train]
+// tessera-cli info MODEL | info --system | info --backbones | info --data fashion-native [--split train]
 #include "app/cli/command.h"
 #include "core/formats/safetensors.h"
 #include "core/formats/tensor_file.h"
@@ -9,6 +9,7 @@
 #include "core/system/system_info.h"
 #include "engine/model_file.h"
 #include "engine/plugin_loader.h"
+#include "models/registry.h"
 
 #include <nlohmann/json.hpp>
 
@@ -90,11 +91,26 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
   auto system = std::make_shared<bool>(false);
   sub->add_option("MODEL", *path, "A .safetensors model or a torch.save checkpoint (.pt/.pth)");
   sub->add_flag("--system", *system, "Describe this machine: LibTorch, threads, device, BLAS kernel and its GFLOP/s, loaded plugins");
+  auto backbones = std::make_shared<bool>(false);
+  sub->add_flag("--backbones", *backbones,
+                "List the backbones (plugins' included): what each can do, its presets, and its configuration fields "
+                "with their defaults and docs (JSON with --json)");
   auto data = std::make_shared<std::string>();
   auto split = std::make_shared<std::string>("train");
   sub->add_option("--data", *data, "Describe a data set: fashion-native (widths and heights of the crops) or an image folder (classes, counts, unreadable files)");
   sub->add_option("--split", *split, "train or test")->capture_default_str();
-  return {sub, [path, system, data, split, &global]() -> CommandResult {
+  return {sub, [path, system, backbones, data, split, &global]() -> CommandResult {
+            if (*backbones) {
+              if (!path->empty() || *system || !data->empty()) return badInput("give --backbones alone");
+              if (!global.json) {
+                std::cout << backboneHelp(backboneRegistry());
+                return {};
+              }
+              nlohmann::json out = nlohmann::json::array();
+              for (const auto& name : backboneRegistry().names()) out.push_back(backboneRegistry().find(name)->toJson());
+              std::cout << out.dump(-1) << std::endl;
+              return {};
+            }
             const int indent = global.json ? -1 : 2;
             if (!data->empty()) {
               std::error_code dirError;

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cfenv>
 #include <cmath>
 #include <set>
@@ -49,7 +50,7 @@ Result<GaussianDiffusionConfig> GaussianDiffusionConfig::fromConfig(const Config
   if (!steps) return fail(steps.error());
   auto schedule = config.string(at + "schedule", c.schedule, {"linear", "cosine"});
   if (!schedule) return fail(schedule.error());
-  auto prediction = config.string(at + "prediction", c.prediction, {"eps", "x0", "v"});
+  auto prediction = config.string(at + "prediction", c.prediction, predictionSpellings(GaussianDiffusion::predictions()));
   if (!prediction) return fail(prediction.error());
   auto sigma = config.boolean(at + "learn_sigma", c.learnSigma);
   if (!sigma) return fail(sigma.error());
@@ -76,7 +77,9 @@ Result<GaussianDiffusion> GaussianDiffusion::create(const GaussianDiffusionConfi
   } else {
     return fail("gaussian diffusion: unknown schedule '" + config.schedule + "' (expected linear or cosine)");
   }
-  if (config.prediction != "eps" && config.prediction != "x0" && config.prediction != "v")
+  const auto prediction = parsePrediction(config.prediction);
+  const auto allowed = predictions();
+  if (!prediction || std::find(allowed.begin(), allowed.end(), *prediction) == allowed.end())
     return fail("gaussian diffusion: unknown prediction '" + config.prediction + "' (expected eps, x0 or v)");
   GaussianDiffusion d;
   d.m_config = config;
@@ -239,10 +242,11 @@ GaussianDiffusion::ModelPrediction GaussianDiffusion::interpret(const at::Tensor
     TORCH_CHECK(out.size(1) == C, "gaussian diffusion: expected ", C, " output channels, got ", out.size(1));
     p.logVariance = at_(m_fixedLogVariance, t, xt).expand_as(xt);
   }
-  if (m_config.prediction == "eps") {
+  const Prediction kind = prediction();
+  if (kind == Prediction::Epsilon) {
     p.eps = pred;
     p.x0 = x0FromEps(xt, t, pred);
-  } else if (m_config.prediction == "x0") {
+  } else if (kind == Prediction::Sample) {
     p.x0 = pred;
     p.eps = epsFromX0(xt, t, pred);
   } else {
@@ -258,7 +262,8 @@ GaussianDiffusion::Loss GaussianDiffusion::trainingLoss(const at::Tensor& out, c
   const at::Tensor xt = qSample(x0, t, noise);
   const std::int64_t C = x0.size(1);
   const at::Tensor pred = out.narrow(1, 0, C);
-  const at::Tensor target = m_config.prediction == "eps" ? noise : m_config.prediction == "x0" ? x0 : vFrom(x0, noise, t);
+  const Prediction kind = prediction();
+  const at::Tensor target = kind == Prediction::Epsilon ? noise : kind == Prediction::Sample ? x0 : vFrom(x0, noise, t);
   Loss l;
   l.mse = meanFlat((target - pred).pow(2));
   if (!m_config.learnSigma) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/config/config.h"
+#include "core/process/prediction.h"
 #include "core/util/error.h"
 
 #include <ATen/core/Tensor.h>
@@ -15,7 +16,7 @@ namespace tessera {
 struct GaussianDiffusionConfig {
   std::int64_t steps = 1000;
   std::string schedule = "linear";  ///< linear (betas 1e-4..0.02 scaled by 1000/steps) | cosine
-  std::string prediction = "eps";   ///< eps | x0 | v: what the network's first C channels mean
+  std::string prediction = "eps";   ///< eps | x0 | v (parsePrediction): what the network's first C channels mean
   bool learnSigma = true;           ///< next C channels interpolate the log variance (learned range)
   nlohmann::json toJson() const;
   static Result<GaussianDiffusionConfig> fromConfig(const Config& config, const std::string& path);
@@ -38,6 +39,10 @@ public:
   Result<GaussianDiffusion> respaced(const std::vector<std::int64_t>& keep) const;
 
   const GaussianDiffusionConfig& config() const { return m_config; }
+  /// What the network's first C channels mean (config().prediction, read).
+  Prediction prediction() const { return *parsePrediction(m_config.prediction); }
+  /// The predictions this process can interpret: eps, x0 and v.
+  static std::vector<Prediction> predictions() { return {Prediction::Epsilon, Prediction::Sample, Prediction::V}; }
   std::int64_t numSteps() const { return static_cast<std::int64_t>(m_timestepMap.size()); }
   /// Original (unspaced) index of each step; the network sees these.
   const std::vector<std::int64_t>& timestepMap() const { return m_timestepMap; }

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace tessera {
@@ -28,7 +29,7 @@ InterpolantConfig InterpolantConfig::defaultsFor(const std::string& path, const 
   if (path == "vp") {
     c.trainEps = 1e-5;
     c.sampleEps = 1e-3;
-  } else if (prediction != "velocity") {
+  } else if (parsePrediction(prediction) != Prediction::Velocity) {
     c.trainEps = 1e-3;
     c.sampleEps = 1e-3;
   }
@@ -48,7 +49,7 @@ Result<InterpolantConfig> InterpolantConfig::fromConfig(const Config& config, co
     return fail(ok.error());
   auto path = config.string(at + "path", std::string("linear"), {"linear", "gvp", "vp"});
   if (!path) return fail(path.error());
-  auto prediction = config.string(at + "prediction", std::string("velocity"), {"velocity", "score", "noise"});
+  auto prediction = config.string(at + "prediction", std::string("velocity"), predictionSpellings(Interpolant::predictions()));
   if (!prediction) return fail(prediction.error());
   InterpolantConfig c = defaultsFor(*path, *prediction);
   auto weight = config.string(at + "loss_weight", c.lossWeight, {"none", "velocity", "likelihood"});
@@ -77,7 +78,9 @@ Result<InterpolantConfig> InterpolantConfig::fromConfig(const Config& config, co
 Result<Interpolant> Interpolant::create(const InterpolantConfig& config) {
   if (config.path != "linear" && config.path != "gvp" && config.path != "vp")
     return fail("interpolant: unknown path '" + config.path + "' (expected linear, gvp or vp)");
-  if (config.prediction != "velocity" && config.prediction != "score" && config.prediction != "noise")
+  const auto prediction = parsePrediction(config.prediction);
+  const auto allowed = predictions();
+  if (!prediction || std::find(allowed.begin(), allowed.end(), *prediction) == allowed.end())
     return fail("interpolant: unknown prediction '" + config.prediction + "' (expected velocity, score or noise)");
   if (config.vpSigmaMax <= config.vpSigmaMin) return fail("interpolant: vp_sigma_max must exceed vp_sigma_min");
   if (config.modelTime != "noise_at_0" && config.modelTime != "data_at_0")
@@ -127,7 +130,7 @@ at::Tensor Interpolant::ut(const at::Tensor& x0, const at::Tensor& x1, const at:
 std::pair<double, double> Interpolant::trainInterval() const {
   const double eps = m_config.trainEps;
   if (m_config.path == "vp") return {0.0, 1.0 - eps};
-  if (m_config.prediction != "velocity") return {eps, 1.0 - eps};
+  if (prediction() != Prediction::Velocity) return {eps, 1.0 - eps};
   return {0.0, 1.0};
 }
 
@@ -149,7 +152,7 @@ at::Tensor Interpolant::fromModelOutput(const at::Tensor& output) const {
   if (!reversedTime()) return output;
   // The reversed path's velocity is −u_t; a noise prediction is the same noise, and a
   // score the same score (they do not depend on the direction of time).
-  return m_config.prediction == "velocity" ? -output : output;
+  return prediction() == Prediction::Velocity ? -output : output;
 }
 
 std::pair<at::Tensor, at::Tensor> Interpolant::drift(const at::Tensor& x, const at::Tensor& t) const {
@@ -190,20 +193,20 @@ at::Tensor Interpolant::dataFromVelocity(const at::Tensor& v, const at::Tensor& 
 }
 
 at::Tensor Interpolant::toVelocity(const at::Tensor& out, const at::Tensor& x, const at::Tensor& t) const {
-  if (m_config.prediction == "velocity") return out;
-  if (m_config.prediction == "score") return velocityFromScore(out, x, t);
+  if (prediction() == Prediction::Velocity) return out;
+  if (prediction() == Prediction::Score) return velocityFromScore(out, x, t);
   return velocityFromScore(scoreFromNoise(out, x, t), x, t);
 }
 
 at::Tensor Interpolant::trainingLoss(const at::Tensor& out, const at::Tensor& x0, const at::Tensor& x1, const at::Tensor& t) const {
-  if (m_config.prediction == "velocity") return meanFlat((out - ut(x0, x1, t)).pow(2));
+  if (prediction() == Prediction::Velocity) return meanFlat((out - ut(x0, x1, t)).pow(2));
   const at::Tensor x = xt(x0, x1, t);
   const at::Tensor driftVar = drift(x, t).second;
   const at::Tensor sigma = coefficients(t, x).sigma;
   at::Tensor weight = at::ones_like(sigma);
   if (m_config.lossWeight == "velocity") weight = (driftVar / sigma).pow(2);
   else if (m_config.lossWeight == "likelihood") weight = driftVar / sigma.pow(2);
-  if (m_config.prediction == "noise") return meanFlat(weight * (out - x0).pow(2));
+  if (prediction() == Prediction::Epsilon) return meanFlat(weight * (out - x0).pow(2));
   return meanFlat(weight * (out * sigma + x0).pow(2));
 }
 

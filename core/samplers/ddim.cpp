@@ -59,6 +59,7 @@ void registerSampler_ddim(SamplerRegistry& registry) {
   e.family = SamplerFamily::Discrete;
   e.stochastic = false;  // draws noise only when eta > 0
   e.diffusionGrid = "respaced-ddim";
+  e.evaluationsPerStep = 1;
   e.make = [] { return std::make_unique<DDIM>(); };
   (void)registry.add(std::move(e));
 }

@@ -33,6 +33,7 @@ void registerSampler_ddpm(SamplerRegistry& registry) {
   e.family = SamplerFamily::Discrete;
   e.stochastic = true;
   e.diffusionGrid = "respaced-ddpm";
+  e.evaluationsPerStep = 1;
   e.make = [] { return std::make_unique<DDPM>(); };
   (void)registry.add(std::move(e));
 }

@@ -128,6 +128,7 @@ void registerSampler_dopri5(SamplerRegistry& registry) {
   e.description = "adaptive Dormand-Prince 5(4) ODE solver (--atol, --rtol); steps = reported grid points";
   e.family = SamplerFamily::Ode;
   e.diffusionGrid = "uniform";
+  e.evaluationsPerStep = 0;  // adaptive: 6 per attempted step (FSAL), as many steps as the tolerances need
   e.make = [] { return std::make_unique<Dopri5>(); };
   (void)registry.add(std::move(e));
 }

@@ -54,6 +54,7 @@ void registerSampler_dpmpp_2m(SamplerRegistry& registry) {
   e.description = "DPM-Solver++(2M), data prediction, multistep (1 NFE per step)";
   e.family = SamplerFamily::Discrete;
   e.diffusionGrid = "respaced-ddim";
+  e.evaluationsPerStep = 1;
   e.make = [] { return std::make_unique<DPMPP2M>(); };
   (void)registry.add(std::move(e));
 }

@@ -32,6 +32,7 @@ void registerSampler_euler(SamplerRegistry& registry) {
   e.description = "Euler on the probability-flow ODE (1 NFE per step)";
   e.family = SamplerFamily::Ode;
   e.diffusionGrid = "respaced-ddim";
+  e.evaluationsPerStep = 1;
   e.make = [] { return std::make_unique<Euler>(); };
   (void)registry.add(std::move(e));
 }

@@ -41,6 +41,7 @@ void registerSampler_heun(SamplerRegistry& registry) {
   e.description = "Heun (2nd order) on the probability-flow ODE (2 NFE per step)";
   e.family = SamplerFamily::Ode;
   e.diffusionGrid = "respaced-ddim";
+  e.evaluationsPerStep = 2;
   e.make = [] { return std::make_unique<Heun>(); };
   (void)registry.add(std::move(e));
 }

@@ -156,7 +156,16 @@ struct SamplerEntry {
   /// Grid used when --grid is "default" on a DDPM model: "respaced-ddpm" (the
   /// reference's evenly spaced "N"), "respaced-ddim" (strided "ddimN") or "uniform".
   std::string diffusionGrid = "uniform";
+  /// Network evaluations (Denoiser calls) per step, which matched-compute comparisons
+  /// count: 1 for Euler-type steps, 2 for Heun-type ones. 0 = adaptive: the solver
+  /// chooses its own steps between the grid's points (dopri5), so no count is fixed.
+  /// Nominal: a Heun step ending at a DDPM model's clean data makes one, and an SDE
+  /// sampler's final denoising step adds one.
+  int evaluationsPerStep = 1;
   std::function<std::unique_ptr<Sampler>()> make;
+
+  /// No fixed number of evaluations per step (see evaluationsPerStep).
+  bool adaptive() const { return evaluationsPerStep == 0; }
 };
 
 class SamplerRegistry {

@@ -133,11 +133,11 @@ Denoised DiffusionSpace::interpret(const at::Tensor& output, const at::Tensor& x
   d.output = output;
   d.prediction = firstChannels(output, x);
   const Schedule s = schedule(tau);
-  const std::string& p = m_diffusion.config().prediction;
-  if (p == "eps") {
+  const Prediction p = m_diffusion.prediction();
+  if (p == Prediction::Epsilon) {
     d.eps = d.prediction;
     d.x0 = (x - s.sigma * d.eps) / s.alpha;
-  } else if (p == "x0") {
+  } else if (p == Prediction::Sample) {
     d.x0 = d.prediction;
     d.eps = (x - s.alpha * d.x0) / s.sigma;
   } else {  // v = α ε − σ x0 (VP: α² + σ² = 1)
@@ -207,7 +207,7 @@ std::pair<double, double> InterpolantSpace::interval(SamplerFamily family, const
   // SiT's Transport.check_interval with eval=True (sample_eps).
   const auto& c = m_interpolant.config();
   const double eps = c.sampleEps;
-  const bool velocity = c.prediction == "velocity";
+  const bool velocity = m_interpolant.prediction() == Prediction::Velocity;
   const bool sde = family == SamplerFamily::Sde;
   const double lss = options.lastStepSize;
   double t0 = 0.0, t1 = 1.0;
@@ -228,13 +228,13 @@ Denoised InterpolantSpace::interpret(const at::Tensor& output, const at::Tensor&
   d.output = output;
   d.prediction = firstChannels(output, x);
   const Schedule s = schedule(tau);
-  const std::string& p = m_interpolant.config().prediction;
-  if (p == "velocity") {  // solve x = α x0 + σ ε, v = α' x0 + σ' ε
+  const Prediction p = m_interpolant.prediction();
+  if (p == Prediction::Velocity) {  // solve x = α x0 + σ ε, v = α' x0 + σ' ε
     const double det = s.alpha * s.dSigma - s.sigma * s.dAlpha;
     d.x0 = (s.dSigma * x - s.sigma * d.prediction) / det;
     d.eps = (s.alpha * d.prediction - s.dAlpha * x) / det;
   } else {
-    d.eps = p == "noise" ? d.prediction : -s.sigma * d.prediction;
+    d.eps = p == Prediction::Epsilon ? d.prediction : -s.sigma * d.prediction;
     d.x0 = (x - s.sigma * d.eps) / s.alpha;
   }
   return d;
@@ -242,15 +242,15 @@ Denoised InterpolantSpace::interpret(const at::Tensor& output, const at::Tensor&
 
 at::Tensor InterpolantSpace::velocity(const Denoised& d, const at::Tensor& x, double tau) const {
   if (d.clipped) return SamplingSpace::velocity(d, x, tau);  // from the clamped x0 and its eps
-  if (m_interpolant.config().prediction == "velocity") return d.prediction;  // SiT's velocity_ode, unchanged
+  if (m_interpolant.prediction() == Prediction::Velocity) return d.prediction;  // SiT's velocity_ode, unchanged
   return m_interpolant.toVelocity(d.prediction, x, modelTimes(tau, x));
 }
 
 at::Tensor InterpolantSpace::score(const Denoised& d, const at::Tensor& x, double tau) const {
   if (d.clipped) return SamplingSpace::score(d, x, tau);
-  const std::string& p = m_interpolant.config().prediction;
-  if (p == "score") return d.prediction;
-  if (p == "noise") return m_interpolant.scoreFromNoise(d.prediction, x, modelTimes(tau, x));
+  const Prediction p = m_interpolant.prediction();
+  if (p == Prediction::Score) return d.prediction;
+  if (p == Prediction::Epsilon) return m_interpolant.scoreFromNoise(d.prediction, x, modelTimes(tau, x));
   return m_interpolant.scoreFromVelocity(d.prediction, x, modelTimes(tau, x));
 }
 

@@ -29,6 +29,7 @@ void registerSampler_sde_euler(SamplerRegistry& registry) {
   e.description = "Euler-Maruyama on SiT's SDE (--diffusion-form, --last-step); stochastic";
   e.family = SamplerFamily::Sde;
   e.stochastic = true;
+  e.evaluationsPerStep = 1;
   e.make = [] { return std::make_unique<SdeEuler>(); };
   (void)registry.add(std::move(e));
 }

@@ -33,6 +33,7 @@ void registerSampler_sde_heun(SamplerRegistry& registry) {
   e.description = "SiT's stochastic Heun (2 NFE per step); stochastic";
   e.family = SamplerFamily::Sde;
   e.stochastic = true;
+  e.evaluationsPerStep = 2;
   e.make = [] { return std::make_unique<SdeHeun>(); };
   (void)registry.add(std::move(e));
 }

@@ -103,46 +103,22 @@ Result<void> DiTConfig::validate() const {
   return {};
 }
 
-nlohmann::json DiTConfig::toJson() const {
-  return nlohmann::json{{"input_size", inputSize},   {"patch_size", patchSize},
-                        {"in_channels", inChannels}, {"hidden_size", hiddenSize},
-                        {"depth", depth},            {"num_heads", numHeads},
-                        {"mlp_ratio", mlpRatio},     {"class_dropout_prob", classDropoutProb},
-                        {"num_classes", numClasses}, {"learn_sigma", learnSigma},
-                        {"drop_sigma_output", dropSigmaOutput}, {"cfg_channels", cfgChannels},
-                        {"prediction", prediction}};
+const ConfigTable<DiTConfig>& DiTConfig::table() {
+  static const ConfigTable<DiTConfig> table = [] {
+    ConfigTable<DiTConfig> t;
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) t.field(key, &DiTConfig::member, constraint, doc);
+#include "models/dit/dit_config.def"
+#undef TESSERA_FIELD
+    t.accept("preset").check([](const DiTConfig& c) { return c.validate(); });
+    return t;
+  }();
+  return table;
 }
 
+nlohmann::json DiTConfig::toJson() const { return table().write(*this); }
+
 Result<DiTConfig> DiTConfig::fromConfig(const Config& config, const std::string& path, const DiTConfig& defaults) {
-  const std::string at = path.empty() ? "" : path + ".";
-  if (auto ok = config.rejectUnknown(path, {"input_size", "patch_size", "in_channels", "hidden_size", "depth",
-                                            "num_heads", "mlp_ratio", "class_dropout_prob", "num_classes",
-                                            "learn_sigma", "drop_sigma_output", "cfg_channels", "prediction", "preset"});
-      !ok)
-    return fail(ok.error());
-  DiTConfig c = defaults;
-#define TESSERA_READ(field, getter, key, ...)                      \
-  {                                                                 \
-    auto v = config.getter(at + key, c.field, ##__VA_ARGS__);       \
-    if (!v) return fail(v.error());                                 \
-    c.field = *v;                                                   \
-  }
-  TESSERA_READ(inputSize, integer, "input_size", 1, 1 << 16)
-  TESSERA_READ(patchSize, integer, "patch_size", 1, 64)
-  TESSERA_READ(inChannels, integer, "in_channels", 1, 1024)
-  TESSERA_READ(hiddenSize, integer, "hidden_size", 4, 1 << 16)
-  TESSERA_READ(depth, integer, "depth", 1, 1024)
-  TESSERA_READ(numHeads, integer, "num_heads", 1, 1024)
-  TESSERA_READ(mlpRatio, number, "mlp_ratio", 0.01, 64.0)
-  TESSERA_READ(classDropoutProb, number, "class_dropout_prob", 0.0, 0.999)
-  TESSERA_READ(numClasses, integer, "num_classes", 1, 1 << 24)
-  TESSERA_READ(learnSigma, boolean, "learn_sigma")
-  TESSERA_READ(dropSigmaOutput, boolean, "drop_sigma_output")
-  TESSERA_READ(cfgChannels, integer, "cfg_channels", 1, 1024)
-  TESSERA_READ(prediction, string, "prediction", std::vector<std::string>{"eps", "velocity", "score", "noise", "x0"})
-#undef TESSERA_READ
-  if (auto ok = c.validate(); !ok) return fail(ok.error().withContext(config.source()));
-  return c;
+  return table().read(config, path, defaults);
 }
 
 // ---------------------------------------------------------------------------------
@@ -302,6 +278,15 @@ void DiTImpl::initializeWeights() {
   pos_embed.copy_(sincosPosEmbed2d(m_config.hiddenSize, grid, grid).unsqueeze(0));
 }
 
+Result<void> DiTImpl::setSizeExtrapolation(const std::string& method, bool decouple) {
+  if (method != "none" && method != "interpolate")
+    return fail("the " + kind() + " backbone has sin-cos positions: expected none or interpolate, got '" + method +
+                "'");
+  if (decouple) return fail("decoupled scales apply to RoPE backbones only");
+  setPositionInterpolation(method == "interpolate");
+  return {};
+}
+
 void DiTImpl::setPositionInterpolation(bool on) {
   std::lock_guard<std::mutex> lock(m_posMutex);
   m_interpolate = on;
@@ -375,12 +360,7 @@ Capabilities DiTImpl::capabilities() const {
   caps.fixedGrid = false;
   caps.anyGrid = true;
   caps.learnedSigma = m_config.learnSigma && !m_config.dropSigmaOutput;
-  const auto& p = m_config.prediction;
-  caps.prediction = p == "velocity" ? Prediction::Velocity
-                    : p == "x0"     ? Prediction::Sample
-                    : p == "score"  ? Prediction::Score
-                    : caps.learnedSigma ? Prediction::EpsilonAndSigma
-                                        : Prediction::Epsilon;
+  caps.prediction = m_config.prediction;
   caps.inChannels = m_config.inChannels;
   caps.sizeMultiple = m_config.patchSize;
   caps.trainedHeight = caps.trainedWidth = m_config.inputSize;

@@ -7,6 +7,7 @@
 #include "core/config/config.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
+#include "models/config_table.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/nn/modules/container/modulelist.h>
@@ -26,34 +27,24 @@ namespace tessera {
 
 class Probe;
 
+/// A DiT's (or SiT's) configuration; its fields are listed in models/dit/dit_config.def.
 struct DiTConfig {
-  std::int64_t inputSize = 32;   ///< side of the square grid (in pixels/latent cells) the stored pos_embed covers
-  std::int64_t patchSize = 2;
-  std::int64_t inChannels = 4;
-  std::int64_t hiddenSize = 1152;
-  std::int64_t depth = 28;
-  std::int64_t numHeads = 16;
-  double mlpRatio = 4.0;
-  double classDropoutProb = 0.1;  ///< > 0 adds the null-class row used by guidance
-  std::int64_t numClasses = 1000;
-  bool learnSigma = true;         ///< final layer predicts 2*C channels
-  /// SiT computes the sigma channels of a learn_sigma network and returns only the
-  /// first half; DiT returns all of them.
-  bool dropSigmaOutput = false;
-  /// Quirk of the reference forward_with_cfg: guidance is applied to the first three
-  /// output channels only (DiT and SiT keep it for reproducibility; see backbones.md §12).
-  std::int64_t cfgChannels = 3;
-  std::string prediction = "eps";  ///< eps | velocity | score | noise | x0: what the outputs mean
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) type member = value;
+#include "models/dit/dit_config.def"
+#undef TESSERA_FIELD
 
   std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
   std::int64_t mlpHidden() const { return static_cast<std::int64_t>(static_cast<double>(hiddenSize) * mlpRatio); }
   /// Parameters including the fixed pos_embed, computed from the configuration alone.
   std::int64_t parameterCount() const;
+  /// Checks a configuration however it was made (the table checks each field's bounds as it reads).
   Result<void> validate() const;
   nlohmann::json toJson() const;
   /// Reads the fields of toJson() from `config` (at `path`, "" = root); absent fields
   /// keep the values of `defaults`.
   static Result<DiTConfig> fromConfig(const Config& config, const std::string& path, const DiTConfig& defaults);
+  /// The table of dit_config.def's fields ("preset" accepted too).
+  static const ConfigTable<DiTConfig>& table();
 };
 
 /// Names and shapes of the state dict a DiT of this configuration has, computed from the
@@ -161,6 +152,8 @@ public:
   BackboneOutput forward(const BackboneInput& input) override;
   Capabilities capabilities() const override;
   std::string kind() const override { return m_kind; }
+  /// none (sin-cos computed for the grid) or interpolate (setPositionInterpolation).
+  Result<void> setSizeExtrapolation(const std::string& method, bool decouple) override;
 
   /// The reference forward(x, t, y). x (N, C, H, W), t (N,) timesteps, y (N,) labels.
   at::Tensor forwardTensors(const at::Tensor& x, const at::Tensor& t, const at::Tensor& y, Probe* probe = nullptr);

@@ -29,7 +29,7 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   DiTConfig& c = out.config;
   if (options.family == "sit") {
     c.dropSigmaOutput = true;
-    c.prediction = "velocity";
+    c.prediction = Prediction::Velocity;
   }
   auto patch = need("x_embedder.proj.weight", 4);
   if (!patch) return fail(patch.error());

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The official configurations (DiT models.py `DiT_models`, SiT models.py `SiT_models`)
 // and the registry entries of both names.
+#include "core/process/process.h"
 #include "models/dit/dit.h"
+#include "models/dit/dit_import.h"
 #include "models/registry.h"
 
 #include <array>
@@ -15,26 +17,6 @@ struct Size {
 };
 constexpr std::array<Size, 4> kSizes{{{"XL", 28, 1152, 16}, {"L", 24, 1024, 16}, {"B", 12, 768, 12}, {"S", 12, 384, 6}}};
 constexpr std::array<std::int64_t, 3> kPatches{2, 4, 8};
-
-Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const BuildOptions& options, const std::string& kind) {
-  DiTConfig defaults;
-  if (kind == "sit") {
-    defaults.dropSigmaOutput = true;
-    defaults.prediction = "velocity";
-  }
-  if (config.has("preset")) {
-    auto name = config.string("preset");
-    if (!name) return fail(name.error());
-    auto preset = ditPreset(*name);
-    if (!preset) return fail(preset.error());
-    defaults = *preset;
-  }
-  auto c = DiTConfig::fromConfig(config, "", defaults);
-  if (!c) return fail(c.error());
-  auto model = std::make_shared<DiTImpl>(*c, options.initialize);
-  model->setKind(kind);
-  return std::shared_ptr<BackboneImpl>(model);
-}
 
 }  // namespace
 
@@ -58,7 +40,7 @@ Result<DiTConfig> ditPreset(const std::string& name) {
         c.patchSize = p;
         if (std::string(family) == "SiT") {
           c.dropSigmaOutput = true;
-          c.prediction = "velocity";
+          c.prediction = Prediction::Velocity;
         }
         return c;
       }
@@ -71,30 +53,102 @@ Result<DiTConfig> ditPreset(const std::string& name) {
 
 namespace {
 
-/// One registry entry per family: the presets carrying its prefix, and a tiny model
-/// with a non-square input (DiT at integer timesteps, SiT at t in [0, 1]).
-void registerFamily(BackboneRegistry& registry, const std::string& kind, const std::string& prefix,
-                    const std::string& description, const nlohmann::json& tinyInput) {
-  std::vector<std::string> presets;
+/// What sets the two names apart: SiT computes the sigma channels of a learn_sigma
+/// network and returns the first half, predicts a velocity, and is trained and sampled
+/// as SiT's linear interpolant instead of DiT's DDPM.
+struct Family {
+  std::string kind, prefix, description;
+  DiTConfig defaults;
+  nlohmann::json tinyInput;  ///< DiT at integer timesteps, SiT at t in [0, 1]; non-square
+};
+
+Family ditFamily() {
+  return {"dit", "DiT", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)", DiTConfig(),
+          {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}};
+}
+
+Family sitFamily() {
+  DiTConfig defaults;
+  defaults.dropSigmaOutput = true;
+  defaults.prediction = Prediction::Velocity;
+  return {"sit", "SiT", "SiT: the DiT network trained as a stochastic interpolant (velocity)", defaults,
+          {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}};
+}
+
+/// The process each reference trains with: for a velocity network SiT's train.py and
+/// sample.py, a linear path; otherwise DiT's create_diffusion(), 1000 linear steps, eps,
+/// the learned range when the network learns sigma.
+nlohmann::json referenceProcess(const DiTConfig& defaults, const nlohmann::json& config) {
+  const auto prediction = parsePrediction(config.value("prediction", std::string(predictionName(defaults.prediction))));
+  if (prediction == Prediction::Velocity) return InterpolantConfig::defaultsFor("linear", "velocity").toJson();
+  GaussianDiffusionConfig d;
+  d.learnSigma = config.value("learn_sigma", defaults.learnSigma);
+  return d.toJson();
+}
+
+/// A DiT/SiT state dict: a convolutional patch embedding and a stored position table.
+bool recognisesDiT(const TensorShapes& shapes) {
+  auto dims = [&](const std::string& key) -> std::size_t {
+    const auto* shape = findShape(shapes, key);
+    return shape ? shape->size() : 0;
+  };
+  return dims("x_embedder.proj.weight") == 4 && dims("pos_embed") == 3 && dims("blocks.0.mlp.fc1.weight") == 2 &&
+         dims("final_layer.linear.weight") == 2;
+}
+
+void registerFamily(BackboneRegistry& registry, const Family& family) {
+  const std::string kind = family.kind;
+  const DiTConfig defaults = family.defaults;
+  auto read = [defaults](const Config& config) {
+    return readWithPreset<DiTConfig>(DiTConfig::table(), config, defaults, ditPreset);
+  };
+  BackboneEntry e;
+  e.name = kind;
+  e.description = family.description;
+  e.factory = [kind, read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
+    auto c = read(config);
+    if (!c) return fail(c.error());
+    auto model = std::make_shared<DiTImpl>(*c, options.initialize);
+    model->setKind(kind);
+    return std::shared_ptr<BackboneImpl>(model);
+  };
   for (const auto& n : ditPresetNames())
-    if (n.rfind(prefix, 0) == 0) presets.push_back(n);
+    if (n.rfind(family.prefix, 0) == 0) e.presets.push_back(n);
   const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32},
                                      {"depth", 2},      {"num_heads", 4},  {"num_classes", 10}};
-  (void)registry.add({kind, description,
-                      [kind](const Config& c, const BuildOptions& o) { return build(c, o, kind); }, presets,
-                      {{"config", tinyConfig}, {"input", tinyInput}}});
+  e.tiny = {{"config", tinyConfig}, {"input", family.tinyInput}};
+  e.capabilities.anyGrid = true;
+  e.capabilities.learnedSigma = true;
+  e.capabilities.predictions = {defaults.prediction};
+  for (Prediction p : {Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample})
+    if (p != defaults.prediction) e.capabilities.predictions.push_back(p);
+  e.config = DiTConfig::table().schema(defaults, read);
+  e.importer.recognises = recognisesDiT;
+  e.importer.process = [defaults](const nlohmann::json& config) { return referenceProcess(defaults, config); };
+  e.importer.convert = [kind, defaults](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
+    DiTImportOptions o;
+    o.family = kind;
+    o.preset = request.preset;
+    o.heads = request.heads;
+    o.numClasses = request.numClasses;
+    auto imported = importDiTStateDict(sd, o);
+    if (!imported) return fail(imported.error());
+    ImportedBackbone out;
+    out.config = imported->config.toJson();
+    out.process = referenceProcess(defaults, out.config);
+    out.numClasses = imported->config.numClasses;
+    out.nullClass = imported->config.classDropoutProb > 0;
+    out.weights = std::move(imported->weights);
+    out.notes = std::move(imported->notes);
+    return out;
+  };
+  (void)registry.add(std::move(e));
 }
 
 }  // namespace
 
-void registerBackbone_dit(BackboneRegistry& registry) {
-  registerFamily(registry, "dit", "DiT", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)",
-                 {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}});
-}
+void registerBackbone_dit(BackboneRegistry& registry) { registerFamily(registry, ditFamily()); }
 
-void registerBackbone_sit(BackboneRegistry& registry) {
-  registerFamily(registry, "sit", "SiT", "SiT: the DiT network trained as a stochastic interpolant (velocity)",
-                 {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}});
-}
+void registerBackbone_sit(BackboneRegistry& registry) { registerFamily(registry, sitFamily()); }
 
 }  // namespace tessera

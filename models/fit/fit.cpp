@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "models/fit/fit.h"
 
+#include "core/process/process.h"
 #include "models/common/attention.h"
+#include "models/fit/fit_import.h"
 #include "models/probe.h"
 #include "models/registry.h"
 
@@ -109,60 +111,22 @@ Result<void> FiTConfig::validate() const {
   return {};
 }
 
-nlohmann::json FiTConfig::toJson() const {
-  return {{"input_size", inputSize},   {"context_size", contextSize}, {"patch_size", patchSize},
-          {"in_channels", inChannels}, {"hidden_size", hiddenSize},   {"depth", depth},
-          {"num_heads", numHeads},     {"mlp_ratio", mlpRatio},       {"mlp", mlp},
-          {"swiglu_large", swigluLarge}, {"qk_norm", qkNorm},         {"adaln", adaLN},
-          {"adaln_rank", adaLNRank},   {"class_dropout_prob", classDropoutProb},
-          {"num_classes", numClasses}, {"learn_sigma", learnSigma},   {"rope_theta", ropeTheta},
-          {"extrapolation", extrapolation.toJson()}, {"time_shifting", timeShifting},
-          {"cfg_channels", cfgChannels}, {"prediction", prediction}};
+const ConfigTable<FiTConfig>& FiTConfig::table() {
+  static const ConfigTable<FiTConfig> table = [] {
+    ConfigTable<FiTConfig> t;
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) t.field(key, &FiTConfig::member, constraint, doc);
+#include "models/fit/fit_config.def"
+#undef TESSERA_FIELD
+    t.accept("preset").check([](const FiTConfig& c) { return c.validate(); });
+    return t;
+  }();
+  return table;
 }
 
+nlohmann::json FiTConfig::toJson() const { return table().write(*this); }
+
 Result<FiTConfig> FiTConfig::fromConfig(const Config& config, const std::string& path, const FiTConfig& defaults) {
-  const std::string at = path.empty() ? "" : path + ".";
-  if (auto ok = config.rejectUnknown(path, {"input_size", "context_size", "patch_size", "in_channels", "hidden_size", "depth",
-                                            "num_heads", "mlp_ratio", "mlp", "swiglu_large", "qk_norm", "adaln", "adaln_rank",
-                                            "class_dropout_prob", "num_classes", "learn_sigma", "rope_theta", "extrapolation",
-                                            "time_shifting", "cfg_channels", "prediction", "preset"});
-      !ok)
-    return fail(ok.error());
-  FiTConfig c = defaults;
-#define TESSERA_READ(field, getter, key, ...)                \
-  {                                                           \
-    auto v = config.getter(at + key, c.field, ##__VA_ARGS__); \
-    if (!v) return fail(v.error());                           \
-    c.field = *v;                                             \
-  }
-  TESSERA_READ(inputSize, integer, "input_size", 1, 1 << 16)
-  TESSERA_READ(contextSize, integer, "context_size", 1, 1 << 24)
-  TESSERA_READ(patchSize, integer, "patch_size", 1, 64)
-  TESSERA_READ(inChannels, integer, "in_channels", 1, 1024)
-  TESSERA_READ(hiddenSize, integer, "hidden_size", 4, 1 << 16)
-  TESSERA_READ(depth, integer, "depth", 1, 1024)
-  TESSERA_READ(numHeads, integer, "num_heads", 1, 1024)
-  TESSERA_READ(mlpRatio, number, "mlp_ratio", 0.01, 64.0)
-  TESSERA_READ(mlp, string, "mlp", std::vector<std::string>{"swiglu", "gelu"})
-  TESSERA_READ(swigluLarge, boolean, "swiglu_large")
-  TESSERA_READ(qkNorm, boolean, "qk_norm")
-  TESSERA_READ(adaLN, string, "adaln", std::vector<std::string>{"normal", "lora"})
-  TESSERA_READ(adaLNRank, integer, "adaln_rank", 0, 1 << 16)
-  TESSERA_READ(classDropoutProb, number, "class_dropout_prob", 0.0, 0.999)
-  TESSERA_READ(numClasses, integer, "num_classes", 1, 1 << 24)
-  TESSERA_READ(learnSigma, boolean, "learn_sigma")
-  TESSERA_READ(ropeTheta, number, "rope_theta", 1.0, 1e12)
-  TESSERA_READ(timeShifting, number, "time_shifting", 1e-3, 1e3)
-  TESSERA_READ(cfgChannels, integer, "cfg_channels", 0, 1024)
-  TESSERA_READ(prediction, string, "prediction", std::vector<std::string>{"eps", "velocity", "score", "noise", "x0"})
-#undef TESSERA_READ
-  if (config.has(at + "extrapolation")) {
-    auto e = ropeExtrapolationFromConfig(config, at + "extrapolation");
-    if (!e) return fail(e.error());
-    c.extrapolation = *e;
-  }
-  if (auto ok = c.validate(); !ok) return fail(ok.error().withContext(config.source()));
-  return c;
+  return table().read(config, path, defaults);
 }
 
 std::vector<std::string> fitPresetNames() { return {"FiT-XL/2", "FiTv2-XL/2", "FiTv2-3B/2", "FiTv2-HR-XL/2", "FiTv2-HR-3B/2"}; }
@@ -171,7 +135,7 @@ Result<FiTConfig> fitPreset(const std::string& name) {
   FiTConfig c;  // 256-px SD-VAE latents: 32×32×4, patch 2, 256 tokens
   if (name == "FiT-XL/2") {
     c.depth = 28, c.hiddenSize = 1152, c.numHeads = 16, c.swigluLarge = true, c.learnSigma = true;
-    c.prediction = "eps", c.cfgChannels = 3;
+    c.prediction = Prediction::Epsilon, c.cfgChannels = 3;
     return c;
   }
   const bool hr = name.rfind("FiTv2-HR-", 0) == 0;
@@ -180,7 +144,7 @@ Result<FiTConfig> fitPreset(const std::string& name) {
     const bool xl = size == "XL/2";
     c.depth = xl ? 36 : 40, c.hiddenSize = xl ? 1152 : 2304, c.numHeads = xl ? 16 : 24;
     c.qkNorm = true, c.adaLN = "lora", c.adaLNRank = xl ? 288 : 576, c.learnSigma = false;
-    c.prediction = "velocity", c.cfgChannels = 3;
+    c.prediction = Prediction::Velocity, c.cfgChannels = 3;
     if (hr) {
       c.contextSize = 1024;
       c.extrapolation.method = "ntk";
@@ -294,6 +258,15 @@ void FiTImpl::initializeWeights() {
   for (const auto& block : *blocks) adaLNs.push_back(block->as<FiTBlockImpl>()->adaLN_modulation);
   if (global_adaLN_modulation) adaLNs.push_back(global_adaLN_modulation);
   initializeDiTFamily(*this, *y_embedder, *t_embedder, *final_layer, adaLNs);
+}
+
+Result<void> FiTImpl::setSizeExtrapolation(const std::string& method, bool decouple) {
+  RopeExtrapolation e;
+  e.method = method;
+  e.decouple = decouple;
+  if (auto ok = e.validate(); !ok) return fail(ok.error());
+  setExtrapolation(e);
+  return {};
 }
 
 RopeTables FiTImpl::ropeFor(const at::Tensor& rows, const at::Tensor& cols, double lengthH, double lengthW) const {
@@ -427,12 +400,7 @@ Capabilities FiTImpl::capabilities() const {
   caps.packed = true;
   caps.padsPacks = true;
   caps.learnedSigma = m_config.learnSigma;
-  const auto& p = m_config.prediction;
-  caps.prediction = p == "velocity" ? Prediction::Velocity
-                    : p == "x0"     ? Prediction::Sample
-                    : p == "score"  ? Prediction::Score
-                    : caps.learnedSigma ? Prediction::EpsilonAndSigma
-                                        : Prediction::Epsilon;
+  caps.prediction = m_config.prediction;
   caps.inChannels = m_config.inChannels;
   caps.sizeMultiple = m_config.patchSize;
   caps.trainedHeight = caps.trainedWidth = m_config.inputSize;
@@ -445,27 +413,73 @@ Capabilities FiTImpl::capabilities() const {
 // ---------------------------------------------------------------------------------
 // Registry
 
+namespace {
+
+/// The reference's processes: FiTv2 (velocity) SiT's transport, a linear path with
+/// logit-normal training times; FiT v1 DiT's diffusion (improved-diffusion's copy).
+nlohmann::json fitProcess(const nlohmann::json& config) {
+  if (parsePrediction(config.value("prediction", std::string("eps"))) == Prediction::Velocity) {
+    InterpolantConfig i = InterpolantConfig::defaultsFor("linear", "velocity");
+    i.trainTime = "logit-normal";
+    return i.toJson();
+  }
+  GaussianDiffusionConfig d;
+  d.learnSigma = config.value("learn_sigma", true);
+  return d.toJson();
+}
+
+/// A FiT state dict: a linear embedding of pre-patchified tokens.
+bool recognisesFiT(const TensorShapes& shapes) {
+  auto dims = [&](const std::string& key) -> std::size_t {
+    const auto* shape = findShape(shapes, key);
+    return shape ? shape->size() : 0;
+  };
+  return dims("x_embedder.proj.weight") == 2 && dims("blocks.0.attn.qkv.weight") == 2 && dims("final_layer.linear.weight") == 2;
+}
+
+}  // namespace
+
 void registerBackbone_fit(BackboneRegistry& registry) {
-  auto build = [](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
-    FiTConfig defaults;
-    if (config.has("preset")) {
-      auto name = config.string("preset");
-      if (!name) return fail(name.error());
-      auto preset = fitPreset(*name);
-      if (!preset) return fail(preset.error());
-      defaults = *preset;
-    }
-    auto c = FiTConfig::fromConfig(config, "", defaults);
+  auto read = [](const Config& config) { return readWithPreset<FiTConfig>(FiTConfig::table(), config, FiTConfig(), fitPreset); };
+  BackboneEntry e;
+  e.name = "fit";
+  e.description = "FiT / FiTv2: flexible-size transformer on padded token sequences with 2-D RoPE (resolution extrapolation)";
+  e.factory = [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
+    auto c = read(config);
     if (!c) return fail(c.error());
     return std::shared_ptr<BackboneImpl>(std::make_shared<FiTImpl>(*c, options.initialize));
   };
+  e.presets = fitPresetNames();
   const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
                                      {"num_heads", 2},  {"num_classes", 10}, {"qk_norm", true},   {"adaln", "lora"},
                                      {"adaln_rank", 8}, {"learn_sigma", false}, {"prediction", "velocity"}};
-  (void)registry.add({"fit",
-                      "FiT / FiTv2: flexible-size transformer on padded token sequences with 2-D RoPE (resolution extrapolation)",
-                      build, fitPresetNames(),
-                      {{"config", tinyConfig}, {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 1}}}}});
+  e.tiny = {{"config", tinyConfig}, {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 1}}}};
+  e.capabilities.anyGrid = true;
+  e.capabilities.packed = true;
+  e.capabilities.learnedSigma = true;
+  e.capabilities.predictions = {Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample};
+  e.config = FiTConfig::table().schema(FiTConfig(), read);
+  e.scratch = {{"qk_norm", true}};  // new FiT models here are FiTv2-style: q/k LayerNorm
+  e.importer.recognises = recognisesFiT;
+  e.importer.process = fitProcess;
+  e.importer.convert = [](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
+    FlexImportOptions o;
+    o.preset = request.preset;
+    o.heads = request.heads;
+    o.numClasses = request.numClasses;
+    o.inChannels = request.inChannels;
+    auto imported = importFiTStateDict(sd, o);
+    if (!imported) return fail(imported.error());
+    ImportedBackbone out;
+    out.config = imported->config.toJson();
+    out.process = fitProcess(out.config);
+    out.numClasses = imported->config.numClasses;
+    out.nullClass = imported->config.classDropoutProb > 0;
+    out.weights = std::move(imported->weights);
+    out.notes = std::move(imported->notes);
+    return out;
+  };
+  (void)registry.add(std::move(e));
 }
 
 }  // namespace tessera

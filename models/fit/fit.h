@@ -9,6 +9,7 @@
 #include "core/config/config.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
+#include "models/config_table.h"
 #include "models/common/packing.h"
 #include "models/common/rope.h"
 #include "models/dit/dit.h"
@@ -25,28 +26,11 @@
 
 namespace tessera {
 
+/// A FiT / FiTv2 configuration; its fields are listed in models/fit/fit_config.def.
 struct FiTConfig {
-  std::int64_t inputSize = 32;   ///< side (latent cells or pixels) of the training grid: RoPE's trained length is inputSize / patch
-  std::int64_t contextSize = 256;  ///< the token budget of a padded training sequence (FiT's context_size)
-  std::int64_t patchSize = 2;
-  std::int64_t inChannels = 4;
-  std::int64_t hiddenSize = 1152;
-  std::int64_t depth = 28;
-  std::int64_t numHeads = 16;
-  double mlpRatio = 4.0;
-  std::string mlp = "swiglu";    ///< swiglu | gelu (timm Mlp, tanh GELU)
-  bool swigluLarge = false;      ///< SwiGLU hidden = D·ratio (FiT v1) instead of ⌊2·D·ratio/3⌋ (FiTv2)
-  bool qkNorm = false;           ///< LayerNorm without affine over each head's q and k (FiTv2)
-  std::string adaLN = "normal";  ///< normal | lora (per block D→r→6D plus a global D→6D)
-  std::int64_t adaLNRank = 0;
-  double classDropoutProb = 0.1;
-  std::int64_t numClasses = 1000;
-  bool learnSigma = true;
-  double ropeTheta = 10000.0;
-  RopeExtrapolation extrapolation;  ///< for sizes beyond training (a setting, not a weight)
-  double timeShifting = 1.0;     ///< t' = min(α t / (1 + (α − 1) t), 1) inside forward (FiTv2; 1 = identity)
-  std::int64_t cfgChannels = 0;  ///< the reference forward_with_cfg guides the first 3 channels (0 = all)
-  std::string prediction = "eps";
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) type member = value;
+#include "models/fit/fit_config.def"
+#undef TESSERA_FIELD
 
   std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
   std::int64_t mlpHidden() const;
@@ -55,6 +39,8 @@ struct FiTConfig {
   Result<void> validate() const;
   nlohmann::json toJson() const;
   static Result<FiTConfig> fromConfig(const Config& config, const std::string& path, const FiTConfig& defaults);
+  /// The table of fit_config.def's fields ("preset" accepted too).
+  static const ConfigTable<FiTConfig>& table();
 };
 
 std::vector<std::pair<std::string, std::vector<std::int64_t>>> fitStateShapes(const FiTConfig& config);
@@ -112,6 +98,9 @@ public:
   BackboneOutput forward(const BackboneInput& input) override;
   Capabilities capabilities() const override;
   std::string kind() const override { return "fit"; }
+  /// One of RopeExtrapolation::methods(), replacing the configured extrapolation (its
+  /// trained length becomes the model's grid).
+  Result<void> setSizeExtrapolation(const std::string& method, bool decouple) override;
 
   /// The reference forward: x (B, N, p²C) features ordered (c, p1, p2); grid (B, 2, N)
   /// with grid[:, 0] the column and grid[:, 1] the row; mask (B, N); t, y (B,). RoPE

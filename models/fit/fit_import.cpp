@@ -94,7 +94,7 @@ Result<FiTImport> importFiTStateDict(const NamedTensors& raw, const FlexImportOp
   // FiTv2 is the low-rank-adaLN form: q/k LayerNorm, velocity (SiT convention).
   if (!preset) {
     c.qkNorm = lora;
-    c.prediction = lora ? "velocity" : "eps";
+    c.prediction = lora ? Prediction::Velocity : Prediction::Epsilon;
   }
   c.cfgChannels = 3;
   if (r.has("blocks.0.mlp.fc1_g.weight")) {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "models/nit/nit.h"
 
+#include "core/process/process.h"
 #include "models/common/attention.h"
+#include "models/fit/fit_import.h"
 #include "models/probe.h"
 #include "models/registry.h"
 
@@ -96,56 +98,22 @@ Result<void> NiTConfig::validate() const {
   return {};
 }
 
-nlohmann::json NiTConfig::toJson() const {
-  return {{"input_size", inputSize},     {"patch_size", patchSize},   {"in_channels", inChannels},
-          {"hidden_size", hiddenSize},   {"depth", depth},            {"num_heads", numHeads},
-          {"mlp_ratio", mlpRatio},       {"class_dropout_prob", classDropoutProb},
-          {"num_classes", numClasses},   {"learn_sigma", learnSigma}, {"qk_norm", qkNorm},
-          {"adaln", adaLN},              {"adaln_rank", adaLNRank},   {"rope_theta", ropeTheta},
-          {"rope_positions", ropePositions}, {"extrapolation", extrapolation.toJson()},
-          {"prediction", prediction}, {"cfg_channels", cfgChannels}};
+const ConfigTable<NiTConfig>& NiTConfig::table() {
+  static const ConfigTable<NiTConfig> table = [] {
+    ConfigTable<NiTConfig> t;
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) t.field(key, &NiTConfig::member, constraint, doc);
+#include "models/nit/nit_config.def"
+#undef TESSERA_FIELD
+    t.accept("preset").check([](const NiTConfig& c) { return c.validate(); });
+    return t;
+  }();
+  return table;
 }
 
+nlohmann::json NiTConfig::toJson() const { return table().write(*this); }
+
 Result<NiTConfig> NiTConfig::fromConfig(const Config& config, const std::string& path, const NiTConfig& defaults) {
-  const std::string at = path.empty() ? "" : path + ".";
-  if (auto ok = config.rejectUnknown(path, {"input_size", "patch_size", "in_channels", "hidden_size", "depth", "num_heads",
-                                            "mlp_ratio", "class_dropout_prob", "num_classes", "learn_sigma", "qk_norm",
-                                            "adaln", "adaln_rank", "rope_theta", "rope_positions", "extrapolation",
-                                            "prediction", "cfg_channels", "preset"});
-      !ok)
-    return fail(ok.error());
-  NiTConfig c = defaults;
-#define TESSERA_READ(field, getter, key, ...)                \
-  {                                                           \
-    auto v = config.getter(at + key, c.field, ##__VA_ARGS__); \
-    if (!v) return fail(v.error());                           \
-    c.field = *v;                                             \
-  }
-  TESSERA_READ(inputSize, integer, "input_size", 1, 1 << 16)
-  TESSERA_READ(patchSize, integer, "patch_size", 1, 64)
-  TESSERA_READ(inChannels, integer, "in_channels", 1, 1024)
-  TESSERA_READ(hiddenSize, integer, "hidden_size", 4, 1 << 16)
-  TESSERA_READ(depth, integer, "depth", 1, 1024)
-  TESSERA_READ(numHeads, integer, "num_heads", 1, 1024)
-  TESSERA_READ(mlpRatio, number, "mlp_ratio", 0.01, 64.0)
-  TESSERA_READ(classDropoutProb, number, "class_dropout_prob", 0.0, 0.999)
-  TESSERA_READ(numClasses, integer, "num_classes", 1, 1 << 24)
-  TESSERA_READ(learnSigma, boolean, "learn_sigma")
-  TESSERA_READ(qkNorm, boolean, "qk_norm")
-  TESSERA_READ(adaLN, string, "adaln", std::vector<std::string>{"normal", "lora"})
-  TESSERA_READ(adaLNRank, integer, "adaln_rank", 0, 1 << 16)
-  TESSERA_READ(ropeTheta, number, "rope_theta", 1.0, 1e12)
-  TESSERA_READ(ropePositions, string, "rope_positions", std::vector<std::string>{"reference", "grid"})
-  TESSERA_READ(prediction, string, "prediction", std::vector<std::string>{"eps", "velocity", "score", "noise", "x0"})
-  TESSERA_READ(cfgChannels, integer, "cfg_channels", 0, 1024)
-#undef TESSERA_READ
-  if (config.has(at + "extrapolation")) {
-    auto e = ropeExtrapolationFromConfig(config, at + "extrapolation");
-    if (!e) return fail(e.error());
-    c.extrapolation = *e;
-  }
-  if (auto ok = c.validate(); !ok) return fail(ok.error().withContext(config.source()));
-  return c;
+  return table().read(config, path, defaults);
 }
 
 // ---------------------------------------------------------------------------------
@@ -230,6 +198,15 @@ void NiTImpl::initializeWeights() {
   std::vector<nn::Sequential> adaLNs;
   for (const auto& block : *blocks) adaLNs.push_back(block->as<NiTBlockImpl>()->adaLN_modulation);
   initializeDiTFamily(*this, *y_embedder, *t_embedder, *final_layer, adaLNs, x_embedder.get());
+}
+
+Result<void> NiTImpl::setSizeExtrapolation(const std::string& method, bool decouple) {
+  RopeExtrapolation e;
+  e.method = method;
+  e.decouple = decouple;
+  if (auto ok = e.validate(); !ok) return fail(ok.error());
+  setExtrapolation(e);
+  return {};
 }
 
 void NiTImpl::setExtrapolation(const RopeExtrapolation& e) {
@@ -335,12 +312,7 @@ Capabilities NiTImpl::capabilities() const {
   caps.anyGrid = true;
   caps.packed = true;
   caps.learnedSigma = m_config.learnSigma;
-  const auto& p = m_config.prediction;
-  caps.prediction = p == "velocity" ? Prediction::Velocity
-                    : p == "x0"     ? Prediction::Sample
-                    : p == "score"  ? Prediction::Score
-                    : caps.learnedSigma ? Prediction::EpsilonAndSigma
-                                        : Prediction::Epsilon;
+  caps.prediction = m_config.prediction;
   caps.inChannels = m_config.inChannels;
   caps.sizeMultiple = m_config.patchSize;
   caps.trainedHeight = caps.trainedWidth = m_config.inputSize;
@@ -380,26 +352,68 @@ Result<NiTConfig> nitPreset(const std::string& name) {
   return fail("unknown preset '" + name + "' (known: " + known + ")");
 }
 
+namespace {
+
+/// NiT's process: a linear path seen with t = 0 the data, the network predicting the
+/// velocity noise − data, logit-normal training times (P_mean 0, P_std 1).
+nlohmann::json nitProcess(const nlohmann::json&) {
+  InterpolantConfig i = InterpolantConfig::defaultsFor("linear", "velocity");
+  i.modelTime = "data_at_0";
+  i.trainTime = "logit-normal";
+  return i.toJson();
+}
+
+/// A NiT state dict: a convolutional patch embedding and no stored position table.
+bool recognisesNiT(const TensorShapes& shapes) {
+  auto dims = [&](const std::string& key) -> std::size_t {
+    const auto* shape = findShape(shapes, key);
+    return shape ? shape->size() : 0;
+  };
+  return dims("x_embedder.proj.weight") == 4 && dims("pos_embed") == 0 && dims("blocks.0.attn.qkv.weight") == 2 &&
+         dims("final_layer.linear.weight") == 2;
+}
+
+}  // namespace
+
 void registerBackbone_nit(BackboneRegistry& registry) {
-  auto build = [](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
-    NiTConfig defaults;
-    if (config.has("preset")) {
-      auto name = config.string("preset");
-      if (!name) return fail(name.error());
-      auto preset = nitPreset(*name);
-      if (!preset) return fail(preset.error());
-      defaults = *preset;
-    }
-    auto c = NiTConfig::fromConfig(config, "", defaults);
+  auto read = [](const Config& config) { return readWithPreset<NiTConfig>(NiTConfig::table(), config, NiTConfig(), nitPreset); };
+  BackboneEntry e;
+  e.name = "nit";
+  e.description = "NiT: native-resolution transformer on packed variable-length sequences (varlen attention, 2-D RoPE)";
+  e.factory = [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
+    auto c = read(config);
     if (!c) return fail(c.error());
     return std::shared_ptr<BackboneImpl>(std::make_shared<NiTImpl>(*c, options.initialize));
   };
+  e.presets = nitPresetNames();
   const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"in_channels", 4}, {"hidden_size", 32},
                                      {"depth", 2},      {"num_heads", 2},  {"num_classes", 10}};
-  (void)registry.add({"nit",
-                      "NiT: native-resolution transformer on packed variable-length sequences (varlen attention, 2-D RoPE)",
-                      build, nitPresetNames(),
-                      {{"config", tinyConfig}, {"input", {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}}}});
+  e.tiny = {{"config", tinyConfig}, {"input", {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}}};
+  e.capabilities.anyGrid = true;
+  e.capabilities.packed = true;
+  e.capabilities.learnedSigma = true;
+  e.capabilities.predictions = {Prediction::Velocity, Prediction::Epsilon, Prediction::Score, Prediction::Sample};
+  e.config = NiTConfig::table().schema(NiTConfig(), read);
+  e.importer.recognises = recognisesNiT;
+  e.importer.process = nitProcess;
+  e.importer.convert = [](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
+    FlexImportOptions o;
+    o.preset = request.preset;
+    o.heads = request.heads;
+    o.numClasses = request.numClasses;
+    o.inChannels = request.inChannels;
+    auto imported = importNiTStateDict(sd, o);
+    if (!imported) return fail(imported.error());
+    ImportedBackbone out;
+    out.config = imported->config.toJson();
+    out.process = nitProcess(out.config);
+    out.numClasses = imported->config.numClasses;
+    out.nullClass = imported->config.classDropoutProb > 0;
+    out.weights = std::move(imported->weights);
+    out.notes = std::move(imported->notes);
+    return out;
+  };
+  (void)registry.add(std::move(e));
 }
 
 }  // namespace tessera

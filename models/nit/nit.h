@@ -9,6 +9,7 @@
 #include "core/config/config.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
+#include "models/config_table.h"
 #include "models/common/packing.h"
 #include "models/common/rope.h"
 #include "models/dit/dit.h"
@@ -29,28 +30,11 @@
 
 namespace tessera {
 
+/// A NiT configuration; its fields are listed in models/nit/nit_config.def.
 struct NiTConfig {
-  std::int64_t inputSize = 256;  ///< the side (pixels or latent cells) sampling uses by default
-  std::int64_t patchSize = 1;
-  std::int64_t inChannels = 32;
-  std::int64_t hiddenSize = 1152;
-  std::int64_t depth = 28;
-  std::int64_t numHeads = 16;
-  double mlpRatio = 4.0;
-  double classDropoutProb = 0.1;  ///< > 0 adds the null-class row
-  std::int64_t numClasses = 1000;
-  bool learnSigma = false;
-  bool qkNorm = true;             ///< LayerNorm (with affine) over each head's q and k, before RoPE
-  std::string adaLN = "normal";   ///< normal | lora (NiT-XXL: SiLU, D→r, r→6D)
-  std::int64_t adaLNRank = 0;     ///< lora rank
-  double ropeTheta = 10000.0;
-  /// reference: the positions NiT's own code gives (token k of an h×w image gets
-  /// (k mod h, k div h) — the true (column, row) only for square images); needed to
-  /// reproduce the released checkpoints. grid: every token's true (column, row).
-  std::string ropePositions = "grid";
-  RopeExtrapolation extrapolation;  ///< for sizes beyond training (a setting, not a weight)
-  std::string prediction = "velocity";  ///< velocity | eps | x0 …
-  std::int64_t cfgChannels = 0;         ///< channels guidance guides (0 = all; NiT's sampler guides all)
+#define TESSERA_FIELD(type, member, value, key, constraint, doc) type member = value;
+#include "models/nit/nit_config.def"
+#undef TESSERA_FIELD
 
   std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
   std::int64_t mlpHidden() const { return static_cast<std::int64_t>(static_cast<double>(hiddenSize) * mlpRatio); }
@@ -59,6 +43,8 @@ struct NiTConfig {
   Result<void> validate() const;
   nlohmann::json toJson() const;
   static Result<NiTConfig> fromConfig(const Config& config, const std::string& path, const NiTConfig& defaults);
+  /// The table of nit_config.def's fields ("preset" accepted too).
+  static const ConfigTable<NiTConfig>& table();
 };
 
 /// Names and shapes of the state dict of a NiT of this configuration (no projector).
@@ -102,6 +88,9 @@ public:
   BackboneOutput forward(const BackboneInput& input) override;
   Capabilities capabilities() const override;
   std::string kind() const override { return "nit"; }
+  /// One of RopeExtrapolation::methods(), replacing the configured extrapolation (its
+  /// trained length becomes the model's grid).
+  Result<void> setSizeExtrapolation(const std::string& method, bool decouple) override;
 
   /// The reference forward on a pack: x (L, C, p, p), token grids, t (B,), y (B,) → (L, C_out, p, p).
   /// `peLength` (rows, columns) fixes the RoPE extrapolation lengths for every image (NiT's

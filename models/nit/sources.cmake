@@ -1,1 +1,1 @@
-set(TESSERA_BACKBONE_SOURCES nit.cpp nit.h)
+set(TESSERA_BACKBONE_SOURCES nit.cpp nit.h nit_config.def)

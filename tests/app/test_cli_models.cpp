@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// tessera-cli import and forward against the outputs of the official DiT and SiT code.
+// tessera-cli import and forward against the outputs of the official DiT and SiT code;
+// import recognising the family (--from auto); info --backbones.
 #include "core/formats/safetensors.h"
 #include "tests/app/cli_runner.h"
 
 #include <ATen/ATen.h>
 #include <QFile>
+#include <QJsonArray>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -193,6 +195,93 @@ private Q_SLOTS:
              data("reference.safetensors"), QStringLiteral("--out"), out});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("not a Tessera model"), r.err.constData());
+  }
+
+  void importRecognisesTheFamily_data() {
+    QTest::addColumn<QString>("fixture");
+    QTest::addColumn<QString>("family");
+    QTest::addColumn<QString>("heads");
+    QTest::newRow("dit") << QStringLiteral("dit/dit_p2_sigma.pt") << QStringLiteral("dit") << QStringLiteral("4");
+    QTest::newRow("dit, no sigma") << QStringLiteral("dit/dit_p4_nosigma.pt") << QStringLiteral("dit") << QStringLiteral("4");
+    QTest::newRow("sit") << QStringLiteral("dit/sit_p2_sigma.pt") << QStringLiteral("sit") << QStringLiteral("4");
+    QTest::newRow("sit, no sigma") << QStringLiteral("dit/sit_p4_nosigma.pt") << QStringLiteral("sit") << QStringLiteral("4");
+    QTest::newRow("fit v1") << QStringLiteral("fit/fit_v1.pt") << QStringLiteral("fit") << QStringLiteral("2");
+    QTest::newRow("fitv2") << QStringLiteral("fit/fitv2.pt") << QStringLiteral("fit") << QStringLiteral("2");
+    QTest::newRow("nit p2") << QStringLiteral("nit/nit_p2.pt") << QStringLiteral("nit") << QStringLiteral("2");
+    QTest::newRow("nit lora") << QStringLiteral("nit/nit_lora.pt") << QStringLiteral("nit") << QStringLiteral("2");
+  }
+  void importRecognisesTheFamily() {
+    // --from auto (the default) on the official fixtures writes what --from FAMILY does.
+    QFETCH(QString, fixture);
+    QFETCH(QString, family);
+    QFETCH(QString, heads);
+    QTemporaryDir dir;
+    const QString pt = data("") + fixture;
+    const QString detected = dir.filePath(QStringLiteral("auto.safetensors")), named = dir.filePath(QStringLiteral("named.safetensors"));
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--in"), pt, QStringLiteral("--out"), detected, QStringLiteral("--heads"), heads});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(json(r.out)[QStringLiteral("backbone")].toString(), family);
+    QVERIFY2(r.err.contains("recognised as a " + family.toUtf8()), r.err.constData());
+    r = cli({QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"), pt, QStringLiteral("--out"), named,
+             QStringLiteral("--heads"), heads});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto model = [](const QString& path) {
+      auto info = cli({QStringLiteral("info"), path});
+      return json(info.out)[QStringLiteral("metadata")].toObject()[QStringLiteral("tessera.model")].toObject();
+    };
+    const QJsonObject a = model(detected), b = model(named);
+    QCOMPARE(a[QStringLiteral("backbone")].toObject()[QStringLiteral("kind")].toString(), family);
+    QCOMPARE(a[QStringLiteral("backbone")], b[QStringLiteral("backbone")]);
+    QCOMPARE(a[QStringLiteral("process")], b[QStringLiteral("process")]);
+    QCOMPARE(a[QStringLiteral("classes")], b[QStringLiteral("classes")]);
+  }
+
+  void importAutoRefusals() {
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("m.safetensors"));
+    // DiT and SiT share every tensor: a file name naming neither cannot be decided.
+    const QString anonymous = dir.filePath(QStringLiteral("checkpoint-0400000.pt"));
+    QVERIFY(QFile::copy(data("dit/dit_p2_sigma.pt"), anonymous));
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("auto"), QStringLiteral("--in"), anonymous,
+                  QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("4")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("--from dit or --from sit"), r.err.constData());
+    QVERIFY(!QFile::exists(out));
+    // Tensors no backbone recognises.
+    r = cli({QStringLiteral("import"), QStringLiteral("--in"), data("reference.safetensors"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("no backbone recognises") && r.err.contains("--from"), r.err.constData());
+    // An unknown --from names the known ones.
+    r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dat"), QStringLiteral("--in"),
+             data("dit/dit_p2_sigma.pt"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("known: auto, dit, fit, nit, sit"), r.err.constData());
+  }
+
+  void infoListsTheBackbones() {
+    auto r = cli({QStringLiteral("info"), QStringLiteral("--backbones")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    for (const char* text : {"dit:", "sit:", "fit:", "nit:", "hidden_size", "DiT-XL/2", "NiT-XXL", "import --from fit"})
+      QVERIFY2(r.out.contains(text), text);
+    r = cli({QStringLiteral("--json"), QStringLiteral("info"), QStringLiteral("--backbones")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const QJsonArray kinds = QJsonDocument::fromJson(r.out).array();
+    QVERIFY(kinds.size() >= 4);
+    bool sawSit = false;
+    for (const auto& k : kinds) {
+      const QJsonObject o = k.toObject();
+      QVERIFY(!o[QStringLiteral("fields")].toArray().isEmpty());
+      if (o[QStringLiteral("name")].toString() != QLatin1String("sit")) continue;
+      sawSit = true;
+      QCOMPARE(o[QStringLiteral("capabilities")].toObject()[QStringLiteral("predictions")].toArray().first().toString(),
+               QStringLiteral("velocity"));
+      for (const auto& f : o[QStringLiteral("fields")].toArray())
+        if (f.toObject()[QStringLiteral("key")].toString() == QLatin1String("drop_sigma_output"))
+          QCOMPARE(f.toObject()[QStringLiteral("default")].toBool(), true);  // SiT's own defaults
+    }
+    QVERIFY(sawSit);
+    r = cli({QStringLiteral("info"), QStringLiteral("--backbones"), QStringLiteral("--system")});
+    QCOMPARE(r.code, 2);
   }
 
 };

@@ -2,7 +2,8 @@
 // Samplers against closed forms. On data that is a known Gaussian N(μ, s²) the exact
 // denoiser is known for every process (E[x0 | x_τ] and E[ε | x_τ] are linear in x_τ),
 // so every sampler on every process must produce samples with mean μ and deviation s.
-// Plus: the time grids the references use, NFE counts, guidance, observers, cancel.
+// Plus: the time grids the references use, NFE counts (and the registry's evaluations
+// per step), guidance, observers, cancel.
 #include "core/guidance/guidance.h"
 #include "core/samplers/sampler.h"
 #include "core/samplers/time_grid.h"
@@ -191,6 +192,52 @@ private Q_SLOTS:
     QVERIFY(r);
     QCOMPARE(r->nfe, std::int64_t(nfe));
     QCOMPARE(calls, nfe);
+  }
+
+  void evaluationsPerStepAreWhatSamplersSpend_data() {
+    QTest::addColumn<QString>("sampler");
+    for (const std::string& name : samplerRegistry().names()) QTest::newRow(name.c_str()) << QString::fromStdString(name);
+  }
+  void evaluationsPerStepAreWhatSamplersSpend() {
+    // The registry's count is what matched-compute comparisons charge a sampler per step.
+    QFETCH(QString, sampler);
+    const SamplerEntry* entry = samplerRegistry().find(sampler.toStdString());
+    QVERIFY(entry);
+    // A process where every step ends at an evaluable time (not DDPM's clean data, where
+    // a Heun step is an Euler step), and SDEs without their final denoising step.
+    const QString process = entry->family == SamplerFamily::Discrete ? QStringLiteral("ddpm-eps") : QStringLiteral("linear-velocity");
+    auto sp = space(process);
+    Denoiser denoiser(*sp, gaussianModel(sp, process), at::zeros({2}, at::kLong), at::Tensor(), GuidanceConfig());
+    SamplerOptions o;
+    o.steps = 10;
+    o.lastStep = "none";
+    GeneratorNoise noise(3);
+    auto r = runSampling(sampler.toStdString(), o, denoiser, at::randn({2, 1, 2, 2}), &noise);
+    QVERIFY2(r, r ? "" : r.error().message().c_str());
+    if (entry->adaptive()) {
+      QVERIFY(r->nfe > r->steps);  // dopri5: several stages per attempted step, steps its own
+      return;
+    }
+    QCOMPARE(r->steps, std::int64_t(10));
+    QCOMPARE(r->nfe, std::int64_t(entry->evaluationsPerStep) * r->steps);
+  }
+
+  void evaluationsPerStepOfTheBuiltIns() {
+    QCOMPARE(samplerRegistry().find("euler")->evaluationsPerStep, 1);
+    QCOMPARE(samplerRegistry().find("heun")->evaluationsPerStep, 2);
+    QCOMPARE(samplerRegistry().find("sde-heun")->evaluationsPerStep, 2);
+    QCOMPARE(samplerRegistry().find("sde-euler")->evaluationsPerStep, 1);
+    QCOMPARE(samplerRegistry().find("dpmpp-2m")->evaluationsPerStep, 1);
+    QVERIFY(samplerRegistry().find("dopri5")->adaptive());
+    // A negative count is refused, leaving the registry as it was.
+    SamplerRegistry r;
+    SamplerEntry e;
+    e.name = "bad-cost";
+    e.evaluationsPerStep = -1;
+    e.make = [] { return std::unique_ptr<Sampler>(); };
+    auto added = r.add(e);
+    QVERIFY(!added && added.error().message().find("evaluationsPerStep") != std::string::npos);
+    QVERIFY(!r.find("bad-cost"));
   }
 
   void guidanceCombination() {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/attention/attention_panel.h"
 
+#include "widgets/panel.h"
+
 #include <QComboBox>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -637,6 +639,15 @@ QString AttentionPanel::exportPng(const QString& path) const {
 
 QString AttentionPanel::exportTensor(const QString& path) const {
   return exportMap(path, m_map, m_mapSize.width(), m_mapSize.height(), mapMeta());
+}
+
+PanelDescriptor describePanel_attention() {
+  PanelDescriptor d;
+  d.title = AttentionPanel::tr("Attention maps");
+  d.area = Qt::RightDockWidgetArea;
+  d.tabbedWith = QStringLiteral("gallery");
+  d.create = [](const PanelContext& c) { return new AttentionPanel(c.parent); };
+  return d;
 }
 
 }  // namespace tessera

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/compare/compare_panel.h"
 
+#include "widgets/panel.h"
+
 #include <QCheckBox>
 #include <QComboBox>
 #include <QFileDialog>
@@ -235,6 +237,8 @@ ComparePanel::ComparePanel(QWidget* parent) : QWidget(parent) {
   }
   m_rowValues = new QLineEdit(this);
   m_columnValues = new QLineEdit(this);
+  m_rowValues->setObjectName(QStringLiteral("compareRowValues"));
+  m_columnValues->setObjectName(QStringLiteral("compareColumnValues"));
   m_rowValues->setPlaceholderText(tr("values, separated by commas"));
   m_columnValues->setPlaceholderText(tr("values, separated by commas"));
   m_matched = new QCheckBox(tr("Matched compute"), this);
@@ -494,9 +498,16 @@ void ComparePanel::run() {
     m_status->setText(m_error);
     return;
   }
-  s.id = ++m_id;
   s.base = m_base;
   s.base.classes = {m_base.classes.value(0)};
+  if (s.matchedCompute) {
+    if (const QString why = matchedComputeProblem(s); !why.isEmpty()) {
+      m_error = why;
+      m_status->setText(tr("Cannot run: %1").arg(why));
+      return;
+    }
+  }
+  s.id = ++m_id;
   s.models = m_models;
   s.galleryPath = m_galleryPath;
   const QStringList names = compareAxisNames();
@@ -553,6 +564,15 @@ void ComparePanel::openSet(qint64 setId) {
   if (m_galleryPath.isEmpty() || m_running) return;
   const qint64 id = ++m_id;
   QMetaObject::invokeMethod(m_worker, [w = m_worker, id, path = m_galleryPath, setId] { w->load(id, path, setId); }, Qt::QueuedConnection);
+}
+
+PanelDescriptor describePanel_compare() {
+  PanelDescriptor d;
+  d.title = ComparePanel::tr("Compare");
+  d.area = Qt::RightDockWidgetArea;
+  d.tabbedWith = QStringLiteral("gallery");
+  d.create = [](const PanelContext& c) { return new ComparePanel(c.parent); };
+  return d;
 }
 
 }  // namespace tessera

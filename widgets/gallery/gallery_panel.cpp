@@ -2,6 +2,7 @@
 #include "widgets/gallery/gallery_panel.h"
 
 #include "core/gallery/gallery_store.h"
+#include "widgets/panel.h"
 
 #include <QComboBox>
 #include <QCoreApplication>
@@ -409,6 +410,15 @@ void GalleryPanel::contextMenu(const QPoint& pos) {
   } else if (empty && chosen == empty) {
     if (QMessageBox::question(this, tr("Empty trash"), tr("Delete every image in the trash for good?")) == QMessageBox::Yes) emptyTrash();
   }
+}
+
+PanelDescriptor describePanel_gallery() {
+  PanelDescriptor d;
+  d.title = GalleryPanel::tr("Gallery");
+  d.area = Qt::RightDockWidgetArea;
+  d.defaultExtent = 400;
+  d.create = [](const PanelContext& c) { return new GalleryPanel(c.parent); };
+  return d;
 }
 
 }  // namespace tessera

@@ -2,6 +2,7 @@
 #include "widgets/generate/generate_panel.h"
 
 #include "widgets/generate/aspect_histogram.h"
+#include "widgets/panel.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -623,6 +624,19 @@ QString GeneratePanel::applySettings(const QJsonObject& meta) {
   else m_seed->setValue(static_cast<int>(seed));
   m_seedLock->setChecked(true);
   return missing.join(QStringLiteral(", "));
+}
+
+PanelDescriptor describePanel_generate() {
+  PanelDescriptor d;
+  d.title = GeneratePanel::tr("Generate");
+  d.area = Qt::LeftDockWidgetArea;
+  d.defaultExtent = 300;
+  d.create = [](const PanelContext& c) {
+    auto* panel = new GeneratePanel(c.parent);
+    panel->setMinimumWidth(330);
+    return panel;
+  };
+  return d;
 }
 
 }  // namespace tessera

@@ -2,6 +2,7 @@
 #include "widgets/inspector/inspector_panel.h"
 
 #include "widgets/inspector/imgui_widget.h"
+#include "widgets/panel.h"
 
 #include <QHBoxLayout>
 #include <QGuiApplication>
@@ -474,6 +475,15 @@ void InspectorPanel::clear() {
   m_history.clear();
   refreshSummary();
   if (m_view) m_view->requestRedraw();
+}
+
+PanelDescriptor describePanel_inspector() {
+  PanelDescriptor d;
+  d.title = InspectorPanel::tr("Live inspector");
+  d.area = Qt::BottomDockWidgetArea;
+  d.tabbedWith = QStringLiteral("timeline");
+  d.create = [](const PanelContext& c) { return new InspectorPanel(c.parent); };
+  return d;
 }
 
 }  // namespace tessera

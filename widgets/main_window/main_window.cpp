@@ -12,14 +12,16 @@
 #include "widgets/training/training_panel.h"
 #include "widgets/icons.h"
 #include "widgets/inspector/inspector_panel.h"
-#include "widgets/main_window/system_page.h"
+#include "widgets/panel.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
+#include "widgets/system/system_page.h"
 
 #include <QApplication>
 #include <QCloseEvent>
 #include <QDragEnterEvent>
 #include <QFileInfo>
+#include <QHash>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QMimeData>
@@ -27,7 +29,6 @@
 #include <QLabel>
 #include <QMenuBar>
 #include <QSettings>
-#include <QScrollArea>
 #include <QStatusBar>
 #include <QTimer>
 #include <QtConcurrent/QtConcurrentRun>
@@ -41,7 +42,6 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   setDockOptions(QMainWindow::AnimatedDocks | QMainWindow::AllowNestedDocks | QMainWindow::AllowTabbedDocks);
   setDockNestingEnabled(true);
 
-  m_systemPage = new SystemPage(this);
   buildMenus();
   buildStatusBar();
   buildStudio();
@@ -68,52 +68,68 @@ MainWindow::~MainWindow() {
   m_infoWatcher.waitForFinished();
 }
 
+namespace {
+
+/// The panel of `docks[id]`, for the studio's wiring, which needs it: a missing line in
+/// widgets/panels.def is a build mistake, not a condition to run with.
+template <class T>
+T* studioPanel(const QHash<QString, QDockWidget*>& docks, const char* id) {
+  QDockWidget* dock = docks.value(QLatin1String(id));
+  T* panel = dock ? dock->findChild<T*>() : nullptr;
+  if (!panel) qFatal("the studio needs the '%s' panel (widgets/panels.def)", id);
+  return panel;
+}
+
+}  // namespace
+
 void MainWindow::buildStudio() {
   m_canvas = new ImageCanvas(this);
   setCentralWidget(m_canvas);
-  m_generate = new GeneratePanel(this);
-  m_timeline = new TimelinePanel(this);
-  m_gallery = new GalleryPanel(this);
-  auto dock = [this](QWidget* w, const QString& title, const char* name, Qt::DockWidgetArea area) {
-    auto* d = new QDockWidget(title, this);
-    d->setObjectName(QString::fromLatin1(name));
-    d->setWidget(w);
-    addPanel(d, area);
-    return d;
-  };
-  m_generate->setMinimumWidth(330);
-  dock(m_generate, tr("Generate"), "dockGenerate", Qt::LeftDockWidgetArea);
-  QDockWidget* timelineDock = dock(m_timeline, tr("Denoising timeline"), "dockTimeline", Qt::BottomDockWidgetArea);
-  m_inspector = new InspectorPanel(this);
-  QDockWidget* inspectorDock = dock(m_inspector, tr("Live inspector"), "dockInspector", Qt::BottomDockWidgetArea);
-  tabifyDockWidget(timelineDock, inspectorDock);
   m_trainingJobs = new TrainingJobs(this);
-  m_training = new TrainingPanel(m_trainingJobs, this);
-  QDockWidget* trainingDock = dock(m_training, tr("Training jobs"), "dockTraining", Qt::BottomDockWidgetArea);
-  tabifyDockWidget(timelineDock, trainingDock);
 
-  timelineDock->raise();
-  QDockWidget* galleryDock = dock(m_gallery, tr("Gallery"), "dockGallery", Qt::RightDockWidgetArea);
-  auto* systemScroll = new QScrollArea(this);  // long facts scroll instead of widening the column
-  systemScroll->setWidget(m_systemPage);
-  systemScroll->setWidgetResizable(true);
-  systemScroll->setFrameShape(QFrame::NoFrame);
-  systemScroll->setMinimumWidth(280);
-  QDockWidget* systemDock = dock(systemScroll, tr("System"), "dockSystem", Qt::RightDockWidgetArea);
-  tabifyDockWidget(galleryDock, systemDock);
-  m_attention = new AttentionPanel(this);
-  QDockWidget* attentionDock = dock(m_attention, tr("Attention maps"), "dockAttention", Qt::RightDockWidgetArea);
-  tabifyDockWidget(galleryDock, attentionDock);
-  m_compare = new ComparePanel(this);
-  QDockWidget* compareDock = dock(m_compare, tr("Compare"), "dockCompare", Qt::RightDockWidgetArea);
-  tabifyDockWidget(galleryDock, compareDock);
-  galleryDock->raise();
+  // Every panel of widgets/panels.def, docked in its order; a tab group shows its first
+  // panel on top.
+  const PanelContext context{this, m_trainingJobs};
+  QHash<QString, QDockWidget*> docks;
+  QList<QDockWidget*> tabHeads, wide, tall;
+  QList<int> widths, heights;
+  for (const PanelDescriptor& p : panelDescriptors()) {
+    auto* dock = new QDockWidget(p.title, this);
+    dock->setObjectName(dockObjectName(p.id));
+    dock->setWidget(p.create(context));
+    addPanel(dock, p.area);
+    if (!p.tabbedWith.isEmpty()) {
+      QDockWidget* head = docks.value(p.tabbedWith);
+      if (!head) qFatal("panel '%s' is tabbed with '%s', which is not listed before it in widgets/panels.def", qPrintable(p.id),
+                        qPrintable(p.tabbedWith));
+      tabifyDockWidget(head, dock);
+      if (!tabHeads.contains(head)) tabHeads << head;
+    }
+    if (p.defaultExtent > 0) {
+      const bool sides = p.area == Qt::LeftDockWidgetArea || p.area == Qt::RightDockWidgetArea;
+      (sides ? wide : tall) << dock;
+      (sides ? widths : heights) << p.defaultExtent;
+    }
+    docks.insert(p.id, dock);
+  }
+  for (QDockWidget* head : tabHeads) head->raise();
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
-  m_defaultDocks = [this, galleryDock] {
-    resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockGenerate")), galleryDock}, {300, 400}, Qt::Horizontal);
-    resizeDocks({findChild<QDockWidget*>(QStringLiteral("dockTimeline"))}, {270}, Qt::Vertical);
+  m_defaultDocks = [this, wide, widths, tall, heights] {
+    resizeDocks(wide, widths, Qt::Horizontal);
+    resizeDocks(tall, heights, Qt::Vertical);
   };
+
+  // The studio's generation flow runs through these panels; the wiring below connects
+  // them to the worker and to each other.
+  m_generate = studioPanel<GeneratePanel>(docks, "generate");
+  m_timeline = studioPanel<TimelinePanel>(docks, "timeline");
+  m_inspector = studioPanel<InspectorPanel>(docks, "inspector");
+  m_training = studioPanel<TrainingPanel>(docks, "training");
+  m_gallery = studioPanel<GalleryPanel>(docks, "gallery");
+  m_systemPage = studioPanel<SystemPage>(docks, "system");
+  m_attention = studioPanel<AttentionPanel>(docks, "attention");
+  m_compare = studioPanel<ComparePanel>(docks, "compare");
 
   m_worker = new GenerationWorker;
   m_worker->moveToThread(&m_workerThread);

@@ -32,7 +32,9 @@ class TrainingPanel;
 
 /// The studio's main window: menus, dock areas for panels, a status bar with the
 /// compute facts (LibTorch version, threads, device, BLAS kernel), and persisted
-/// geometry. Panels register with addPanel() and appear in the View menu.
+/// geometry. It docks every panel of widgets/panels.def (widgets/panel.h), in that
+/// order, and connects the ones the generation flow runs through; addPanel() docks
+/// more. Every dock is listed in View ▸ Panels.
 class MainWindow final : public QMainWindow {
   Q_OBJECT
   Q_DISABLE_COPY_MOVE(MainWindow)

@@ -79,9 +79,8 @@ QStringList compareAxisNames() {
 }
 
 int evaluationsPerStep(const QString& sampler) {
-  if (sampler == QLatin1String("heun") || sampler == QLatin1String("sde_heun")) return 2;
-  if (sampler == QLatin1String("dopri5")) return 0;
-  return 1;
+  const SamplerEntry* entry = samplerRegistry().find(sampler.toStdString());
+  return entry ? entry->evaluationsPerStep : -1;
 }
 
 QString defaultAxisValues(CompareAxis axis, const GenerationJob& base, const QVector<ModelInfo>& models) {
@@ -92,7 +91,16 @@ QString defaultAxisValues(CompareAxis axis, const GenerationJob& base, const QVe
         if (m.error.isEmpty() && m.classNames.size() > base.classes.value(0)) names << m.name;
       return names.join(QStringLiteral(", "));
     }
-    case CompareAxis::Sampler: return QStringLiteral("ddim, euler, heun, dpmpp_2m");
+    case CompareAxis::Sampler: {
+      // Stochastic samplers would differ by their noise as well, and adaptive ones cannot
+      // take part in matched compute: neither belongs in a default.
+      QStringList names;
+      for (const std::string& name : samplerRegistry().names()) {
+        const SamplerEntry* entry = samplerRegistry().find(name);
+        if (!entry->stochastic && !entry->adaptive()) names << qs(entry->name);
+      }
+      return names.join(QStringLiteral(", "));
+    }
     case CompareAxis::Steps: return QStringLiteral("10, 25, 50");
     case CompareAxis::Guidance: return QStringLiteral("1, 2, 4");
     case CompareAxis::Seed:
@@ -167,6 +175,21 @@ QJsonObject setupToJson(const CompareSetup& s) {
           {QStringLiteral("base"), jobToJson(s.base)}};
 }
 
+QString matchedComputeProblem(const CompareSetup& setup) {
+  QStringList samplers = {setup.base.sampler};
+  if (setup.rowAxis == CompareAxis::Sampler) samplers << setup.rows;
+  if (setup.columnAxis == CompareAxis::Sampler) samplers << setup.columns;
+  for (const QString& sampler : samplers) {
+    const int evals = evaluationsPerStep(sampler);
+    if (evals < 0) return QObject::tr("matched compute: '%1' is not a sampler").arg(sampler);
+    if (evals == 0)
+      return QObject::tr("matched compute: %1 is adaptive, it chooses its own steps and network evaluations, so it has no "
+                         "fixed cost per step to match; compare it without matched compute")
+          .arg(sampler);
+  }
+  return {};
+}
+
 // ---- worker -------------------------------------------------------------------------
 
 struct CompareWorker::Cache {
@@ -212,12 +235,11 @@ void CompareWorker::run(const CompareSetup& setup) {
       return s ? forwardGflops(*s->model, j.height, j.width) : 0.0;
     };
     if (setup.matchedCompute) {
-      const int baseEvals = evaluationsPerStep(setup.base.sampler);
-      const double budget = setup.base.steps * std::max(1, baseEvals) * (setup.base.cfg != 1.0 ? 2 : 1) * gflopsOf(setup.base);
+      if (const QString problem = matchedComputeProblem(setup); !problem.isEmpty()) return Q_EMIT failed(setup.id, problem);
+      const double budget = setup.base.steps * evaluationsPerStep(setup.base.sampler) * (setup.base.cfg != 1.0 ? 2 : 1) * gflopsOf(setup.base);
       for (CompareCell& cell : cells) {
-        const int evals = evaluationsPerStep(cell.job.sampler);
-        const double perStep = std::max(1, evals) * (cell.job.cfg != 1.0 ? 2 : 1) * gflopsOf(cell.job);
-        if (evals > 0 && perStep > 0 && budget > 0) cell.job.steps = std::max(1, static_cast<int>(std::lround(budget / perStep)));
+        const double perStep = evaluationsPerStep(cell.job.sampler) * (cell.job.cfg != 1.0 ? 2 : 1) * gflopsOf(cell.job);
+        if (perStep > 0 && budget > 0) cell.job.steps = std::max(1, static_cast<int>(std::lround(budget / perStep)));
       }
     }
     Q_EMIT planned(setup.id, cells);

@@ -26,14 +26,16 @@ class CancelToken;
 enum class CompareAxis { Model, Sampler, Steps, Guidance, Seed, Size };
 /// In the order of CompareAxis.
 QStringList compareAxisNames();
-/// A reasonable list of values for an axis (every model, the common samplers…).
+/// A reasonable list of values for an axis (every model; the registry's deterministic
+/// samplers of fixed cost…).
 QString defaultAxisValues(CompareAxis axis, const GenerationJob& base, const QVector<ModelInfo>& models);
 /// Parses "a, b, c" into values, each checked (a known model or sampler, steps ≥ 1, a
 /// scale ≥ 0, a seed, a size WxH); empty string or what is wrong.
 QString parseAxisValues(CompareAxis axis, const QString& text, const QVector<ModelInfo>& models, QStringList* values);
 /// The base job with one axis set to `value`.
 GenerationJob applyAxis(GenerationJob job, CompareAxis axis, const QString& value, const QVector<ModelInfo>& models);
-/// Network evaluations per step of a sampler (Heun-type 2, others 1; 0 = adaptive).
+/// Network evaluations per step of a sampler (name or alias), as its registry entry
+/// states: 1, 2 for Heun-type…; 0 = adaptive (no fixed count); -1 = no such sampler.
 int evaluationsPerStep(const QString& sampler);
 
 struct CompareSetup {
@@ -43,12 +45,16 @@ struct CompareSetup {
   CompareAxis rowAxis = CompareAxis::Model, columnAxis = CompareAxis::Sampler;
   QStringList rows, columns;
   /// Each cell's steps chosen so that steps × evaluations per step × rows per evaluation
-  /// (2 with guidance) × forward GFLOPs is about the base setting's budget.
+  /// (2 with guidance) × forward GFLOPs is about the base setting's budget. Refused
+  /// when a sampler has no fixed cost per step (matchedComputeProblem()).
   bool matchedCompute = false;
   QVector<ModelInfo> models;
   QString galleryPath;  ///< cells stored here, the finished grid saved as a set
 };
 QJsonObject setupToJson(const CompareSetup& setup);
+/// Empty, or why matched compute cannot choose the steps of `setup`: a sampler of the
+/// base setting or of an axis has no fixed cost per step (adaptive, or unknown).
+QString matchedComputeProblem(const CompareSetup& setup);
 
 struct CompareCell {
   int row = 0, column = 0;

@@ -8,12 +8,13 @@
 #include <QJsonDocument>
 
 #include <algorithm>
-#include <map>
 
 namespace tessera {
 namespace {
 
 QString qs(const std::string& s) { return QString::fromStdString(s); }
+
+QJsonObject qjson(const nlohmann::json& j) { return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object(); }
 
 /// Builds `backbone` from its tiny configuration with `extra` merged in.
 Result<std::shared_ptr<BackboneImpl>> buildTiny(const QString& backbone, const nlohmann::json& extra) {
@@ -51,14 +52,9 @@ FolderPreview previewImageFolder(const QString& dir) {
 }
 
 BackboneTraits backboneTraits(const QString& backbone) {
-  static std::map<QString, BackboneTraits> cache;  // GUI thread only
-  if (auto it = cache.find(backbone); it != cache.end()) return it->second;
-  BackboneTraits t;
-  if (auto made = buildTiny(backbone, nlohmann::json::object())) {
-    const Capabilities caps = (*made)->capabilities();
-    t = {true, caps.anyGrid, caps.packed};
-  }
-  return cache[backbone] = t;
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e) return {};
+  return {true, e->capabilities.anyGrid, e->capabilities.packed};
 }
 
 QStringList backboneNames() {
@@ -67,10 +63,26 @@ QStringList backboneNames() {
   return out;
 }
 
+QString defaultBackbone() {
+  const auto& order = backboneRegistry().registrationOrder();
+  return order.empty() ? QString() : qs(order.front());
+}
+
+bool backboneHasFields(const QString& backbone, const QStringList& keys) {
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e) return false;
+  return std::all_of(keys.begin(), keys.end(), [&](const QString& k) { return e->config.find(k.toStdString()) != nullptr; });
+}
+
+QJsonObject backboneScratchConfig(const QString& backbone) {
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  return e && e->scratch.is_object() ? qjson(e->scratch) : QJsonObject();
+}
+
 QJsonObject backboneBaseConfig(const QString& backbone) {
   const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
   if (!e || !e->tiny.contains("config")) return {};
-  QJsonObject config = QJsonDocument::fromJson(QByteArray::fromStdString(e->tiny["config"].dump())).object();
+  QJsonObject config = qjson(e->tiny["config"]);
   for (const char* k : {"input_size", "in_channels", "num_classes", "class_dropout_prob", "cfg_channels"})
     config.remove(QString::fromLatin1(k));
   return config;

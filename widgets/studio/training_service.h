@@ -25,7 +25,7 @@ struct FolderPreview {
 /// Reads an image folder with the trainer's loader. Off the GUI thread.
 FolderPreview previewImageFolder(const QString& dir);
 
-/// What a backbone takes, from a tiny instance of it (cached; GUI thread).
+/// What a backbone takes, from its registry entry (KindCapabilities).
 struct BackboneTraits {
   bool known = false;
   bool anyGrid = false;  ///< aspect-ratio buckets are possible
@@ -35,6 +35,16 @@ BackboneTraits backboneTraits(const QString& backbone);
 
 /// Registry names, plugins' backbones included.
 QStringList backboneNames();
+
+/// The backbone a new job starts with: the first models/backbones.def lists.
+QString defaultBackbone();
+
+/// Whether the backbone's configuration table has every one of `keys`.
+bool backboneHasFields(const QString& backbone, const QStringList& keys);
+
+/// What a new model of the backbone sets beyond its table's defaults (the registry
+/// entry's scratch settings; empty for most).
+QJsonObject backboneScratchConfig(const QString& backbone);
 
 /// A backbone's tiny configuration less the keys the trainer fills from the data (the
 /// starting point for backbones the dialog has no sizes for, such as a plugin's).

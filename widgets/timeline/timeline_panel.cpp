@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/timeline/timeline_panel.h"
 
+#include "widgets/panel.h"
+
 #include <QComboBox>
 #include <QFileDialog>
 #include <QHBoxLayout>
@@ -450,6 +452,15 @@ QString TimelinePanel::exportStrip(const QString& path) const {
   p.end();
   if (!strip.save(path, "PNG")) return tr("%1: cannot write the PNG").arg(path);
   return {};
+}
+
+PanelDescriptor describePanel_timeline() {
+  PanelDescriptor d;
+  d.title = TimelinePanel::tr("Denoising timeline");
+  d.area = Qt::BottomDockWidgetArea;
+  d.defaultExtent = 270;
+  d.create = [](const PanelContext& c) { return new TimelinePanel(c.parent); };
+  return d;
 }
 
 }  // namespace tessera

@@ -34,7 +34,8 @@
 namespace tessera {
 namespace {
 
-/// Network sizes offered for the transformer backbones (the keys they share).
+/// Network sizes, offered for the backbones whose configuration has the keys they set
+/// (offersSizes).
 struct SizeChoice {
   const char* label;
   int patch, width, depth, heads;
@@ -44,11 +45,9 @@ const SizeChoice kSizes[] = {
     {"Small: width 128, depth 6 (1.87 M; the shipped models)", 4, 128, 6, 4},
     {"Medium: width 256, depth 8 (≈6.5 M)", 4, 256, 8, 4},
 };
-const char* const kTransformers[] = {"dit", "sit", "fit", "nit"};
-
-bool isTransformer(const QString& backbone) {
-  return std::any_of(std::begin(kTransformers), std::end(kTransformers),
-                     [&](const char* k) { return backbone == QLatin1String(k); });
+bool offersSizes(const QString& backbone) {
+  return backboneHasFields(backbone, {QStringLiteral("patch_size"), QStringLiteral("hidden_size"), QStringLiteral("depth"),
+                                      QStringLiteral("num_heads")});
 }
 
 }  // namespace
@@ -115,7 +114,7 @@ void NewJobDialog::buildUi() {
   m_backbone = new QComboBox(this);
   m_backbone->setObjectName(QStringLiteral("backbone"));
   m_backbone->addItems(backboneNames());
-  m_backbone->setCurrentText(QStringLiteral("dit"));
+  m_backbone->setCurrentText(defaultBackbone());
   m_size = new QComboBox(this);
   m_size->setObjectName(QStringLiteral("networkSize"));
   for (const auto& s : kSizes) m_size->addItem(QString::fromUtf8(s.label));
@@ -310,7 +309,7 @@ void NewJobDialog::updateEnabled() {
   const bool scratch = m_scratch->isChecked();
   m_initModel->setEnabled(!scratch);
   m_backbone->setEnabled(scratch);
-  m_size->setEnabled(scratch && isTransformer(m_backbone->currentText()));
+  m_size->setEnabled(scratch && offersSizes(m_backbone->currentText()));
   m_process->setEnabled(scratch);
   // Resolution modes the backbone can take (for fine-tuning: the model's backbone).
   QString backbone = m_backbone->currentText();
@@ -357,23 +356,21 @@ QJsonObject NewJobDialog::modelSection() const {
   const QString backbone = m_backbone->currentText();
   const QString process = m_process->currentData().toString();
   QJsonObject config;
-  if (isTransformer(backbone)) {
+  if (offersSizes(backbone)) {
     const SizeChoice& s = kSizes[std::max(0, m_size->currentIndex())];
     config = {{QStringLiteral("patch_size"), s.patch}, {QStringLiteral("hidden_size"), s.width},
               {QStringLiteral("depth"), s.depth}, {QStringLiteral("num_heads"), s.heads}};
-    config[QStringLiteral("learn_sigma")] = process == QLatin1String("ddpm-learned");
-    if (backbone == QLatin1String("fit") || backbone == QLatin1String("nit")) {
-      config[QStringLiteral("prediction")] = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
-      config[QStringLiteral("qk_norm")] = true;
-    }
   } else {
-    // Another backbone (a plugin's): its tiny configuration, less what the data decides.
+    // A backbone without those keys (a plugin's): its tiny configuration, less what the data decides.
     config = backboneBaseConfig(backbone);
-    const bool learnSigma = process == QLatin1String("ddpm-learned");
-    const QString prediction = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
-    if (backboneAcceptsKey(backbone, QStringLiteral("learn_sigma"), learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
-    if (backboneAcceptsKey(backbone, QStringLiteral("prediction"), prediction)) config[QStringLiteral("prediction")] = prediction;
   }
+  const QJsonObject scratch = backboneScratchConfig(backbone);
+  for (auto it = scratch.begin(); it != scratch.end(); ++it) config[it.key()] = it.value();
+  // What the process needs, where the backbone's configuration takes it.
+  const bool learnSigma = process == QLatin1String("ddpm-learned");
+  const QString prediction = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
+  if (backboneAcceptsKey(backbone, QStringLiteral("learn_sigma"), learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
+  if (backboneAcceptsKey(backbone, QStringLiteral("prediction"), prediction)) config[QStringLiteral("prediction")] = prediction;
   QJsonObject proc;
   if (process == QLatin1String("interpolant")) {
     proc = {{QStringLiteral("kind"), QStringLiteral("interpolant")}, {QStringLiteral("path"), QStringLiteral("linear")},

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/training/training_panel.h"
 
+#include "widgets/panel.h"
 #include "widgets/training/new_job_dialog.h"
 #include "widgets/training/training_jobs.h"
 
@@ -432,6 +433,15 @@ void TrainingPanel::showPreview(int index) {
   m_preview->setPixmap(scale > 1 ? pix.scaled(pix.size() * scale, Qt::KeepAspectRatio, Qt::FastTransformation)
                                  : pix.scaled(room, Qt::KeepAspectRatio, Qt::SmoothTransformation));
   m_previewLabel->setText(tr("step %1 (%2/%3)").arg(p.step).arg(index + 1).arg(j->previews.size()));
+}
+
+PanelDescriptor describePanel_training() {
+  PanelDescriptor d;
+  d.title = TrainingPanel::tr("Training jobs");
+  d.area = Qt::BottomDockWidgetArea;
+  d.tabbedWith = QStringLiteral("timeline");
+  d.create = [](const PanelContext& c) { return new TrainingPanel(c.trainingJobs, c.parent); };
+  return d;
 }
 
 }  // namespace tessera

@@ -69,6 +69,7 @@ Result<void> registerLms(PluginRegistrar& registrar) {
   e.description = "Linear multistep (Adams–Bashforth, order up to 3) on the probability-flow ODE (1 NFE per step; plugin)";
   e.family = SamplerFamily::Ode;
   e.diffusionGrid = "respaced-ddim";
+  e.evaluationsPerStep = 1;  // one new derivative per step; the older ones are reused
   e.make = [] { return std::make_unique<LinearMultistep>(); };
   return registrar.addSampler(std::move(e));
 }

@@ -35,19 +35,29 @@ namespace nn = torch::nn;
 
 constexpr std::int64_t kFrequencyDim = 256;  // DiT's timestep embedding width
 
+// ConvNetConfig's fields, one line each, as the built-in backbones list theirs (see
+// models/config_table.h): the struct and its table (read, write, listing) both come
+// from this list. FIELD(type, member, default, "key", (constraint), "doc")
+#define CONVNET_FIELDS(FIELD)                                                                                          \
+  FIELD(std::int64_t, inChannels, 4, "in_channels", (IntRange{1, 1024}), "channels of the input")                    \
+  FIELD(std::int64_t, inputSize, 32, "input_size", (IntRange{1, 1 << 16}),                                           \
+        "the trained grid's side: the default sample size (any grid works)")                                          \
+  FIELD(std::int64_t, width, 128, "width", (IntRange{1, 1 << 14}), "channels inside the blocks")                     \
+  FIELD(std::int64_t, blocks, 4, "blocks", (IntRange{1, 256}), "residual blocks")                                     \
+  FIELD(std::int64_t, groups, 32, "groups", (IntRange{1, 1 << 14}), "GroupNorm groups (divide width)")               \
+  FIELD(std::int64_t, numClasses, 1000, "num_classes", (IntRange{1, 1 << 24}), "class labels 0 … num_classes − 1")    \
+  FIELD(double, classDropoutProb, 0.1, "class_dropout_prob", (NumberRange{0.0, 0.999}),                              \
+        "> 0 adds the null-class row guidance needs (the trainer drops the labels itself)")                          \
+  FIELD(bool, learnSigma, true, "learn_sigma", (AnyValue{}), "the output carries 2·C channels (the DDPM variance)")   \
+  FIELD(std::int64_t, cfgChannels, 0, "cfg_channels", (IntRange{0, 1024}),                                            \
+        "channels guidance guides; 0 = all (the trainer sets in_channels)")                                          \
+  FIELD(Prediction, prediction, Prediction::Epsilon, "prediction",                                                    \
+        (Predictions{{Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample}}), "what the outputs mean")
+
 struct ConvNetConfig {
-  std::int64_t inChannels = 4;
-  std::int64_t inputSize = 32;    ///< the trained grid's side: the default sample size (any grid works)
-  std::int64_t width = 128;       ///< channels inside the blocks
-  std::int64_t blocks = 4;
-  std::int64_t groups = 32;       ///< GroupNorm groups; divides width
-  std::int64_t numClasses = 1000;
-  /// > 0 adds the null-class row guidance needs (DiT's rule). The trainer drops the
-  /// labels itself, so the network never does.
-  double classDropoutProb = 0.1;
-  bool learnSigma = true;         ///< the output carries 2·C channels (the DDPM variance)
-  std::int64_t cfgChannels = 0;   ///< channels guidance guides; 0 = all (the trainer sets in_channels)
-  std::string prediction = "eps"; ///< eps | velocity | score | noise | x0, as DiT's
+#define CONVNET_MEMBER(type, member, value, key, constraint, doc) type member = value;
+  CONVNET_FIELDS(CONVNET_MEMBER)
+#undef CONVNET_MEMBER
 
   std::int64_t outChannels() const { return learnSigma ? 2 * inChannels : inChannels; }
   std::int64_t embedDim() const { return 4 * width; }  // DDPM's U-Net: 4× the base width
@@ -61,31 +71,16 @@ Result<void> validate(const ConvNetConfig& c) {
   return {};
 }
 
-Result<ConvNetConfig> fromConfig(const Config& config, const ConvNetConfig& defaults) {
-  if (auto ok = config.rejectUnknown("", {"in_channels", "input_size", "width", "blocks", "groups", "num_classes",
-                                          "class_dropout_prob", "learn_sigma", "cfg_channels", "prediction", "preset"});
-      !ok)
-    return fail(ok.error());
-  ConvNetConfig c = defaults;
-#define CONVNET_READ(field, getter, key, ...)                \
-  {                                                          \
-    auto v = config.getter(key, c.field, ##__VA_ARGS__);     \
-    if (!v) return fail(v.error());                          \
-    c.field = *v;                                            \
-  }
-  CONVNET_READ(inChannels, integer, "in_channels", 1, 1024)
-  CONVNET_READ(inputSize, integer, "input_size", 1, 1 << 16)
-  CONVNET_READ(width, integer, "width", 1, 1 << 14)
-  CONVNET_READ(blocks, integer, "blocks", 1, 256)
-  CONVNET_READ(groups, integer, "groups", 1, 1 << 14)
-  CONVNET_READ(numClasses, integer, "num_classes", 1, 1 << 24)
-  CONVNET_READ(classDropoutProb, number, "class_dropout_prob", 0.0, 0.999)
-  CONVNET_READ(learnSigma, boolean, "learn_sigma")
-  CONVNET_READ(cfgChannels, integer, "cfg_channels", 0, 1024)
-  CONVNET_READ(prediction, string, "prediction", std::vector<std::string>{"eps", "velocity", "score", "noise", "x0"})
-#undef CONVNET_READ
-  if (auto ok = validate(c); !ok) return fail(ok.error().withContext(config.source()));
-  return c;
+const ConfigTable<ConvNetConfig>& table() {
+  static const ConfigTable<ConvNetConfig> table = [] {
+    ConfigTable<ConvNetConfig> t;
+#define CONVNET_ROW(type, member, value, key, constraint, doc) t.field(key, &ConvNetConfig::member, constraint, doc);
+    CONVNET_FIELDS(CONVNET_ROW)
+#undef CONVNET_ROW
+    t.accept("preset").check(validate);
+    return t;
+  }();
+  return table;
 }
 
 struct Preset {
@@ -183,12 +178,7 @@ public:
     caps.anyGrid = true;
     caps.sizeMultiple = 1;
     caps.learnedSigma = c.learnSigma;
-    // DiT's mapping from the configuration to what the outputs mean.
-    caps.prediction = c.prediction == "velocity" ? Prediction::Velocity
-                      : c.prediction == "x0"     ? Prediction::Sample
-                      : c.prediction == "score"  ? Prediction::Score
-                      : caps.learnedSigma        ? Prediction::EpsilonAndSigma
-                                                 : Prediction::Epsilon;
+    caps.prediction = c.prediction;
     caps.inChannels = c.inChannels;
     caps.trainedHeight = caps.trainedWidth = c.inputSize;
     caps.numClasses = c.numClasses;
@@ -220,23 +210,25 @@ private:
   ConvNetConfig m_config;
 };
 
-Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const BuildOptions& options) {
-  ConvNetConfig defaults;
-  if (config.has("preset")) {
-    auto name = config.string("preset");
-    if (!name) return fail(name.error());
-    const Preset* preset = nullptr;
-    for (const auto& p : kPresets)
-      if (*name == p.name) preset = &p;
-    if (!preset) {
-      std::string known;
-      for (const auto& n : presetNames()) known += (known.empty() ? "" : ", ") + n;
-      return fail("unknown preset '" + *name + "' (known: " + known + ")");
-    }
-    defaults.width = preset->width;
-    defaults.blocks = preset->blocks;
+Result<ConvNetConfig> presetConfig(const std::string& name) {
+  for (const auto& p : kPresets) {
+    if (name != p.name) continue;
+    ConvNetConfig c;
+    c.width = p.width;
+    c.blocks = p.blocks;
+    return c;
   }
-  auto c = fromConfig(config, defaults);
+  std::string known;
+  for (const auto& n : presetNames()) known += (known.empty() ? "" : ", ") + n;
+  return fail("unknown preset '" + name + "' (known: " + known + ")");
+}
+
+Result<ConvNetConfig> readConfig(const Config& config) {
+  return readWithPreset<ConvNetConfig>(table(), config, ConvNetConfig(), presetConfig);
+}
+
+Result<std::shared_ptr<BackboneImpl>> build(const Config& config, const BuildOptions& options) {
+  auto c = readConfig(config);
   if (!c) return fail(c.error());
   return std::shared_ptr<BackboneImpl>(std::make_shared<ConvNetImpl>(*c, options.initialize));
 }
@@ -249,6 +241,11 @@ Result<void> registerConvNet(PluginRegistrar& registrar) {
   e.presets = presetNames();
   e.tiny = {{"config", {{"input_size", 8}, {"width", 32}, {"blocks", 2}, {"groups", 8}, {"num_classes", 10}}},
             {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}}};
+  e.capabilities.anyGrid = true;
+  e.capabilities.learnedSigma = true;
+  e.capabilities.predictions = {Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample};
+  e.config = table().schema(ConvNetConfig(), readConfig);
+  // No importer: it has no reference checkpoints.
   return registrar.addBackbone(std::move(e));
 }
 

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "widgets/main_window/system_page.h"
+#include "widgets/system/system_page.h"
 
 #include "engine/plugin_loader.h"
+#include "widgets/panel.h"
 
 #include <QFormLayout>
 #include <QLabel>
+#include <QScrollArea>
 #include <QVBoxLayout>
 
 namespace tessera {
@@ -96,6 +98,22 @@ void SystemPage::setInfo(const SystemInfo& s) {
   set(tr("BLAS check"), s.blasVerified ? tr("correct (relative error %1)").arg(s.blasMaxRelError, 0, 'g', 2)
                                        : tr("<span style='color:#c0392b'>%1</span>").arg(QString::fromStdString(s.blasWarning)));
   set(tr("Matrix product"), s.gemmGflops >= 0 ? tr("%1 GFLOP/s (fp32, 1024³)").arg(s.gemmGflops, 0, 'f', 1) : tr("measuring…"));
+}
+
+PanelDescriptor describePanel_system() {
+  PanelDescriptor d;
+  d.title = SystemPage::tr("System");
+  d.area = Qt::RightDockWidgetArea;
+  d.tabbedWith = QStringLiteral("gallery");
+  d.create = [](const PanelContext& c) {
+    auto* scroll = new QScrollArea(c.parent);  // long facts scroll instead of widening the column
+    scroll->setWidget(new SystemPage);
+    scroll->setWidgetResizable(true);
+    scroll->setFrameShape(QFrame::NoFrame);
+    scroll->setMinimumWidth(280);
+    return scroll;
+  };
+  return d;
 }
 
 }  // namespace tessera

@@ -37,7 +37,8 @@ std::string ConfigSchema::help(const std::string& indent) const {
   std::ostringstream out;
   for (const auto& f : fields) {
     out << indent << f.key << std::string(width - f.key.size() + 2, ' ') << f.type << " = " << f.defaultValue.dump();
-    if (!f.minimum.is_null() && !f.maximum.is_null()) out << " in [" << f.minimum.dump() << ", " << f.maximum.dump() << "]";
+    if (!f.minimum.is_null() && !f.maximum.is_null())
+      out << " in [" << f.minimum.dump() << ", " << f.maximum.dump() << "]";
     if (!f.choices.empty()) {
       out << " (";
       for (std::size_t i = 0; i < f.choices.size(); ++i) out << (i ? " | " : "") << f.choices[i];

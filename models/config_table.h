@@ -98,20 +98,23 @@ public:
   /// A boolean field.
   ConfigTable& field(std::string key, bool C::*member, AnyValue, std::string doc) {
     ConfigFieldInfo info{std::move(key), "boolean", {}, std::move(doc), nullptr, nullptr, {}};
-    return add(std::move(info), member,
-               [](const Config& config, const std::string& path, bool fallback) { return config.boolean(path, fallback); });
+    return add(std::move(info), member, [](const Config& config, const std::string& path, bool fallback) {
+      return config.boolean(path, fallback);
+    });
   }
   /// A string field, one of `choices` unless they are empty.
   ConfigTable& field(std::string key, std::string C::*member, Choices choices, std::string doc) {
     ConfigFieldInfo info{std::move(key), "string", {}, std::move(doc), nullptr, nullptr, choices.words};
-    return add(std::move(info), member, [words = choices.words](const Config& config, const std::string& path, const std::string& fallback) {
-      return config.string(path, fallback, words);
-    });
+    return add(std::move(info), member,
+               [words = choices.words](const Config& config, const std::string& path, const std::string& fallback) {
+                 return config.string(path, fallback, words);
+               });
   }
   /// What the network predicts, written as predictionName() and read with every
   /// spelling parsePrediction knows.
   ConfigTable& field(std::string key, Prediction C::*member, Predictions predictions, std::string doc) {
-    ConfigFieldInfo info{std::move(key), "string", {}, std::move(doc), nullptr, nullptr, predictionSpellings(predictions.allowed)};
+    ConfigFieldInfo info{
+        std::move(key), "string", {}, std::move(doc), nullptr, nullptr, predictionSpellings(predictions.allowed)};
     std::vector<std::string> words = info.choices;
     Row row;
     row.info = std::move(info);

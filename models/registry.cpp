@@ -157,7 +157,8 @@ std::string backboneHelp(const BackboneRegistry& registry) {
     if (c.learnedSigma) can.emplace_back("learned sigma");
     std::vector<std::string> predictions;
     for (Prediction p : c.predictions) predictions.emplace_back(predictionName(p));
-    can.push_back("predicts " + joined(predictions, " | ") + (predictions.empty() ? "" : " (default " + predictions.front() + ")"));
+    can.push_back("predicts " + joined(predictions, " | ") +
+                  (predictions.empty() ? "" : " (default " + predictions.front() + ")"));
     out << "  capabilities: " << joined(can) << "\n";
     out << "  import: " << (e.importer ? "tessera-cli import --from " + name : std::string("no")) << "\n";
     if (!e.presets.empty()) out << "  presets: " << joined(e.presets) << "\n";

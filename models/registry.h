@@ -48,7 +48,7 @@ const std::vector<std::int64_t>* findShape(const TensorShapes& shapes, const std
 
 /// Options of `tessera-cli import` for what a checkpoint's shapes cannot tell.
 struct ImportRequest {
-  std::optional<std::string> preset;       ///< supplies the heads and settings, checked against the shapes
+  std::optional<std::string> preset;  ///< supplies the heads and settings, checked against the shapes
   std::optional<std::int64_t> heads;
   std::optional<std::int64_t> numClasses;  ///< classes without the null row (default: rows − 1)
   std::optional<std::int64_t> inChannels;  ///< where the shapes give only p²·C
@@ -56,8 +56,8 @@ struct ImportRequest {
 
 /// An official checkpoint converted: everything a Tessera model file holds.
 struct ImportedBackbone {
-  nlohmann::json config;           ///< the backbone configuration, every field written
-  nlohmann::json process;          ///< the process the reference trains and samples it with
+  nlohmann::json config;   ///< the backbone configuration, every field written
+  nlohmann::json process;  ///< the process the reference trains and samples it with
   std::int64_t numClasses = 0;
   bool nullClass = false;          ///< label numClasses is the null class
   NamedTensors weights;            ///< float32, keys as the network names them

@@ -13,8 +13,8 @@ QString dockObjectName(const QString& id) {
 
 std::vector<PanelDescriptor> panelDescriptors() {
   std::vector<PanelDescriptor> panels;
-#define TESSERA_PANEL(name)                     \
-  panels.push_back(describePanel_##name());     \
+#define TESSERA_PANEL(name)                 \
+  panels.push_back(describePanel_##name()); \
   panels.back().id = QStringLiteral(#name);
 #include "widgets/panels.def"
 #undef TESSERA_PANEL

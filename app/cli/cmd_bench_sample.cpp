@@ -48,12 +48,14 @@ Result<LoadedModel> benchModel(const std::string& model, const std::string& pres
     for (const auto& n : backboneRegistry().presetNames()) known += (known.empty() ? "" : ", ") + n;
     return fail("unknown preset '" + preset + "' (known: " + known + ")");
   }
-  if (!entry->config.complete) return fail("backbone '" + entry->name + "' does not list its configuration; give --model");
+  if (!entry->config.complete)
+    return fail("backbone '" + entry->name + "' does not list its configuration; give --model");
   auto config = entry->config.complete(Config::fromJson({{"preset", preset}}, preset));
   if (!config) return fail(config.error());
   nlohmann::json c = *config;
   if (c.contains("in_channels")) c["in_channels"] = channels;
-  if (c.contains("cfg_channels")) c["cfg_channels"] = std::min<std::int64_t>(c["cfg_channels"].get<std::int64_t>(), channels);
+  if (c.contains("cfg_channels"))
+    c["cfg_channels"] = std::min<std::int64_t>(c["cfg_channels"].get<std::int64_t>(), channels);
   if (c.contains("learn_sigma")) c["learn_sigma"] = true;
   auto built = backboneRegistry().create(entry->name, Config::fromJson(c, preset));
   if (!built) return fail(built.error());
@@ -150,7 +152,8 @@ Command addBenchSample(CLI::App& bench, const GlobalOptions& global) {
   auto o = std::make_shared<BenchSampleOptions>();
   auto* cmd = bench.add_subcommand("sample", "Sampling speed: per-step latency and images/s per batch size");
   cmd->add_option("--model", o->model, "Tessera model file (default: a randomly initialised --preset)");
-  cmd->add_option("--preset", o->preset, "A backbone preset when no --model is given (tessera-cli info --backbones lists them)")
+  cmd->add_option("--preset", o->preset,
+                  "A backbone preset when no --model is given (tessera-cli info --backbones lists them)")
       ->capture_default_str();
   cmd->add_option("--channels", o->channels, "Input channels of the preset model")->capture_default_str();
   cmd->add_option("--size", o->size, "WxH (default: the model's trained size)");

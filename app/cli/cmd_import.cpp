@@ -63,7 +63,8 @@ tl::expected<std::string, CommandError> chooseKind(const ImportOptions& o, const
   const std::string file = std::filesystem::path(o.in).filename().string();
   const auto fits = backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(sd)), file);
   if (fits.empty())
-    return badInput(o.in + ": no backbone recognises these tensors as its reference's state dict; give --from (one of " +
+    return badInput(o.in +
+                    ": no backbone recognises these tensors as its reference's state dict; give --from (one of " +
                     joined(backboneRegistry().importerNames()) + ") to see what is missing");
   if (fits.size() > 1) {
     std::vector<std::string> choices;
@@ -81,7 +82,8 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   if (o.from != kAuto) {
     const BackboneEntry* named = registry.find(o.from);
     if (!named || !named->importer)
-      return badInput("import: --from '" + o.from + "' is not a backbone that imports checkpoints (known: " + knownSources() + ")");
+      return badInput("import: --from '" + o.from +
+                      "' is not a backbone that imports checkpoints (known: " + knownSources() + ")");
   }
   std::error_code ec;
   if (!std::filesystem::exists(o.in, ec)) return badInput(o.in + ": no such file");
@@ -112,7 +114,10 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
                            {"preset", o.preset},
                            {"notes", imported->notes}};
   if (auto ok = writeModelFile(o.out, description, imported->weights); !ok) return runtimeFailure(ok.error().message());
-  nlohmann::json summary{{"event", "imported"}, {"out", o.out}, {"backbone", *kind}, {"parameters", parameters},
+  nlohmann::json summary{{"event", "imported"},
+                         {"out", o.out},
+                         {"backbone", *kind},
+                         {"parameters", parameters},
                          {"config", imported->config}};
   std::cout << summary.dump(global.json ? -1 : 2) << std::endl;
   return {};

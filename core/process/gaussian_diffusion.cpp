@@ -50,7 +50,8 @@ Result<GaussianDiffusionConfig> GaussianDiffusionConfig::fromConfig(const Config
   if (!steps) return fail(steps.error());
   auto schedule = config.string(at + "schedule", c.schedule, {"linear", "cosine"});
   if (!schedule) return fail(schedule.error());
-  auto prediction = config.string(at + "prediction", c.prediction, predictionSpellings(GaussianDiffusion::predictions()));
+  auto prediction =
+      config.string(at + "prediction", c.prediction, predictionSpellings(GaussianDiffusion::predictions()));
   if (!prediction) return fail(prediction.error());
   auto sigma = config.boolean(at + "learn_sigma", c.learnSigma);
   if (!sigma) return fail(sigma.error());

@@ -49,7 +49,8 @@ Result<InterpolantConfig> InterpolantConfig::fromConfig(const Config& config, co
     return fail(ok.error());
   auto path = config.string(at + "path", std::string("linear"), {"linear", "gvp", "vp"});
   if (!path) return fail(path.error());
-  auto prediction = config.string(at + "prediction", std::string("velocity"), predictionSpellings(Interpolant::predictions()));
+  auto prediction =
+      config.string(at + "prediction", std::string("velocity"), predictionSpellings(Interpolant::predictions()));
   if (!prediction) return fail(prediction.error());
   InterpolantConfig c = defaultsFor(*path, *prediction);
   auto weight = config.string(at + "loss_weight", c.lossWeight, {"none", "velocity", "likelihood"});

@@ -15,7 +15,7 @@ namespace tessera {
 
 struct InterpolantConfig {
   std::string path = "linear";         ///< linear | gvp | vp
-  std::string prediction = "velocity"; ///< velocity | score | noise (parsePrediction; "eps" = "noise")
+  std::string prediction = "velocity";  ///< velocity | score | noise (parsePrediction; "eps" = "noise")
   std::string lossWeight = "none";     ///< none | velocity | likelihood (score and noise models)
   double trainEps = 0.0;               ///< SiT's defaults: 0 for linear/gvp + velocity, see defaultsFor()
   double sampleEps = 0.0;
@@ -45,7 +45,9 @@ public:
   /// What the network predicts (config().prediction, read).
   Prediction prediction() const { return *parsePrediction(m_config.prediction); }
   /// The predictions an interpolant can train and sample: velocity, score and noise.
-  static std::vector<Prediction> predictions() { return {Prediction::Velocity, Prediction::Score, Prediction::Epsilon}; }
+  static std::vector<Prediction> predictions() {
+    return {Prediction::Velocity, Prediction::Score, Prediction::Epsilon};
+  }
 
   struct Coefficients {
     at::Tensor alpha, sigma, dAlpha, dSigma;  ///< shaped (N, 1, 1, …) like x

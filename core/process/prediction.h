@@ -24,11 +24,16 @@ enum class Prediction {
 /// The spelling written to files: "eps", "x0", "velocity", "score" or "v".
 inline const char* predictionName(Prediction p) {
   switch (p) {
-    case Prediction::Epsilon: return "eps";
-    case Prediction::Sample: return "x0";
-    case Prediction::Velocity: return "velocity";
-    case Prediction::Score: return "score";
-    case Prediction::V: return "v";
+    case Prediction::Epsilon:
+      return "eps";
+    case Prediction::Sample:
+      return "x0";
+    case Prediction::Velocity:
+      return "velocity";
+    case Prediction::Score:
+      return "score";
+    case Prediction::V:
+      return "v";
   }
   return "eps";
 }

@@ -113,7 +113,8 @@ Result<void> SamplerRegistry::add(SamplerEntry entry) {
   const std::string key = lower(entry.name);
   if (m_entries.count(key) || m_aliases.count(key)) return fail("sampler registry: '" + entry.name + "' is registered twice");
   if (entry.evaluationsPerStep < 0)
-    return fail("sampler registry: '" + entry.name + "' has evaluationsPerStep " + std::to_string(entry.evaluationsPerStep) +
+    return fail("sampler registry: '" + entry.name + "' has evaluationsPerStep " +
+                std::to_string(entry.evaluationsPerStep) +
                 " (network evaluations per step: at least 1, or 0 for an adaptive solver)");
   // Every alias is checked before any is recorded, so that a refused entry (a plugin's)
   // leaves the registry as it was.

@@ -63,7 +63,10 @@ struct Family {
 };
 
 Family ditFamily() {
-  return {"dit", "DiT", "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)", DiTConfig(),
+  return {"dit",
+          "DiT",
+          "DiT: transformer with adaLN-Zero blocks on patch tokens (DDPM, learned sigma)",
+          DiTConfig(),
           {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}};
 }
 
@@ -71,7 +74,10 @@ Family sitFamily() {
   DiTConfig defaults;
   defaults.dropSigmaOutput = true;
   defaults.prediction = Prediction::Velocity;
-  return {"sit", "SiT", "SiT: the DiT network trained as a stochastic interpolant (velocity)", defaults,
+  return {"sit",
+          "SiT",
+          "SiT: the DiT network trained as a stochastic interpolant (velocity)",
+          defaults,
           {{"channels", 4}, {"height", 12}, {"width", 8}, {"t_scale", 1}}};
 }
 
@@ -125,7 +131,8 @@ void registerFamily(BackboneRegistry& registry, const Family& family) {
   e.config = DiTConfig::table().schema(defaults, read);
   e.importer.recognises = recognisesDiT;
   e.importer.process = [defaults](const nlohmann::json& config) { return referenceProcess(defaults, config); };
-  e.importer.convert = [kind, defaults](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
+  e.importer.convert = [kind, defaults](const NamedTensors& sd,
+                                        const ImportRequest& request) -> Result<ImportedBackbone> {
     DiTImportOptions o;
     o.family = kind;
     o.preset = request.preset;

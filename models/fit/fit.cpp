@@ -434,16 +434,20 @@ bool recognisesFiT(const TensorShapes& shapes) {
     const auto* shape = findShape(shapes, key);
     return shape ? shape->size() : 0;
   };
-  return dims("x_embedder.proj.weight") == 2 && dims("blocks.0.attn.qkv.weight") == 2 && dims("final_layer.linear.weight") == 2;
+  return dims("x_embedder.proj.weight") == 2 && dims("blocks.0.attn.qkv.weight") == 2 &&
+         dims("final_layer.linear.weight") == 2;
 }
 
 }  // namespace
 
 void registerBackbone_fit(BackboneRegistry& registry) {
-  auto read = [](const Config& config) { return readWithPreset<FiTConfig>(FiTConfig::table(), config, FiTConfig(), fitPreset); };
+  auto read = [](const Config& config) {
+    return readWithPreset<FiTConfig>(FiTConfig::table(), config, FiTConfig(), fitPreset);
+  };
   BackboneEntry e;
   e.name = "fit";
-  e.description = "FiT / FiTv2: flexible-size transformer on padded token sequences with 2-D RoPE (resolution extrapolation)";
+  e.description =
+      "FiT / FiTv2: flexible-size transformer on padded token sequences with 2-D RoPE (resolution extrapolation)";
   e.factory = [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
     auto c = read(config);
     if (!c) return fail(c.error());

@@ -9,9 +9,9 @@
 #include "core/config/config.h"
 #include "core/util/error.h"
 #include "models/backbone.h"
-#include "models/config_table.h"
 #include "models/common/packing.h"
 #include "models/common/rope.h"
+#include "models/config_table.h"
 #include "models/dit/dit.h"
 
 #include <nlohmann/json.hpp>

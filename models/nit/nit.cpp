@@ -376,7 +376,9 @@ bool recognisesNiT(const TensorShapes& shapes) {
 }  // namespace
 
 void registerBackbone_nit(BackboneRegistry& registry) {
-  auto read = [](const Config& config) { return readWithPreset<NiTConfig>(NiTConfig::table(), config, NiTConfig(), nitPreset); };
+  auto read = [](const Config& config) {
+    return readWithPreset<NiTConfig>(NiTConfig::table(), config, NiTConfig(), nitPreset);
+  };
   BackboneEntry e;
   e.name = "nit";
   e.description = "NiT: native-resolution transformer on packed variable-length sequences (varlen attention, 2-D RoPE)";

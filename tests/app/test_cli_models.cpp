@@ -202,9 +202,11 @@ private Q_SLOTS:
     QTest::addColumn<QString>("family");
     QTest::addColumn<QString>("heads");
     QTest::newRow("dit") << QStringLiteral("dit/dit_p2_sigma.pt") << QStringLiteral("dit") << QStringLiteral("4");
-    QTest::newRow("dit, no sigma") << QStringLiteral("dit/dit_p4_nosigma.pt") << QStringLiteral("dit") << QStringLiteral("4");
+    QTest::newRow("dit, no sigma") << QStringLiteral("dit/dit_p4_nosigma.pt") << QStringLiteral("dit")
+                                   << QStringLiteral("4");
     QTest::newRow("sit") << QStringLiteral("dit/sit_p2_sigma.pt") << QStringLiteral("sit") << QStringLiteral("4");
-    QTest::newRow("sit, no sigma") << QStringLiteral("dit/sit_p4_nosigma.pt") << QStringLiteral("sit") << QStringLiteral("4");
+    QTest::newRow("sit, no sigma") << QStringLiteral("dit/sit_p4_nosigma.pt") << QStringLiteral("sit")
+                                   << QStringLiteral("4");
     QTest::newRow("fit v1") << QStringLiteral("fit/fit_v1.pt") << QStringLiteral("fit") << QStringLiteral("2");
     QTest::newRow("fitv2") << QStringLiteral("fit/fitv2.pt") << QStringLiteral("fit") << QStringLiteral("2");
     QTest::newRow("nit p2") << QStringLiteral("nit/nit_p2.pt") << QStringLiteral("nit") << QStringLiteral("2");
@@ -217,13 +219,15 @@ private Q_SLOTS:
     QFETCH(QString, heads);
     QTemporaryDir dir;
     const QString pt = data("") + fixture;
-    const QString detected = dir.filePath(QStringLiteral("auto.safetensors")), named = dir.filePath(QStringLiteral("named.safetensors"));
-    auto r = cli({QStringLiteral("import"), QStringLiteral("--in"), pt, QStringLiteral("--out"), detected, QStringLiteral("--heads"), heads});
+    const QString detected = dir.filePath(QStringLiteral("auto.safetensors")),
+                  named = dir.filePath(QStringLiteral("named.safetensors"));
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--in"), pt, QStringLiteral("--out"), detected,
+                  QStringLiteral("--heads"), heads});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(json(r.out)[QStringLiteral("backbone")].toString(), family);
     QVERIFY2(r.err.contains("recognised as a " + family.toUtf8()), r.err.constData());
-    r = cli({QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"), pt, QStringLiteral("--out"), named,
-             QStringLiteral("--heads"), heads});
+    r = cli({QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"), pt,
+             QStringLiteral("--out"), named, QStringLiteral("--heads"), heads});
     QVERIFY2(r.code == 0, r.err.constData());
     auto model = [](const QString& path) {
       auto info = cli({QStringLiteral("info"), path});
@@ -242,13 +246,14 @@ private Q_SLOTS:
     // DiT and SiT share every tensor: a file name naming neither cannot be decided.
     const QString anonymous = dir.filePath(QStringLiteral("checkpoint-0400000.pt"));
     QVERIFY(QFile::copy(data("dit/dit_p2_sigma.pt"), anonymous));
-    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("auto"), QStringLiteral("--in"), anonymous,
-                  QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("4")});
+    auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("auto"), QStringLiteral("--in"),
+                  anonymous, QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("4")});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("--from dit or --from sit"), r.err.constData());
     QVERIFY(!QFile::exists(out));
     // Tensors no backbone recognises.
-    r = cli({QStringLiteral("import"), QStringLiteral("--in"), data("reference.safetensors"), QStringLiteral("--out"), out});
+    r = cli({QStringLiteral("import"), QStringLiteral("--in"), data("reference.safetensors"), QStringLiteral("--out"),
+             out});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("no backbone recognises") && r.err.contains("--from"), r.err.constData());
     // An unknown --from names the known ones.
@@ -283,7 +288,6 @@ private Q_SLOTS:
     r = cli({QStringLiteral("info"), QStringLiteral("--backbones"), QStringLiteral("--system")});
     QCOMPARE(r.code, 2);
   }
-
 };
 
 QTEST_GUILESS_MAIN(TestCliModels)

@@ -196,7 +196,8 @@ private Q_SLOTS:
 
   void evaluationsPerStepAreWhatSamplersSpend_data() {
     QTest::addColumn<QString>("sampler");
-    for (const std::string& name : samplerRegistry().names()) QTest::newRow(name.c_str()) << QString::fromStdString(name);
+    for (const std::string& name : samplerRegistry().names())
+      QTest::newRow(name.c_str()) << QString::fromStdString(name);
   }
   void evaluationsPerStepAreWhatSamplersSpend() {
     // The registry's count is what matched-compute comparisons charge a sampler per step.
@@ -205,7 +206,8 @@ private Q_SLOTS:
     QVERIFY(entry);
     // A process where every step ends at an evaluable time (not DDPM's clean data, where
     // a Heun step is an Euler step), and SDEs without their final denoising step.
-    const QString process = entry->family == SamplerFamily::Discrete ? QStringLiteral("ddpm-eps") : QStringLiteral("linear-velocity");
+    const QString process =
+        entry->family == SamplerFamily::Discrete ? QStringLiteral("ddpm-eps") : QStringLiteral("linear-velocity");
     auto sp = space(process);
     Denoiser denoiser(*sp, gaussianModel(sp, process), at::zeros({2}, at::kLong), at::Tensor(), GuidanceConfig());
     SamplerOptions o;

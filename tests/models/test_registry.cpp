@@ -4,8 +4,8 @@
 #include "models/state_dict.h"
 
 #include <ATen/ATen.h>
-#include <QtTest>
 #include <torch/utils.h>
+#include <QtTest>
 
 #include <map>
 
@@ -92,7 +92,8 @@ private Q_SLOTS:
       QVERIFY2(!schema.fields.empty() && schema.complete, name.c_str());
       for (const auto& f : schema.fields) {
         QVERIFY2(!f.doc.empty(), (name + "." + f.key).c_str());
-        QVERIFY2(f.type == "integer" || f.type == "number" || f.type == "boolean" || f.type == "string" || f.type == "object",
+        QVERIFY2(f.type == "integer" || f.type == "number" || f.type == "boolean" || f.type == "string" ||
+                     f.type == "object",
                  (name + "." + f.key).c_str());
         QVERIFY2(schema.help().find(f.key) != std::string::npos, (name + "." + f.key).c_str());
       }
@@ -124,7 +125,8 @@ private Q_SLOTS:
       bad["num_classse"] = 3;
       auto refused = schema.complete(Config::fromJson(bad, "bad.json"));
       QVERIFY(!refused);
-      QVERIFY2(refused.error().message().find("did you mean 'num_classes'") != std::string::npos, refused.error().message().c_str());
+      QVERIFY2(refused.error().message().find("did you mean 'num_classes'") != std::string::npos,
+               refused.error().message().c_str());
     }
     QVERIFY(!backboneRegistry().findPreset("DiT-XXL/2"));
   }
@@ -170,7 +172,8 @@ private Q_SLOTS:
       QVERIFY2(shapeMap(*rebuilt) == shapeMap(*original), name.c_str());
       QCOMPARE(imported->weights.size(), sd.size());
       const std::map<std::string, at::Tensor> given(sd.begin(), sd.end());
-      for (const auto& [key, t] : imported->weights) QVERIFY2(given.count(key) && at::equal(t, given.at(key)), key.c_str());
+      for (const auto& [key, t] : imported->weights)
+        QVERIFY2(given.count(key) && at::equal(t, given.at(key)), key.c_str());
       QCOMPARE(imported->numClasses, tiny.at("num_classes").get<std::int64_t>());
       QVERIFY(imported->nullClass);
       // The process it names is one this Tessera builds, and the process hook agrees.
@@ -195,18 +198,21 @@ private Q_SLOTS:
   }
 
   void onePredictionVocabulary() {
-    for (Prediction p : {Prediction::Epsilon, Prediction::Sample, Prediction::Velocity, Prediction::Score, Prediction::V})
+    for (Prediction p :
+         {Prediction::Epsilon, Prediction::Sample, Prediction::Velocity, Prediction::Score, Prediction::V})
       QVERIFY(parsePrediction(predictionName(p)) == p);
     QVERIFY(parsePrediction("noise") == Prediction::Epsilon);  // the interpolants' spelling
     QVERIFY(!parsePrediction("epsilon"));
-    QCOMPARE(predictionSpellings({Prediction::Velocity, Prediction::Epsilon}), (std::vector<std::string>{"velocity", "eps", "noise"}));
+    QCOMPARE(predictionSpellings({Prediction::Velocity, Prediction::Epsilon}),
+             (std::vector<std::string>{"velocity", "eps", "noise"}));
     // The processes read the spellings their files use, and say what they mean in the enum.
     GaussianDiffusionConfig d;
     d.prediction = "v";
     QVERIFY(GaussianDiffusion::create(d)->prediction() == Prediction::V);
     d.prediction = "velocity";
     QVERIFY(!GaussianDiffusion::create(d));
-    QVERIFY(Interpolant::create(InterpolantConfig::defaultsFor("linear", "noise"))->prediction() == Prediction::Epsilon);
+    QVERIFY(Interpolant::create(InterpolantConfig::defaultsFor("linear", "noise"))->prediction() ==
+            Prediction::Epsilon);
     QVERIFY(!Interpolant::create(InterpolantConfig::defaultsFor("linear", "x0")));
   }
 };

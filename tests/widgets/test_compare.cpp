@@ -115,7 +115,8 @@ private Q_SLOTS:
     base.sampler = QStringLiteral("euler");
     p = plan(base, QStringLiteral("euler, dopri5"), models);
     QVERIFY(p.steps.isEmpty());
-    QVERIFY2(p.failure.contains(QStringLiteral("dopri5")) && p.failure.contains(QStringLiteral("adaptive")), qPrintable(p.failure));
+    QVERIFY2(p.failure.contains(QStringLiteral("dopri5")) && p.failure.contains(QStringLiteral("adaptive")),
+             qPrintable(p.failure));
     base.sampler = QStringLiteral("dopri5");
     p = plan(base, QStringLiteral("euler, heun"), models);
     QVERIFY2(p.failure.contains(QStringLiteral("adaptive")), qPrintable(p.failure));
@@ -181,7 +182,8 @@ private Q_SLOTS:
     QCOMPARE(c->grid()->cell(0, heun)->job.steps, 1);
 
     // An adaptive solver on an axis with matched compute: refused before anything runs.
-    c->setAxes(CompareAxis::Model, QStringLiteral("dit-fashion"), CompareAxis::Sampler, QStringLiteral("euler, dopri5"));
+    c->setAxes(CompareAxis::Model, QStringLiteral("dit-fashion"), CompareAxis::Sampler,
+               QStringLiteral("euler, dopri5"));
     c->run();
     QVERIFY(!c->isRunning());
     QVERIFY2(c->lastError().contains(QStringLiteral("adaptive")), qPrintable(c->lastError()));

@@ -7,27 +7,27 @@
 #include "widgets/compare/compare_panel.h"
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/generate_panel.h"
-#include "widgets/timeline/timeline_panel.h"
-#include "widgets/training/training_jobs.h"
-#include "widgets/training/training_panel.h"
 #include "widgets/icons.h"
 #include "widgets/inspector/inspector_panel.h"
 #include "widgets/panel.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
 #include "widgets/system/system_page.h"
+#include "widgets/timeline/timeline_panel.h"
+#include "widgets/training/training_jobs.h"
+#include "widgets/training/training_panel.h"
 
 #include <QApplication>
 #include <QCloseEvent>
+#include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileInfo>
 #include <QHash>
 #include <QJsonDocument>
 #include <QJsonObject>
-#include <QMimeData>
-#include <QDockWidget>
 #include <QLabel>
 #include <QMenuBar>
+#include <QMimeData>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTimer>
@@ -100,8 +100,9 @@ void MainWindow::buildStudio() {
     addPanel(dock, p.area);
     if (!p.tabbedWith.isEmpty()) {
       QDockWidget* head = docks.value(p.tabbedWith);
-      if (!head) qFatal("panel '%s' is tabbed with '%s', which is not listed before it in widgets/panels.def", qPrintable(p.id),
-                        qPrintable(p.tabbedWith));
+      if (!head)
+        qFatal("panel '%s' is tabbed with '%s', which is not listed before it in widgets/panels.def", qPrintable(p.id),
+               qPrintable(p.tabbedWith));
       tabifyDockWidget(head, dock);
       if (!tabHeads.contains(head)) tabHeads << head;
     }

@@ -183,8 +183,9 @@ QString matchedComputeProblem(const CompareSetup& setup) {
     const int evals = evaluationsPerStep(sampler);
     if (evals < 0) return QObject::tr("matched compute: '%1' is not a sampler").arg(sampler);
     if (evals == 0)
-      return QObject::tr("matched compute: %1 is adaptive, it chooses its own steps and network evaluations, so it has no "
-                         "fixed cost per step to match; compare it without matched compute")
+      return QObject::tr(
+                 "matched compute: %1 is adaptive, it chooses its own steps and network evaluations, so it has no "
+                 "fixed cost per step to match; compare it without matched compute")
           .arg(sampler);
   }
   return {};
@@ -235,10 +236,13 @@ void CompareWorker::run(const CompareSetup& setup) {
       return s ? forwardGflops(*s->model, j.height, j.width) : 0.0;
     };
     if (setup.matchedCompute) {
-      if (const QString problem = matchedComputeProblem(setup); !problem.isEmpty()) return Q_EMIT failed(setup.id, problem);
-      const double budget = setup.base.steps * evaluationsPerStep(setup.base.sampler) * (setup.base.cfg != 1.0 ? 2 : 1) * gflopsOf(setup.base);
+      if (const QString problem = matchedComputeProblem(setup); !problem.isEmpty())
+        return Q_EMIT failed(setup.id, problem);
+      const double budget = setup.base.steps * evaluationsPerStep(setup.base.sampler) *
+                            (setup.base.cfg != 1.0 ? 2 : 1) * gflopsOf(setup.base);
       for (CompareCell& cell : cells) {
-        const double perStep = evaluationsPerStep(cell.job.sampler) * (cell.job.cfg != 1.0 ? 2 : 1) * gflopsOf(cell.job);
+        const double perStep =
+            evaluationsPerStep(cell.job.sampler) * (cell.job.cfg != 1.0 ? 2 : 1) * gflopsOf(cell.job);
         if (perStep > 0 && budget > 0) cell.job.steps = std::max(1, static_cast<int>(std::lround(budget / perStep)));
       }
     }

@@ -14,7 +14,9 @@ namespace {
 
 QString qs(const std::string& s) { return QString::fromStdString(s); }
 
-QJsonObject qjson(const nlohmann::json& j) { return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object(); }
+QJsonObject qjson(const nlohmann::json& j) {
+  return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object();
+}
 
 /// Builds `backbone` from its tiny configuration with `extra` merged in.
 Result<std::shared_ptr<BackboneImpl>> buildTiny(const QString& backbone, const nlohmann::json& extra) {
@@ -71,7 +73,8 @@ QString defaultBackbone() {
 bool backboneHasFields(const QString& backbone, const QStringList& keys) {
   const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
   if (!e) return false;
-  return std::all_of(keys.begin(), keys.end(), [&](const QString& k) { return e->config.find(k.toStdString()) != nullptr; });
+  return std::all_of(keys.begin(), keys.end(),
+                     [&](const QString& k) { return e->config.find(k.toStdString()) != nullptr; });
 }
 
 QJsonObject backboneScratchConfig(const QString& backbone) {

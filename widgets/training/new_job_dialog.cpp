@@ -46,8 +46,8 @@ const SizeChoice kSizes[] = {
     {"Medium: width 256, depth 8 (≈6.5 M)", 4, 256, 8, 4},
 };
 bool offersSizes(const QString& backbone) {
-  return backboneHasFields(backbone, {QStringLiteral("patch_size"), QStringLiteral("hidden_size"), QStringLiteral("depth"),
-                                      QStringLiteral("num_heads")});
+  return backboneHasFields(backbone, {QStringLiteral("patch_size"), QStringLiteral("hidden_size"),
+                                      QStringLiteral("depth"), QStringLiteral("num_heads")});
 }
 
 }  // namespace
@@ -358,8 +358,10 @@ QJsonObject NewJobDialog::modelSection() const {
   QJsonObject config;
   if (offersSizes(backbone)) {
     const SizeChoice& s = kSizes[std::max(0, m_size->currentIndex())];
-    config = {{QStringLiteral("patch_size"), s.patch}, {QStringLiteral("hidden_size"), s.width},
-              {QStringLiteral("depth"), s.depth}, {QStringLiteral("num_heads"), s.heads}};
+    config = {{QStringLiteral("patch_size"), s.patch},
+              {QStringLiteral("hidden_size"), s.width},
+              {QStringLiteral("depth"), s.depth},
+              {QStringLiteral("num_heads"), s.heads}};
   } else {
     // A backbone without those keys (a plugin's): its tiny configuration, less what the data decides.
     config = backboneBaseConfig(backbone);
@@ -368,9 +370,12 @@ QJsonObject NewJobDialog::modelSection() const {
   for (auto it = scratch.begin(); it != scratch.end(); ++it) config[it.key()] = it.value();
   // What the process needs, where the backbone's configuration takes it.
   const bool learnSigma = process == QLatin1String("ddpm-learned");
-  const QString prediction = process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
-  if (backboneAcceptsKey(backbone, QStringLiteral("learn_sigma"), learnSigma)) config[QStringLiteral("learn_sigma")] = learnSigma;
-  if (backboneAcceptsKey(backbone, QStringLiteral("prediction"), prediction)) config[QStringLiteral("prediction")] = prediction;
+  const QString prediction =
+      process == QLatin1String("interpolant") ? QStringLiteral("velocity") : QStringLiteral("eps");
+  if (backboneAcceptsKey(backbone, QStringLiteral("learn_sigma"), learnSigma))
+    config[QStringLiteral("learn_sigma")] = learnSigma;
+  if (backboneAcceptsKey(backbone, QStringLiteral("prediction"), prediction))
+    config[QStringLiteral("prediction")] = prediction;
   QJsonObject proc;
   if (process == QLatin1String("interpolant")) {
     proc = {{QStringLiteral("kind"), QStringLiteral("interpolant")}, {QStringLiteral("path"), QStringLiteral("linear")},

@@ -38,21 +38,22 @@ constexpr std::int64_t kFrequencyDim = 256;  // DiT's timestep embedding width
 // ConvNetConfig's fields, one line each, as the built-in backbones list theirs (see
 // models/config_table.h): the struct and its table (read, write, listing) both come
 // from this list. FIELD(type, member, default, "key", (constraint), "doc")
-#define CONVNET_FIELDS(FIELD)                                                                                          \
-  FIELD(std::int64_t, inChannels, 4, "in_channels", (IntRange{1, 1024}), "channels of the input")                    \
-  FIELD(std::int64_t, inputSize, 32, "input_size", (IntRange{1, 1 << 16}),                                           \
-        "the trained grid's side: the default sample size (any grid works)")                                          \
-  FIELD(std::int64_t, width, 128, "width", (IntRange{1, 1 << 14}), "channels inside the blocks")                     \
-  FIELD(std::int64_t, blocks, 4, "blocks", (IntRange{1, 256}), "residual blocks")                                     \
-  FIELD(std::int64_t, groups, 32, "groups", (IntRange{1, 1 << 14}), "GroupNorm groups (divide width)")               \
-  FIELD(std::int64_t, numClasses, 1000, "num_classes", (IntRange{1, 1 << 24}), "class labels 0 … num_classes − 1")    \
-  FIELD(double, classDropoutProb, 0.1, "class_dropout_prob", (NumberRange{0.0, 0.999}),                              \
-        "> 0 adds the null-class row guidance needs (the trainer drops the labels itself)")                          \
-  FIELD(bool, learnSigma, true, "learn_sigma", (AnyValue{}), "the output carries 2·C channels (the DDPM variance)")   \
-  FIELD(std::int64_t, cfgChannels, 0, "cfg_channels", (IntRange{0, 1024}),                                            \
-        "channels guidance guides; 0 = all (the trainer sets in_channels)")                                          \
-  FIELD(Prediction, prediction, Prediction::Epsilon, "prediction",                                                    \
-        (Predictions{{Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample}}), "what the outputs mean")
+#define CONVNET_FIELDS(FIELD)                                                                                       \
+  FIELD(std::int64_t, inChannels, 4, "in_channels", (IntRange{1, 1024}), "channels of the input")                   \
+  FIELD(std::int64_t, inputSize, 32, "input_size", (IntRange{1, 1 << 16}),                                          \
+        "the trained grid's side: the default sample size (any grid works)")                                        \
+  FIELD(std::int64_t, width, 128, "width", (IntRange{1, 1 << 14}), "channels inside the blocks")                    \
+  FIELD(std::int64_t, blocks, 4, "blocks", (IntRange{1, 256}), "residual blocks")                                   \
+  FIELD(std::int64_t, groups, 32, "groups", (IntRange{1, 1 << 14}), "GroupNorm groups (divide width)")              \
+  FIELD(std::int64_t, numClasses, 1000, "num_classes", (IntRange{1, 1 << 24}), "class labels 0 … num_classes − 1")  \
+  FIELD(double, classDropoutProb, 0.1, "class_dropout_prob", (NumberRange{0.0, 0.999}),                             \
+        "> 0 adds the null-class row guidance needs (the trainer drops the labels itself)")                         \
+  FIELD(bool, learnSigma, true, "learn_sigma", (AnyValue{}), "the output carries 2·C channels (the DDPM variance)") \
+  FIELD(std::int64_t, cfgChannels, 0, "cfg_channels", (IntRange{0, 1024}),                                          \
+        "channels guidance guides; 0 = all (the trainer sets in_channels)")                                         \
+  FIELD(Prediction, prediction, Prediction::Epsilon, "prediction",                                                  \
+        (Predictions{{Prediction::Epsilon, Prediction::Velocity, Prediction::Score, Prediction::Sample}}),          \
+        "what the outputs mean")
 
 struct ConvNetConfig {
 #define CONVNET_MEMBER(type, member, value, key, constraint, doc) type member = value;

@@ -6,8 +6,8 @@
 #include "models/common/packing.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Context.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <c10/core/InferenceMode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -21,7 +21,9 @@ namespace {
 /// Keeps host copies of every state and x0 estimate.
 class TrajectoryRecorder final : public StepObserver {
 public:
-  void onStart(const at::Tensor& x, double, double) override { states.push_back(x.to(at::kCPU, at::kFloat, false, true)); }
+  void onStart(const at::Tensor& x, double, double) override {
+    states.push_back(x.to(at::kCPU, at::kFloat, false, true));
+  }
   void onStep(const StepEvent& e) override {
     states.push_back(e.x->to(at::kCPU, at::kFloat, false, true));
     x0.push_back(e.denoised->x0.to(at::kCPU, at::kFloat, false, true));
@@ -32,9 +34,9 @@ public:
 /// Which probe, if any, the next network evaluation carries: set around the first
 /// evaluation of each probed step by ProbedModel, read by the model functions.
 struct ProbeSlot {
-  Probe* probe = nullptr;                       ///< the request's probe
-  std::function<bool(std::int64_t)> wanted;     ///< which steps (empty: all)
-  Probe* active = nullptr;                      ///< the probe for the evaluation under way
+  Probe* probe = nullptr;                    ///< the request's probe
+  std::function<bool(std::int64_t)> wanted;  ///< which steps (empty: all)
+  Probe* active = nullptr;                   ///< the probe for the evaluation under way
   std::int64_t step = 0, lastProbed = -1;
 };
 
@@ -55,9 +57,11 @@ private:
 /// Rows [begin, end) of a given (steps, n, C, H, W) noise tensor.
 class GivenStepNoise final : public NoiseSource {
 public:
-  GivenStepNoise(at::Tensor noise, std::int64_t begin, std::int64_t end) : m_noise(std::move(noise)), m_begin(begin), m_end(end) {}
+  GivenStepNoise(at::Tensor noise, std::int64_t begin, std::int64_t end)
+      : m_noise(std::move(noise)), m_begin(begin), m_end(end) {}
   at::Tensor draw(std::int64_t step, const at::Tensor& like) override {
-    TORCH_CHECK(step < m_noise.size(0), "--step-noise holds ", m_noise.size(0), " steps; step ", step, " needs one more");
+    TORCH_CHECK(step < m_noise.size(0), "--step-noise holds ", m_noise.size(0), " steps; step ", step,
+                " needs one more");
     return m_noise.select(0, step).slice(0, m_begin, m_end).to(like.options());
   }
 
@@ -75,9 +79,11 @@ SeededNoise::SeededNoise(std::uint64_t firstSeed, std::int64_t count, std::vecto
   }
 }
 
-SeededNoise::SeededNoise(const std::vector<std::uint64_t>& seeds, std::vector<std::vector<std::int64_t>> shapes, std::int64_t packPatch)
+SeededNoise::SeededNoise(const std::vector<std::uint64_t>& seeds, std::vector<std::vector<std::int64_t>> shapes,
+                         std::int64_t packPatch)
     : m_shapes(std::move(shapes)), m_packPatch(packPatch) {
-  TORCH_CHECK(seeds.size() == m_shapes.size(), "seeded noise: ", seeds.size(), " seeds for ", m_shapes.size(), " shapes");
+  TORCH_CHECK(seeds.size() == m_shapes.size(), "seeded noise: ", seeds.size(), " seeds for ", m_shapes.size(),
+              " shapes");
   for (std::uint64_t seed : seeds) m_generators.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
 }
 

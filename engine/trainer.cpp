@@ -132,8 +132,7 @@ Result<TrainStepReport> Trainer::step() {
   Batch batch = nextBatch();
   TrainStepReport done;
   done.lr = learningRateAt(m_s.resolved["train"], m_step);
-  for (auto& group : m_optimizer->param_groups())
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(done.lr);
+  for (auto& group : m_optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(done.lr);
   const std::uint64_t seed = mixSeed(m_s.seed, static_cast<std::uint64_t>(m_step) + 0x5EED0000ull);
   const Draws d = sliceFor(drawsFor(batch, seed, true), batch.size());
   countTokens(batch);

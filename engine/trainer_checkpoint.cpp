@@ -187,8 +187,8 @@ Result<void> Trainer::writeCheckpoint(std::int64_t step, double elapsed, double 
       tensors.emplace_back("adam/exp_avg_sq/" + m_paramNames[i], st->exp_avg_sq().to(at::kCPU));
     }
   }
-  const nlohmann::json meta = {{"format", kCheckpointFormat}, {"step", step},     {"adam_step", adamStep},
-                               {"elapsed_s", elapsed},        {"loss", loss},     {"world_size", m_world},
+  const nlohmann::json meta = {{"format", kCheckpointFormat}, {"step", step},        {"adam_step", adamStep},
+                               {"elapsed_s", elapsed},        {"loss", loss},        {"world_size", m_world},
                                {"config", m_s.resolved},      {"init", m_initReport}};
   const std::string path = (m_runDir / "checkpoints" / checkpointName(step)).string();
   if (auto ok = writeSafetensors(path, tensors, {{kTrainMetadataKey, meta.dump()}}); !ok) return ok;
@@ -215,7 +215,8 @@ void Trainer::pruneCheckpoints() const {
     if (st >= 0) all.emplace_back(st, e.path());
   }
   std::sort(all.rbegin(), all.rend());
-  for (std::size_t i = static_cast<std::size_t>(m_s.checkpoint.keep); i < all.size(); ++i) fs::remove(all[i].second, ec);
+  for (std::size_t i = static_cast<std::size_t>(m_s.checkpoint.keep); i < all.size(); ++i)
+    fs::remove(all[i].second, ec);
 }
 
 }  // namespace tessera

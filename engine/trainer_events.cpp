@@ -26,8 +26,7 @@ Image8 gridImage(const at::Tensor& samples, std::int64_t columns) {
   img.width = columns * (w + pad) + pad;
   img.height = rows * (h + pad) + pad;
   img.pixels.assign(static_cast<std::size_t>(img.width * img.height * c), 40);
-  const at::Tensor u8 =
-      samples.clamp(-1, 1).add(1).mul(127.5).round().to(at::kByte).permute({0, 2, 3, 1}).contiguous();
+  const at::Tensor u8 = samples.clamp(-1, 1).add(1).mul(127.5).round().to(at::kByte).permute({0, 2, 3, 1}).contiguous();
   const std::uint8_t* src = u8.data_ptr<std::uint8_t>();
   for (std::int64_t i = 0; i < n; ++i) {
     const std::int64_t gx = (i % columns) * (w + pad) + pad, gy = (i / columns) * (h + pad) + pad;
@@ -99,12 +98,18 @@ void Trainer::emitStart() {
 Result<void> Trainer::reportStep(const TrainStepReport& done, std::int64_t epoch) {
   const std::int64_t step = m_step;
   const bool last = step == m_s.schedule.steps;
-  if (step % m_s.logEvery == 0 || last) logStep(done, epoch);
-  else m_bar->update(step);
+  if (step % m_s.logEvery == 0 || last)
+    logStep(done, epoch);
+  else
+    m_bar->update(step);
   if (m_s.validation.every > 0 && (step % m_s.validation.every == 0 || last) && m_valBatcher) {
     const double v = validationLoss(*m_net), ve = validationLoss(*m_ema);
-    emit({{"event", "validation"}, {"step", step}, {"loss", v}, {"loss_ema", ve},
-          {"images", m_valBatcher->itemCount()}, {"timesteps", m_s.validation.timesteps}});
+    emit({{"event", "validation"},
+          {"step", step},
+          {"loss", v},
+          {"loss_ema", ve},
+          {"images", m_valBatcher->itemCount()},
+          {"timesteps", m_s.validation.timesteps}});
   }
   const double elapsed = elapsedSeconds();
   if (step % m_s.checkpoint.every == 0 || last) {

@@ -59,11 +59,12 @@ Result<Built> buildModel(const nlohmann::json& model, const nlohmann::json& back
   if (process->diffusion) {
     const bool learned = process->diffusion->config().learnSigma;
     if (learned != caps.learnedSigma)
-      return fail(std::string("model.process.learn_sigma is ") + (learned ? "true" : "false") +
-                  " but the backbone " + (caps.learnedSigma ? "predicts" : "does not predict") +
+      return fail(std::string("model.process.learn_sigma is ") + (learned ? "true" : "false") + " but the backbone " +
+                  (caps.learnedSigma ? "predicts" : "does not predict") +
                   " a variance (model.config.learn_sigma); they must agree");
     if (caps.prediction == Prediction::Velocity)
-      return fail("model.process is gaussian_diffusion but the backbone predicts a velocity; use an interpolant process");
+      return fail(
+          "model.process is gaussian_diffusion but the backbone predicts a velocity; use an interpolant process");
   } else if (caps.prediction == Prediction::Epsilon) {
     if (process->interpolant->prediction() != Prediction::Epsilon)
       return fail("model.process is an interpolant predicting '" + process->interpolant->config().prediction +
@@ -99,7 +100,8 @@ std::int64_t remapClassRows(const at::Tensor& src, at::Tensor& target, const std
 }
 
 /// --init: the weights of an existing model, class tables remapped by name.
-Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded, const std::vector<std::string>& newNames) {
+Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded,
+                                const std::vector<std::string>& newNames) {
   const std::string& path = loaded.path;
   std::vector<std::string> oldNames;
   if (loaded.description.contains("classes") && loaded.description["classes"].contains("names"))
@@ -113,7 +115,8 @@ Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded, co
   torch::NoGradGuard noGrad;
   for (auto& [name, target] : stateDict(net)) {
     auto it = byName.find(name);
-    if (it == byName.end()) return fail("--init " + path + ": the model has no tensor '" + name + "' (different architecture)");
+    if (it == byName.end())
+      return fail("--init " + path + ": the model has no tensor '" + name + "' (different architecture)");
     const at::Tensor& src = it->second;
     if (src.sizes() == target.sizes()) {
       target.copy_(src);

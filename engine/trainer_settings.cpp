@@ -38,7 +38,8 @@ Result<void> parseModel(const Config& c, TrainSettings& s) {
   s.model["backbone"] = backbone;
   s.model["config"] = c.json()["model"].value("config", nlohmann::json::object());
   if (!s.model["config"].is_object()) return fail(c.source() + ": field 'model.config': expected an object");
-  if (!c.has("model.process")) return fail(c.source() + ": field 'model.process': missing (gaussian_diffusion or interpolant)");
+  if (!c.has("model.process"))
+    return fail(c.source() + ": field 'model.process': missing (gaussian_diffusion or interpolant)");
   s.model["process"] = c.json()["model"]["process"];
   return {};
 }
@@ -64,8 +65,9 @@ Result<void> parseSchedule(const Config& c, ScheduleSettings& s) {
     // Warm-up, stable, decay (Hägele et al. 2024): a fifth of the run unless told.
     TESSERA_TRY(take(c.integer("train.decay", std::max<std::int64_t>(1, s.steps / 5), 1, 1LL << 40), s.decay));
     if (s.decay > s.steps)
-      return fail(c.source() + ": field 'train.decay': " + std::to_string(s.decay) + " steps of decay but train.steps is " +
-                  std::to_string(s.steps) + " (expected at most the run's length)");
+      return fail(c.source() + ": field 'train.decay': " + std::to_string(s.decay) +
+                  " steps of decay but train.steps is " + std::to_string(s.steps) +
+                  " (expected at most the run's length)");
   } else if (c.has("train.decay")) {
     return fail(c.source() + ": field 'train.decay': applies only to schedule \"wsd\" (the schedule is \"" + s.kind +
                 "\")");
@@ -75,9 +77,9 @@ Result<void> parseSchedule(const Config& c, ScheduleSettings& s) {
 
 // The fields are read in the file's documented order, so the first bad one is reported.
 Result<void> parseTrain(const Config& c, TrainSettings& s) {
-  TESSERA_TRY(c.rejectUnknown("train", {"steps", "lr", "betas", "eps", "weight_decay", "warmup", "schedule",
-                                        "min_lr_ratio", "decay", "clip", "ema", "ema_warmup", "label_dropout", "seed",
-                                        "precision", "limit"}));
+  TESSERA_TRY(
+      c.rejectUnknown("train", {"steps", "lr", "betas", "eps", "weight_decay", "warmup", "schedule", "min_lr_ratio",
+                                "decay", "clip", "ema", "ema_warmup", "label_dropout", "seed", "precision", "limit"}));
   OptimiserSettings& o = s.optimiser;
   TESSERA_TRY(take(c.integer("train.steps", 1000, 1, 1LL << 40), s.schedule.steps));
   TESSERA_TRY(take(c.number("train.lr", 1e-4, 0.0, 10.0), o.lr));
@@ -121,7 +123,8 @@ Result<void> parseCadence(const Config& c, TrainSettings& s) {
 }
 
 Result<void> parseSamples(const Config& c, SampleGridSettings& g) {
-  TESSERA_TRY(c.rejectUnknown("samples", {"every", "classes", "per_class", "steps", "sampler", "cfg", "seed", "clip_x0"}));
+  TESSERA_TRY(
+      c.rejectUnknown("samples", {"every", "classes", "per_class", "steps", "sampler", "cfg", "seed", "clip_x0"}));
   TESSERA_TRY(take(c.boolean("samples.clip_x0", false), g.clipX0));
   TESSERA_TRY(take(c.integer("samples.every", 1000, 0, 1LL << 40), g.every));
   TESSERA_TRY(take(c.integer("samples.per_class", 1, 1, 64), g.perClass));
@@ -155,17 +158,34 @@ nlohmann::json resolvedConfig(const TrainSettings& s) {
       {"model", s.model},
       {"data", resolvedData(s.data)},
       {"train",
-       {{"steps", sc.steps}, {"lr", o.lr}, {"betas", {o.beta1, o.beta2}}, {"eps", o.eps},
-        {"weight_decay", o.weightDecay}, {"warmup", sc.warmup}, {"schedule", sc.kind},
-        {"min_lr_ratio", sc.minLrRatio}, {"clip", o.clip}, {"ema", o.ema}, {"ema_warmup", o.emaWarmup},
-        {"label_dropout", s.labelDropout}, {"seed", s.seed}, {"precision", s.precision}, {"limit", s.data.limit}}},
+       {{"steps", sc.steps},
+        {"lr", o.lr},
+        {"betas", {o.beta1, o.beta2}},
+        {"eps", o.eps},
+        {"weight_decay", o.weightDecay},
+        {"warmup", sc.warmup},
+        {"schedule", sc.kind},
+        {"min_lr_ratio", sc.minLrRatio},
+        {"clip", o.clip},
+        {"ema", o.ema},
+        {"ema_warmup", o.emaWarmup},
+        {"label_dropout", s.labelDropout},
+        {"seed", s.seed},
+        {"precision", s.precision},
+        {"limit", s.data.limit}}},
       {"log", {{"every", s.logEvery}}},
       {"checkpoint",
        {{"every", s.checkpoint.every}, {"keep", s.checkpoint.keep}, {"model_dtype", s.checkpoint.modelDtype}}},
       {"validation", {{"every", s.validation.every}, {"timesteps", s.validation.timesteps}}},
       {"samples",
-       {{"every", g.every}, {"per_class", g.perClass}, {"steps", g.steps}, {"sampler", g.sampler}, {"cfg", g.cfg},
-        {"seed", g.seed}, {"classes", g.classes}, {"clip_x0", g.clipX0}}}};
+       {{"every", g.every},
+        {"per_class", g.perClass},
+        {"steps", g.steps},
+        {"sampler", g.sampler},
+        {"cfg", g.cfg},
+        {"seed", g.seed},
+        {"classes", g.classes},
+        {"clip_x0", g.clipX0}}}};
   if (sc.kind == "wsd") r["train"]["decay"] = sc.decay;
   return r;
 }
@@ -220,7 +240,8 @@ double learningRateAt(const nlohmann::json& train, std::int64_t step) {
     lr = base * (minRatio + (1 - minRatio) * 0.5 * (1 + std::cos(M_PI * progress)));
   } else if (schedule == "wsd") {
     const std::int64_t decay = std::max<std::int64_t>(1, train.value("decay", std::int64_t{1}));
-    const double progress = std::clamp(static_cast<double>(step - (steps - decay) + 1) / static_cast<double>(decay), 0.0, 1.0);
+    const double progress =
+        std::clamp(static_cast<double>(step - (steps - decay) + 1) / static_cast<double>(decay), 0.0, 1.0);
     lr = base * (1 - (1 - minRatio) * progress);
   }
   if (warmup > 0 && step < warmup) lr *= static_cast<double>(step + 1) / static_cast<double>(warmup);
@@ -244,8 +265,10 @@ Result<void> checkResumable(const nlohmann::json& before, const nlohmann::json& 
     b.erase(key);
   }
   if (a != b)
-    return fail("--resume: the 'train' section differs from the run's (only 'steps' and the schedule of the steps "
-                "still to come may change): was " + a.dump() + ", now " + b.dump());
+    return fail(
+        "--resume: the 'train' section differs from the run's (only 'steps' and the schedule of the steps "
+        "still to come may change): was " +
+        a.dump() + ", now " + b.dump());
   nlohmann::json scheduleBefore = trainBefore, scheduleNow = trainNow;
   scheduleBefore.erase("steps");
   scheduleNow.erase("steps");
@@ -255,9 +278,8 @@ Result<void> checkResumable(const nlohmann::json& before, const nlohmann::json& 
     if (std::abs(was - is) > 1e-12 * std::max(std::abs(was), 1e-30)) {
       std::ostringstream m;
       m << "--resume: the new learning-rate schedule changes step " << step << " (was " << was << ", now " << is
-        << "), which the run has already trained; a resumed run may change only the steps from "
-        << trainedSteps << " on (for a cool-down: schedule \"wsd\" with train.steps - train.decay >= "
-        << trainedSteps << ")";
+        << "), which the run has already trained; a resumed run may change only the steps from " << trainedSteps
+        << " on (for a cool-down: schedule \"wsd\" with train.steps - train.decay >= " << trainedSteps << ")";
       return fail(m.str());
     }
   }

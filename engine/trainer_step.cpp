@@ -79,9 +79,12 @@ Result<Trainer::Optimised> Trainer::optimise(const Draws& d, std::int64_t batchS
 /// The "error" event and the failure of a step whose loss is not finite; the last
 /// checkpoint stays the run's newest, so the run resumes from before the fault.
 tl::unexpected<Error> Trainer::stopOnNonFinite(double loss) {
-  const std::string where = m_lastCheckpoint.empty() ? "no checkpoint was written yet"
-                                                     : "the last good checkpoint is " + m_lastCheckpoint;
-  emit({{"event", "error"}, {"step", m_step}, {"reason", "non-finite loss"}, {"loss", std::to_string(loss)},
+  const std::string where =
+      m_lastCheckpoint.empty() ? "no checkpoint was written yet" : "the last good checkpoint is " + m_lastCheckpoint;
+  emit({{"event", "error"},
+        {"step", m_step},
+        {"reason", "non-finite loss"},
+        {"loss", std::to_string(loss)},
         {"checkpoint", m_lastCheckpoint}});
   m_bar->finish();
   return fail("training stopped: the loss became " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at step " +
@@ -152,7 +155,8 @@ at::Tensor Trainer::packedLossOf(BackboneImpl& model, const Draws& d) const {
 at::Tensor Trainer::fixedTimesteps(std::int64_t k, std::int64_t n) const {
   const double frac = (static_cast<double>(k) + 0.5) / static_cast<double>(m_s.validation.timesteps);
   if (m_process.diffusion)
-    return at::full({n}, static_cast<std::int64_t>(frac * static_cast<double>(m_process.diffusion->numSteps())), at::kLong);
+    return at::full({n}, static_cast<std::int64_t>(frac * static_cast<double>(m_process.diffusion->numSteps())),
+                    at::kLong);
   const auto [t0, t1] = m_process.interpolant->trainInterval();
   return at::full({n}, t0 + frac * (t1 - t0), at::kFloat);
 }

@@ -10,9 +10,8 @@
 namespace tessera {
 
 nlohmann::json TrainSummary::json() const {
-  return {{"steps", steps},         {"start_step", startStep}, {"stopped", stopped},
-          {"seconds", seconds},     {"last_loss", lastLoss},   {"model", modelPath},
-          {"checkpoint", checkpointPath}};
+  return {{"steps", steps},        {"start_step", startStep}, {"stopped", stopped},          {"seconds", seconds},
+          {"last_loss", lastLoss}, {"model", modelPath},      {"checkpoint", checkpointPath}};
 }
 
 Result<nlohmann::json> checkTrainingConfig(const Config& config, const std::string& initModel) {

@@ -7,11 +7,11 @@
 // the floor (the same FD for as many real training images), precision and recall.
 #include "app/cli/command.h"
 #include "app/cli/model_argument.h"
-#include "core/system/resources.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/fashion_native.h"
 #include "core/eval/evaluator.h"
 #include "core/formats/safetensors.h"
+#include "core/system/resources.h"
 #include "core/util/progress.h"
 #include "engine/generation.h"
 #include "engine/model_file.h"

@@ -2,9 +2,9 @@
 // tessera-cli forward --model MODEL --inputs IN.safetensors --out OUT.safetensors [--cfg S]
 // Inputs: x (B, C, H, W), t, y; or x.0, x.1, … (C, H_i, W_i) with t and y one entry per image.
 #include "app/cli/command.h"
+#include "engine/model_file.h"
 #include "models/common/packing.h"
 #include "models/dit/dit.h"
-#include "engine/model_file.h"
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/grad_mode.h>

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli info MODEL | info --system | info --backbones | info --data fashion-native [--split train]
 #include "app/cli/command.h"
+#include "core/data/fashion_native.h"
+#include "core/data/image_folder.h"
 #include "core/formats/safetensors.h"
 #include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
-#include "core/data/fashion_native.h"
-#include "core/data/image_folder.h"
 #include "core/system/system_info.h"
 #include "engine/model_file.h"
 #include "engine/plugin_loader.h"
@@ -107,7 +107,8 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
                 return {};
               }
               nlohmann::json out = nlohmann::json::array();
-              for (const auto& name : backboneRegistry().names()) out.push_back(backboneRegistry().find(name)->toJson());
+              for (const auto& name : backboneRegistry().names())
+                out.push_back(backboneRegistry().find(name)->toJson());
               std::cout << out.dump(-1) << std::endl;
               return {};
             }
@@ -151,15 +152,20 @@ Command addInfoCommand(CLI::App& app, const GlobalOptions& global) {
             if (path->empty()) return badInput("info: MODEL is required (or --system)");
             std::error_code ec;
             if (!std::filesystem::exists(*path, ec)) return badInput(*path + ": no such file");
-            if (std::filesystem::is_directory(*path, ec)) return badInput(*path + ": is a directory, expected a model file");
+            if (std::filesystem::is_directory(*path, ec))
+              return badInput(*path + ": is a directory, expected a model file");
             ojson out;
             out["file"] = *path;
             out["size_bytes"] = std::filesystem::file_size(*path, ec);
             CommandResult r;
             switch (detectTensorFileFormat(*path)) {
-              case TensorFileFormat::Safetensors: r = infoSafetensors(*path, out); break;
+              case TensorFileFormat::Safetensors:
+                r = infoSafetensors(*path, out);
+                break;
               case TensorFileFormat::TorchZip:
-              case TensorFileFormat::LegacyTorch: r = infoTorch(*path, out); break;  // names legacy files precisely
+              case TensorFileFormat::LegacyTorch:
+                r = infoTorch(*path, out);
+                break;  // names legacy files precisely
               case TensorFileFormat::Unknown:
                 return badInput(*path + ": neither a safetensors file nor a torch.save archive");
             }

@@ -3,12 +3,12 @@
 // PNGs with their parameters, latents without an autoencoder, and bad input.
 #include "core/formats/png.h"
 #include "core/formats/safetensors.h"
+#include "core/gallery/gallery_store.h"
+#include "engine/generated_image.h"
 #include "engine/model_file.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
 #include "tests/app/cli_runner.h"
-#include "core/gallery/gallery_store.h"
-#include "engine/generated_image.h"
 
 #include <ATen/ATen.h>
 #include <QDir>

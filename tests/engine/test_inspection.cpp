@@ -6,9 +6,9 @@
 // the forward compute count against a hand count.
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
-#include "models/common/packing.h"
 #include "engine/generation.h"
 #include "engine/inspection.h"
+#include "models/common/packing.h"
 #include "models/probe.h"
 #include "models/registry.h"
 

@@ -19,8 +19,8 @@
 #include <QTemporaryDir>
 #include "tests/models/tiny_backbone.h"
 
-#include <QtTest>
 #include <torch/utils.h>
+#include <QtTest>
 
 #include <algorithm>
 #include <cmath>
@@ -70,7 +70,8 @@ LoadedModel tinyModelFile(const BackboneEntry& entry, const QTemporaryDir& dir) 
       {"process", processFor(entry, config, caps)},
       {"classes", {{"count", caps.numClasses}, {"null_class", caps.nullClass}}},
       {"data", {{"kind", "latent"}, {"channels", caps.inChannels}, {"size", {input.at("height"), input.at("width")}}}}};
-  const std::string path = dir.filePath(QStringLiteral("%1.safetensors").arg(QString::fromStdString(entry.name))).toStdString();
+  const std::string path =
+      dir.filePath(QStringLiteral("%1.safetensors").arg(QString::fromStdString(entry.name))).toStdString();
   if (auto ok = writeModelFile(path, description, stateDict(*net)); !ok) qFatal("%s", ok.error().message().c_str());
   auto loaded = loadModelFile(path);
   if (!loaded) qFatal("%s", loaded.error().message().c_str());
@@ -153,7 +154,8 @@ private Q_SLOTS:
     const TensorShapes shapes = shapesOf(sd);
     QVERIFY2(entry.importer.recognises(shapes), name.c_str());
     const auto anyName = backboneRegistry().recognise(shapes);
-    QVERIFY2(std::find(anyName.begin(), anyName.end(), name) != anyName.end(), "the registry does not recognise its own tiny model");
+    QVERIFY2(std::find(anyName.begin(), anyName.end(), name) != anyName.end(),
+             "the registry does not recognise its own tiny model");
     QCOMPARE(backboneRegistry().recognise(shapes, "tiny-" + name + "-256.pt"), std::vector<std::string>{name});
 
     ImportRequest request;
@@ -203,7 +205,8 @@ private Q_SLOTS:
     QTemporaryDir dir;
     const LoadedModel model = tinyModelFile(entry, dir);
     const GenerationRequest r = tinyRequest(entry, model, {1, 4});
-    if (r.guidance.scale <= 1.0) qInfo("%s: the tiny model has no null class; sampled without guidance", entry.name.c_str());
+    if (r.guidance.scale <= 1.0)
+      qInfo("%s: the tiny model has no null class; sampled without guidance", entry.name.c_str());
     auto a = generate(model, r);
     QVERIFY2(a, a ? "" : a.error().message().c_str());
     const std::vector<std::int64_t> expected{2, model.backbone->capabilities().inChannels, r.height, r.width};
@@ -227,7 +230,8 @@ private Q_SLOTS:
     QTemporaryDir dir;
     nlohmann::json config = entry.tiny.at("config");
     // The trainer derives these from the data.
-    for (const char* key : {"in_channels", "num_classes", "input_size", "cfg_channels", "class_dropout_prob"}) config.erase(key);
+    for (const char* key : {"in_channels", "num_classes", "input_size", "cfg_channels", "class_dropout_prob"})
+      config.erase(key);
     const auto probe = test::tinyBackbone(entry.name, nlohmann::json::object(), 1);
     const nlohmann::json process = processFor(entry, entry.tiny.at("config"), probe->capabilities());
     const nlohmann::json settings = {

@@ -7,8 +7,8 @@
 // recorded in them, and bad configurations are refused naming the field.
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
-#include "engine/model_file.h"
 #include "engine/generation.h"
+#include "engine/model_file.h"
 #include "engine/training.h"
 
 #include <ATen/ATen.h>

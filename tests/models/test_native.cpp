@@ -5,12 +5,12 @@
 // attention, and mixed-size generation against generating each size alone.
 #include "core/config/config.h"
 #include "core/formats/torch_checkpoint.h"
+#include "engine/generation.h"
 #include "models/common/attention.h"
 #include "models/common/packing.h"
 #include "models/common/rope.h"
 #include "models/fit/fit.h"
 #include "models/fit/fit_import.h"
-#include "engine/generation.h"
 #include "models/nit/nit.h"
 #include "models/registry.h"
 #include "models/state_dict.h"

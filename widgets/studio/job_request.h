@@ -5,9 +5,9 @@
 #pragma once
 
 #include "core/util/error.h"
-#include "models/common/packing.h"
 #include "engine/generation.h"
 #include "engine/model_file.h"
+#include "models/common/packing.h"
 #include "widgets/studio/studio_service.h"
 
 #include <QDateTime>

@@ -13,9 +13,9 @@
 #include "engine/generated_image.h"
 #include "engine/generation.h"
 #include "engine/inspection.h"
-#include "models/probe.h"
-#include "models/common/packing.h"
 #include "engine/model_file.h"
+#include "models/common/packing.h"
+#include "models/probe.h"
 
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>

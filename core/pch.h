@@ -5,9 +5,9 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 #include <torch/nn.h>
 #include <torch/types.h>
-#include <nlohmann/json.hpp>
 
 #include <functional>
 #include <map>

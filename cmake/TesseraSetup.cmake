@@ -41,10 +41,14 @@ message(STATUS "Tessera: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
 
 # tessera_use_pch(<target>): compile <target> with the project's one precompiled LibTorch
 # header (core/pch.h, built by tessera_pch in core/CMakeLists.txt).
+# Position-independent code needs the PIC twin: plugins, and every target that links Qt
+# (Qt 6 adds -fPIC to its users), else GCC ignores the header ("different settings of -fpie").
+# Call it after the target's target_link_libraries().
 function(tessera_use_pch target)
   get_target_property(_type ${target} TYPE)
   get_target_property(_pic ${target} POSITION_INDEPENDENT_CODE)
-  if(_type STREQUAL "MODULE_LIBRARY" OR _type STREQUAL "SHARED_LIBRARY" OR _pic)
+  get_target_property(_libs ${target} LINK_LIBRARIES)
+  if(_type STREQUAL "MODULE_LIBRARY" OR _type STREQUAL "SHARED_LIBRARY" OR _pic OR _libs MATCHES "Qt6::|tessera_studio|tessera_widgets")
     target_precompile_headers(${target} REUSE_FROM tessera_pch_pic)
   else()
     target_precompile_headers(${target} REUSE_FROM tessera_pch)

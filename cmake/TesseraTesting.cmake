@@ -1,15 +1,27 @@
 # SPDX-License-Identifier: Apache-2.0
+# The test programs are Qt Test classes, one source file each, compiled into one executable,
+# tessera_tests (tests/support/test_main.cpp), so that LibTorch's headers and the project's
+# libraries are compiled and linked once for all of them: with the unity build, a few
+# translation units instead of one per program. Each program is still its own CTest test and
+# its own process: `tessera_tests <name> [Qt Test options]`.
+#
 # tessera_add_test(NAME <name> SOURCES <src...> LABEL unit|integration|gui|slow
 #                  [LIBS <targets...>] [TIMEOUT <seconds>] [XVFB])
-# One Qt Test program registered with CTest, its label and timeout. Every test runs
-# with QT_QPA_PLATFORM=offscreen and knows the source tree (TESSERA_SOURCE_DIR) and
-# the built executables (TESSERA_CLI, TESSERA_GUI_EXE). XVFB: the test needs OpenGL, so it
-# runs on the xcb platform under a virtual X server (xvfb-run, Debian's xvfb); without
-# xvfb-run it is not registered, with a warning.
+# Adds the program <name> (its first source is <name>.cpp, which registers its class with
+# TESSERA_TEST_MAIN) and registers it with CTest under its label and timeout. Every test runs
+# with QT_QPA_PLATFORM=offscreen and knows the source tree (TESSERA_SOURCE_DIR) and the built
+# executables (TESSERA_CLI, TESSERA_GUI_EXE). XVFB: the test needs OpenGL, so it runs on the
+# xcb platform under a virtual X server (xvfb-run, Debian's xvfb); without xvfb-run it is not
+# registered, with a warning. Call tessera_finish_tests() after the last one.
 function(tessera_add_test)
   cmake_parse_arguments(T "XVFB" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_LABEL MATCHES "^(unit|integration|gui|slow)$")
     message(FATAL_ERROR "tessera_add_test(${T_NAME}): LABEL must be unit, integration, gui or slow")
+  endif()
+  list(GET T_SOURCES 0 _main)
+  get_filename_component(_main_name "${_main}" NAME_WE)
+  if(NOT _main_name STREQUAL T_NAME)
+    message(FATAL_ERROR "tessera_add_test(${T_NAME}): the first source must be ${T_NAME}.cpp (the program is named after its file)")
   endif()
   if(NOT T_TIMEOUT)
     if(T_LABEL STREQUAL "unit")
@@ -20,24 +32,25 @@ function(tessera_add_test)
       set(T_TIMEOUT 300)
     endif()
   endif()
-  add_executable(${T_NAME} ${T_SOURCES})
-  set_target_properties(${T_NAME} PROPERTIES AUTOMOC ON)
-  target_link_libraries(${T_NAME} PRIVATE tessera_common_cfg Qt6::Test ${T_LIBS})
-  # A test of a Tessera library compiles LibTorch code: the shared precompiled header.
-  if(T_LIBS MATCHES "(^|;)tessera_")
-    tessera_use_pch(${T_NAME})
+  if(NOT TARGET tessera_tests)
+    add_executable(tessera_tests ${PROJECT_SOURCE_DIR}/tests/support/test_main.cpp
+                   ${PROJECT_SOURCE_DIR}/tests/support/test_main.h)
+    set_target_properties(tessera_tests PROPERTIES AUTOMOC ON)
+    target_link_libraries(tessera_tests PRIVATE tessera_common_cfg Qt6::Test)
+    target_include_directories(tessera_tests PRIVATE ${PROJECT_SOURCE_DIR})
+    target_compile_definitions(tessera_tests PRIVATE
+      TESSERA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+      TESSERA_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
+    if(TARGET tessera-cli)
+      target_compile_definitions(tessera_tests PRIVATE TESSERA_CLI="$<TARGET_FILE:tessera-cli>")
+    endif()
+    if(TARGET tessera)
+      target_compile_definitions(tessera_tests PRIVATE TESSERA_GUI_EXE="$<TARGET_FILE:tessera>")
+    endif()
   endif()
-  tessera_skip_pch_for_moc(${T_NAME})
-  target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
-  target_compile_definitions(${T_NAME} PRIVATE
-    TESSERA_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-    TESSERA_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
-  if(TARGET tessera-cli)
-    target_compile_definitions(${T_NAME} PRIVATE TESSERA_CLI="$<TARGET_FILE:tessera-cli>")
-  endif()
-  if(TARGET tessera)
-    target_compile_definitions(${T_NAME} PRIVATE TESSERA_GUI_EXE="$<TARGET_FILE:tessera>")
-  endif()
+  target_sources(tessera_tests PRIVATE ${T_SOURCES})
+  target_link_libraries(tessera_tests PRIVATE ${T_LIBS})
+
   set(_platform offscreen)
   if(T_XVFB)
     find_program(TESSERA_XVFB_RUN xvfb-run)
@@ -45,13 +58,20 @@ function(tessera_add_test)
       message(WARNING "${T_NAME} needs xvfb-run (Debian: xvfb, xauth): not registered")
       return()
     endif()
-    add_test(NAME ${T_NAME} COMMAND ${TESSERA_XVFB_RUN} -a -s "-screen 0 1280x1024x24" $<TARGET_FILE:${T_NAME}>)
+    add_test(NAME ${T_NAME} COMMAND ${TESSERA_XVFB_RUN} -a -s "-screen 0 1280x1024x24" $<TARGET_FILE:tessera_tests> ${T_NAME})
     set(_platform xcb)
   else()
-    add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+    add_test(NAME ${T_NAME} COMMAND tessera_tests ${T_NAME})
   endif()
   set_tests_properties(${T_NAME} PROPERTIES
     LABELS ${T_LABEL}
     TIMEOUT ${T_TIMEOUT}
     ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
+endfunction()
+
+# tessera_finish_tests(): after the last tessera_add_test(): the precompiled header (which
+# one depends on the libraries linked) and keeping it out of AUTOMOC's own file.
+function(tessera_finish_tests)
+  tessera_use_pch(tessera_tests)
+  tessera_skip_pch_for_moc(tessera_tests)
 endfunction()

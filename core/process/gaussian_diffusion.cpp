@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/process/gaussian_diffusion.h"
 
+#include "core/util/math.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -11,8 +13,6 @@
 
 namespace tessera {
 namespace {
-
-const double kPi = std::acos(-1.0);
 
 at::Tensor meanFlat(const at::Tensor& x) { return x.flatten(1).mean(1); }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/process/interpolant.h"
 
+#include "core/util/math.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -8,8 +10,6 @@
 
 namespace tessera {
 namespace {
-
-const double kPi = std::acos(-1.0);
 
 at::Tensor expandLike(const at::Tensor& t, const at::Tensor& x) {
   TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), "interpolant: expected t of shape (", x.size(0), "), got ", t.sizes());

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/samplers/sampling_space.h"
 
+#include "core/util/math.h"
+
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -8,8 +10,6 @@
 
 namespace tessera {
 namespace {
-
-const double kPi = std::acos(-1.0);
 
 at::Tensor firstChannels(const at::Tensor& output, const at::Tensor& x) {
   const std::int64_t C = x.size(1);

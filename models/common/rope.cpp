@@ -5,6 +5,7 @@
 #include "models/common/rope.h"
 
 #include "core/config/config.h"
+#include "core/util/math.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
@@ -14,8 +15,6 @@
 
 namespace tessera {
 namespace {
-
-const double kPi = std::acos(-1.0);
 
 /// The frequency index at which a wavelength makes `rotations` turns over the trained
 /// length (YaRN's find_correction_factor).

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "models/dit/dit.h"
 
+#include "models/common/adaln.h"
 #include "models/common/attention.h"
 #include "models/common/embeddings.h"
 #include "models/probe.h"
@@ -16,10 +17,6 @@ namespace nn = torch::nn;
 
 namespace {
 
-at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
-  return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);  // (N,T,D) with (N,D) broadcast over tokens
-}
-
 /// tanh-approximated GELU. Without autograd, the same function as x·sigmoid(2z) with
 /// z = √(2/π)(x + 0.044715 x³), computed in place on the linear layer's fresh output:
 /// LibTorch 1.13's gelu(tanh) kernel takes about 1.3× as long (256×1536, 2 threads).
@@ -29,10 +26,6 @@ at::Tensor geluTanh(at::Tensor x) {
   at::Tensor z = x * x;
   z.mul_(0.044715 * k).add_(k).mul_(x).sigmoid_();
   return x.mul_(z);
-}
-
-nn::LayerNorm plainLayerNorm(std::int64_t hidden) {
-  return nn::LayerNorm(nn::LayerNormOptions({hidden}).elementwise_affine(false).eps(1e-6));
 }
 
 nn::Sequential adaLN(std::int64_t hidden, std::int64_t chunks) {

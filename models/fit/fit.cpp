@@ -2,6 +2,7 @@
 #include "models/fit/fit.h"
 
 #include "core/process/process.h"
+#include "models/common/adaln.h"
 #include "models/common/attention.h"
 #include "models/fit/fit_import.h"
 #include "models/probe.h"
@@ -19,14 +20,6 @@ namespace tessera {
 namespace nn = torch::nn;
 
 namespace {
-
-nn::LayerNorm plainLayerNorm(std::int64_t dim) {
-  return nn::LayerNorm(nn::LayerNormOptions({dim}).elementwise_affine(false).eps(1e-6));
-}
-
-at::Tensor modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
-  return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1);  // (B, N, D) with (B, D)
-}
 
 }  // namespace
 

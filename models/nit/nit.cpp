@@ -2,6 +2,7 @@
 #include "models/nit/nit.h"
 
 #include "core/process/process.h"
+#include "models/common/adaln.h"
 #include "models/common/attention.h"
 #include "models/fit/fit_import.h"
 #include "models/probe.h"
@@ -16,10 +17,6 @@ namespace tessera {
 namespace nn = torch::nn;
 
 namespace {
-
-nn::LayerNorm plainLayerNorm(std::int64_t hidden) {
-  return nn::LayerNorm(nn::LayerNormOptions({hidden}).elementwise_affine(false).eps(1e-6));
-}
 
 /// x·(1 + scale) + shift with per-token (L, D) scale and shift.
 at::Tensor modulateTokens(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {

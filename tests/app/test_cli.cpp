@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli's contract: exit codes 0/1/2, one-line errors naming the fault, JSON output.
 #include "tests/app/cli_runner.h"
+#include "tests/support/test_main.h"
 
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -211,5 +212,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestCli)
+TESSERA_TEST_MAIN(TestCli, Guiless)
 #include "test_cli.moc"

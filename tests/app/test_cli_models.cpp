@@ -3,6 +3,8 @@
 // import recognising the family (--from auto); info --backbones.
 #include "core/formats/safetensors.h"
 #include "tests/app/cli_runner.h"
+#include "tests/support/test_main.h"
+#include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
 #include <QFile>
@@ -13,16 +15,7 @@
 using tessera::test::cli;
 using tessera::test::data;
 using tessera::test::json;
-
-namespace {
-
-/// The tensor of a successful read; ends the test program on a failed one.
-at::Tensor must(const tessera::Result<at::Tensor>& r) {
-  if (!r) qFatal("%s", r.error().message().c_str());
-  return r.value();
-}
-
-}  // namespace
+using tessera::test::must;
 
 class TestCliModels : public QObject {
   Q_OBJECT
@@ -290,5 +283,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestCliModels)
+TESSERA_TEST_MAIN(TestCliModels, Guiless)
 #include "test_cli_models.moc"

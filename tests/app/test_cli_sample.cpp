@@ -9,6 +9,8 @@
 #include "models/registry.h"
 #include "models/state_dict.h"
 #include "tests/app/cli_runner.h"
+#include "tests/support/test_main.h"
+#include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
 #include <QDir>
@@ -19,14 +21,10 @@
 using tessera::test::cli;
 using tessera::test::data;
 using tessera::test::json;
+using tessera::test::must;
 using namespace tessera;
 
 namespace {
-
-at::Tensor must(const Result<at::Tensor>& r) {
-  if (!r) qFatal("%s", r.error().message().c_str());
-  return r.value();
-}
 
 at::Tensor tensor(const QString& file, const char* name) {
   auto f = SafetensorsFile::open(file.toStdString());
@@ -319,5 +317,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestCliSample)
+TESSERA_TEST_MAIN(TestCliSample, Appless)
 #include "test_cli_sample.moc"

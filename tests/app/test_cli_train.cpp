@@ -5,6 +5,7 @@
 // gives the floor; eval --record-defaults writes the settings that sample then uses.
 #include "cli_runner.h"
 #include "core/formats/safetensors.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QElapsedTimer>
@@ -239,5 +240,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestCliTrain)
+TESSERA_TEST_MAIN(TestCliTrain, Guiless)
 #include "test_cli_train.moc"

@@ -2,6 +2,7 @@
 // The Debian package: CPack builds it from this build tree, it is unpacked into a
 // temporary root, and the programs run from there with the models the package carries.
 #include <QDir>
+#include "tests/support/test_main.h"
 #include <QFileInfo>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -80,5 +81,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestPackage)
+TESSERA_TEST_MAIN(TestPackage, Guiless)
 #include "test_package.moc"

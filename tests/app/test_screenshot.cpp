@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `tessera --screenshot FILE.png` renders the loaded main window and exits.
 #include <QImage>
+#include "tests/support/test_main.h"
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QProcess>
@@ -70,5 +71,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestScreenshot)
+TESSERA_TEST_MAIN(TestScreenshot, Guiless)
 #include "test_screenshot.moc"

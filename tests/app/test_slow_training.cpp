@@ -7,6 +7,7 @@
 #include "core/system/resources.h"
 #include "engine/generation.h"
 #include "engine/model_file.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -83,5 +84,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestSlowTraining)
+TESSERA_TEST_MAIN(TestSlowTraining, Guiless)
 #include "test_slow_training.moc"

@@ -3,6 +3,7 @@
 // kept, flips exact), aspect-ratio buckets (one size per batch, multiples of the patch),
 // packed sequences (token budget kept), determinism from (seed, step), held-out splits.
 #include "core/data/batching.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -235,5 +236,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestBatching)
+TESSERA_TEST_MAIN(TestBatching, Guiless)
 #include "test_batching.moc"

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
+#include "tests/support/test_main.h"
 
 #include <nlohmann/json.hpp>
 #include <QtTest>
@@ -87,5 +88,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestBlas)
+TESSERA_TEST_MAIN(TestBlas, Appless)
 #include "test_blas.moc"

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/config/config.h"
+#include "tests/support/test_main.h"
 
 #include <QtTest>
 
@@ -77,5 +78,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestConfig)
+TESSERA_TEST_MAIN(TestConfig, Appless)
 #include "test_config.moc"

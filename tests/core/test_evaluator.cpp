@@ -2,6 +2,7 @@
 // The quality measures against closed forms: the Fréchet distance of Gaussians with
 // known moments, and k-NN precision/recall of identical and disjoint sets.
 #include "core/eval/evaluator.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -62,5 +63,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestEvaluator)
+TESSERA_TEST_MAIN(TestEvaluator, Guiless)
 #include "test_evaluator.moc"

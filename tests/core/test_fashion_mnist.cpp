@@ -2,6 +2,7 @@
 // Reads the real Fashion-MNIST files of Debian's dataset-fashion-mnist package.
 #include "core/data/fashion_mnist.h"
 #include "core/data/fashion_native.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -106,5 +107,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestFashionMnist)
+TESSERA_TEST_MAIN(TestFashionMnist, Appless)
 #include "test_fashion_mnist.moc"

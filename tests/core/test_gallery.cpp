@@ -3,6 +3,7 @@
 // free-text search, sort, ratings, tags, trash/restore/empty, refusal of files that are
 // not galleries, and no committed image lost when a writer is killed mid-stream.
 #include "core/gallery/gallery_store.h"
+#include "tests/support/test_main.h"
 
 #include <QTemporaryDir>
 #include <QtTest>
@@ -381,5 +382,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestGallery)
+TESSERA_TEST_MAIN(TestGallery, Appless)
 #include "test_gallery.moc"

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/formats/idx.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -136,5 +137,5 @@ private:
   QTemporaryDir m_dir;
 };
 
-QTEST_APPLESS_MAIN(TestIdx)
+TESSERA_TEST_MAIN(TestIdx, Appless)
 #include "test_idx.moc"

@@ -3,6 +3,7 @@
 // corrupt or foreign files skipped with their names.
 #include "core/data/image_folder.h"
 #include "core/formats/png.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -86,5 +87,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestImageFolder)
+TESSERA_TEST_MAIN(TestImageFolder, Appless)
 #include "test_image_folder.moc"

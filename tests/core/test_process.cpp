@@ -4,6 +4,7 @@
 #include "core/process/gaussian_diffusion.h"
 #include "core/process/interpolant.h"
 #include "models/dit/dit.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -238,5 +239,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestProcess)
+TESSERA_TEST_MAIN(TestProcess, Appless)
 #include "test_process.moc"

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/util/progress.h"
+#include "tests/support/test_main.h"
 
 #include <nlohmann/json.hpp>
 #include <QtTest>
@@ -70,5 +71,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestProgress)
+TESSERA_TEST_MAIN(TestProgress, Appless)
 #include "test_progress.moc"

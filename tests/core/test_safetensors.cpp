@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/formats/safetensors.h"
+#include "tests/support/test_main.h"
+#include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -13,13 +15,6 @@
 using namespace tessera;
 
 namespace {
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void writeAll(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -93,7 +88,7 @@ private Q_SLOTS:
     for (auto it = all->rbegin(); it != all->rend(); ++it) tensors.emplace_back(it->first, it->second);
     auto bytes = serializeSafetensors(tensors, file->metadata());
     QVERIFY(bytes);
-    QVERIFY2(*bytes == readAll(kRef), "serialised bytes differ from reference.safetensors");
+    QVERIFY2(*bytes == test::readFile(kRef), "serialised bytes differ from reference.safetensors");
   }
 
   void roundTrip_data() {
@@ -216,7 +211,7 @@ private Q_SLOTS:
   void randomDamageNeverCrashes() {
     // 3000 damaged copies of the reference file (byte flips, truncations, inserted
     // bytes): each one is rejected with an error or, if still well-formed, read fully.
-    const std::string good = readAll(kRef);
+    const std::string good = test::readFile(kRef);
     const std::string path = m_dir.filePath(QStringLiteral("fuzz.safetensors")).toStdString();
     std::mt19937 rng(42);
     int rejected = 0;
@@ -252,5 +247,5 @@ private:
   QTemporaryDir m_dir;
 };
 
-QTEST_APPLESS_MAIN(TestSafetensors)
+TESSERA_TEST_MAIN(TestSafetensors, Appless)
 #include "test_safetensors.moc"

@@ -7,6 +7,7 @@
 #include "core/guidance/guidance.h"
 #include "core/samplers/sampler.h"
 #include "core/samplers/time_grid.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -390,5 +391,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestSamplers)
+TESSERA_TEST_MAIN(TestSamplers, Appless)
 #include "test_samplers.moc"

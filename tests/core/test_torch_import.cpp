@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/formats/pickle.h"
 #include "core/formats/torch_checkpoint.h"
+#include "tests/support/test_main.h"
+#include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
@@ -21,13 +23,6 @@ at::Tensor find(const NamedTensors& tensors, const std::string& name) {
   for (const auto& [n, t] : tensors)
     if (n == name) return t;
   return {};
-}
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -126,7 +121,7 @@ private Q_SLOTS:
   void damagedArchives() {
     QFETCH(int, keepBytes);
     QFETCH(bool, flipMiddle);
-    std::string bytes = readAll(data("nested_checkpoint.pt"));
+    std::string bytes = test::readFile(data("nested_checkpoint.pt"));
     if (keepBytes == -2) bytes.resize(bytes.size() / 2);
     else if (keepBytes < -2 ) bytes.resize(bytes.size() - static_cast<std::size_t>(-keepBytes));
     else if (keepBytes >= 0) bytes.resize(static_cast<std::size_t>(keepBytes));
@@ -233,5 +228,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestTorchImport)
+TESSERA_TEST_MAIN(TestTorchImport, Appless)
 #include "test_torch_import.moc"

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
 #include "tests/models/tiny_backbone.h"
+#include "tests/support/test_main.h"
 
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
@@ -26,19 +27,6 @@
 using namespace tessera;
 
 namespace {
-
-LoadedModel tinyModel(const std::string& kind) {
-  nlohmann::json config;
-  LoadedModel m;
-  m.backbone = test::tinyBackbone(
-      kind, {{"in_channels", 1}, {"learn_sigma", false}, {"prediction", "velocity"}, {"cfg_channels", kind == "dit" ? 1 : 0}}, 5, &config);
-  Process process;
-  process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
-  m.process = process;
-  m.description = {{"data", {{"kind", "image"}}}, {"backbone", {{"kind", kind}, {"config", config}}}};
-  m.path = "tiny-" + kind;
-  return m;
-}
 
 GenerationRequest oneImage(std::int64_t h, std::int64_t w, double cfg) {
   GenerationRequest g;
@@ -66,7 +54,7 @@ private Q_SLOTS:
   }
   void tapsChangeNothingAndRowsAreDistributions() {
     QFETCH(QString, kind);
-    const LoadedModel m = tinyModel(kind.toStdString());
+    const LoadedModel m = test::tinyVelocityModel(kind.toStdString(), 5);
     c10::InferenceMode mode;
     const bool packed = kind != QLatin1String("dit");
     BackboneInput in;
@@ -106,7 +94,7 @@ private Q_SLOTS:
   void captureReproducesTheImage_data() { tapsChangeNothingAndRowsAreDistributions_data(); }
   void captureReproducesTheImage() {
     QFETCH(QString, kind);
-    const LoadedModel m = tinyModel(kind.toStdString());
+    const LoadedModel m = test::tinyVelocityModel(kind.toStdString(), 5);
     const std::int64_t H = kind == QLatin1String("dit") ? 8 : 6, W = kind == QLatin1String("dit") ? 8 : 10;
     auto plain = generate(m, oneImage(H, W, 2.5));
     QVERIFY2(plain, plain ? "" : plain.error().message().c_str());
@@ -138,7 +126,7 @@ private Q_SLOTS:
   }
 
   void mapsFollowTheirFormulas() {
-    const LoadedModel m = tinyModel("dit");
+    const LoadedModel m = test::tinyVelocityModel("dit", 5);
     InspectionRequest r;
     r.generation = oneImage(8, 8, 1.0);  // no guidance: no guidance map
     r.steps = {2};
@@ -192,7 +180,7 @@ private Q_SLOTS:
   }
 
   void badRequestsAreNamed() {
-    const LoadedModel m = tinyModel("dit");
+    const LoadedModel m = test::tinyVelocityModel("dit", 5);
     InspectionRequest r;
     r.generation = oneImage(8, 8, 1.0);
     r.generation.classes = {1, 2};
@@ -212,7 +200,7 @@ private Q_SLOTS:
   }
 
   void forwardComputeByHand() {
-    const LoadedModel m = tinyModel("dit");  // D 32, depth 2, patch 2, 1 channel, MLP 4D
+    const LoadedModel m = test::tinyVelocityModel("dit", 5);  // D 32, depth 2, patch 2, 1 channel, MLP 4D
     const double T = 16, D = 32, C = 1, p = 2;
     const double perToken = 3 * D * D + D * D + 2 * 4 * D * D;  // qkv, proj, MLP per block
     double macs = 2 * (T * perToken + 2 * T * T * D);          // two blocks with attention
@@ -225,5 +213,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestInspection)
+TESSERA_TEST_MAIN(TestInspection, Guiless)
 #include "test_inspection.moc"

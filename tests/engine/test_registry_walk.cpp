@@ -18,6 +18,7 @@
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
 #include "tests/models/tiny_backbone.h"
+#include "tests/support/test_main.h"
 
 #include <torch/utils.h>
 #include <QtTest>
@@ -328,5 +329,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestRegistryWalk)
+TESSERA_TEST_MAIN(TestRegistryWalk, Appless)
 #include "test_registry_walk.moc"

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include "tests/models/tiny_backbone.h"
+#include "tests/support/test_main.h"
 
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
@@ -149,5 +150,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestSampling)
+TESSERA_TEST_MAIN(TestSampling, Appless)
 #include "test_sampling.moc"

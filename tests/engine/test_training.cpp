@@ -10,6 +10,7 @@
 #include "engine/generation.h"
 #include "engine/model_file.h"
 #include "engine/training.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -409,5 +410,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestTraining)
+TESSERA_TEST_MAIN(TestTraining, Guiless)
 #include "test_training.moc"

@@ -5,6 +5,7 @@
 #include "engine/model_file.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -124,5 +125,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestConformance)
+TESSERA_TEST_MAIN(TestConformance, Appless)
 #include "test_conformance.moc"

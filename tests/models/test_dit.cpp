@@ -7,6 +7,7 @@
 #include "models/dit/dit_import.h"
 #include "models/probe.h"
 #include "models/state_dict.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QtTest>
@@ -295,5 +296,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestDiT)
+TESSERA_TEST_MAIN(TestDiT, Appless)
 #include "test_dit.moc"

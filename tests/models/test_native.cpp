@@ -17,6 +17,7 @@
 
 #include <ATen/ATen.h>
 #include "tests/models/tiny_backbone.h"
+#include "tests/support/test_main.h"
 
 #include <QtTest>
 #include <c10/core/InferenceMode.h>
@@ -97,20 +98,6 @@ GridSizes gridsOf(const at::Tensor& hw, std::int64_t /*p*/) {
   const at::Tensor s = hw.to(at::kLong);
   for (std::int64_t i = 0; i < s.size(0); ++i) g.emplace_back(s[i][0].item<std::int64_t>(), s[i][1].item<std::int64_t>());
   return g;
-}
-
-/// A tiny backbone from the registry with its zero-initialised output layers given small
-/// random weights, as a LoadedModel on SiT's linear interpolant.
-LoadedModel tinyModel(const std::string& kind) {
-  LoadedModel m;
-  m.backbone = test::tinyBackbone(
-      kind, {{"in_channels", 1}, {"learn_sigma", false}, {"prediction", "velocity"}, {"cfg_channels", kind == "dit" ? 1 : 0}}, 3);
-  Process process;
-  process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
-  m.process = process;
-  m.description = {{"data", {{"kind", "image"}}}};
-  m.path = "tiny-" + kind;
-  return m;
 }
 
 }  // namespace
@@ -413,7 +400,7 @@ private Q_SLOTS:
   }
   void packedForwardEqualsEachImageAlone() {
     QFETCH(QString, kind);
-    const LoadedModel m = tinyModel(kind.toStdString());
+    const LoadedModel m = test::tinyVelocityModel(kind.toStdString(), 3);
     c10::InferenceMode guard;
     std::vector<at::Tensor> images{at::randn({1, 8, 12}), at::randn({1, 12, 4}), at::randn({1, 6, 6})};
     const at::Tensor t = at::tensor({0.2f, 0.5f, 0.9f}), y = at::tensor({1, 4, 10}, at::kLong);
@@ -439,7 +426,7 @@ private Q_SLOTS:
   }
   void mixedSizeBatchEqualsEachSizeAlone() {
     QFETCH(QString, kind);
-    LoadedModel m = tinyModel(kind.toStdString());
+    LoadedModel m = test::tinyVelocityModel(kind.toStdString(), 3);
     GenerationRequest r;
     r.classes = {1, 2, 3, 4};
     r.sizes = {{8, 12}, {12, 8}, {8, 8}};
@@ -471,5 +458,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_GUILESS_MAIN(TestNative)
+TESSERA_TEST_MAIN(TestNative, Guiless)
 #include "test_native.moc"

@@ -2,6 +2,7 @@
 #include "core/process/process.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <torch/utils.h>
@@ -217,5 +218,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestRegistry)
+TESSERA_TEST_MAIN(TestRegistry, Appless)
 #include "test_registry.moc"

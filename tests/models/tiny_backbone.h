@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Test helper: a registry backbone at its tiny configuration.
+// Test helpers: a registry backbone at its tiny configuration, alone or as a loaded model.
 #pragma once
 
 #include "core/config/config.h"
+#include "core/process/process.h"
+#include "engine/model_file.h"
 #include "models/registry.h"
 
 #include <QtGlobal>
@@ -36,6 +38,23 @@ inline std::shared_ptr<BackboneImpl> tinyBackbone(const std::string& kind, const
   backbone->eval();
   if (config) *config = c;
   return backbone;
+}
+
+/// tinyBackbone(kind) predicting velocity on one channel (DiT with its CFG channel) as a
+/// LoadedModel on SiT's linear interpolant, described as a model file would describe it.
+inline LoadedModel tinyVelocityModel(const std::string& kind, std::uint64_t seed) {
+  nlohmann::json config;
+  LoadedModel m;
+  m.backbone = tinyBackbone(
+      kind,
+      {{"in_channels", 1}, {"learn_sigma", false}, {"prediction", "velocity"}, {"cfg_channels", kind == "dit" ? 1 : 0}},
+      seed, &config);
+  Process process;
+  process.interpolant = *Interpolant::create(InterpolantConfig::defaultsFor("linear", "velocity"));
+  m.process = process;
+  m.description = {{"data", {{"kind", "image"}}}, {"backbone", {{"kind", kind}, {"config", config}}}};
+  m.path = "tiny-" + kind;
+  return m;
 }
 
 }  // namespace tessera::test

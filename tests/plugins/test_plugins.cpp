@@ -12,6 +12,7 @@
 #include "models/state_dict.h"
 #include "plugins/tessera_plugin.h"
 #include "tests/app/cli_runner.h"
+#include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
 #include <QDir>
@@ -383,5 +384,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_APPLESS_MAIN(TestPlugins)
+TESSERA_TEST_MAIN(TestPlugins, Appless)
 #include "test_plugins.moc"

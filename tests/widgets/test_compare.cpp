@@ -9,6 +9,7 @@
 #include "widgets/generate/generate_panel.h"
 #include "widgets/main_window/main_window.h"
 #include "widgets/studio/compare_service.h"
+#include "tests/support/test_main.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -191,5 +192,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_MAIN(TestCompare)
+TESSERA_TEST_MAIN(TestCompare, Gui)
 #include "test_compare.moc"

@@ -4,6 +4,7 @@
 // glue delivers mouse clicks (clicking the "Per step" header folds the plots away).
 #include "widgets/inspector/imgui_widget.h"
 #include "widgets/inspector/inspector_panel.h"
+#include "tests/support/test_main.h"
 
 #include <QSet>
 #include <QtTest>
@@ -83,5 +84,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_MAIN(TestImGui)
+TESSERA_TEST_MAIN(TestImGui, Gui)
 #include "test_imgui.moc"

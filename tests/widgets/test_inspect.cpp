@@ -13,6 +13,7 @@
 #include "widgets/inspector/inspector_panel.h"
 #include "widgets/main_window/main_window.h"
 #include "tests/widgets/studio_test_support.h"
+#include "tests/support/test_main.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -347,5 +348,5 @@ private Q_SLOTS:
   void cleanupTestCase() { m_window.reset(); }
 };
 
-QTEST_MAIN(TestInspect)
+TESSERA_TEST_MAIN(TestInspect, Gui)
 #include "test_inspect.moc"

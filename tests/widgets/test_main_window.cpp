@@ -5,6 +5,7 @@
 #include "widgets/main_window/system_page.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
+#include "tests/support/test_main.h"
 
 #include <QDockWidget>
 #include <QLabel>
@@ -147,5 +148,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_MAIN(TestMainWindow)
+TESSERA_TEST_MAIN(TestMainWindow, Gui)
 #include "test_main_window.moc"

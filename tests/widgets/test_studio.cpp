@@ -12,6 +12,7 @@
 #include "tests/widgets/studio_test_support.h"
 #include "widgets/theme.h"
 #include "widgets/timeline/timeline_panel.h"
+#include "tests/support/test_main.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -341,5 +342,5 @@ private Q_SLOTS:
   void cleanupTestCase() { m_window.reset(); }
 };
 
-QTEST_MAIN(TestStudio)
+TESSERA_TEST_MAIN(TestStudio, Gui)
 #include "test_studio.moc"

@@ -10,6 +10,7 @@
 #include "widgets/training/new_job_dialog.h"
 #include "widgets/training/training_jobs.h"
 #include "widgets/training/training_panel.h"
+#include "tests/support/test_main.h"
 
 #include <QApplication>
 #include <QComboBox>
@@ -352,5 +353,5 @@ private Q_SLOTS:
   }
 };
 
-QTEST_MAIN(TestTrainingJobs)
+TESSERA_TEST_MAIN(TestTrainingJobs, Gui)
 #include "test_training_jobs.moc"

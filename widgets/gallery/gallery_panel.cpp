@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/gallery/gallery_panel.h"
 
+#include "widgets/studio/text.h"
 #include "core/gallery/gallery_store.h"
 #include "widgets/panel.h"
 
@@ -28,7 +29,6 @@
 
 namespace tessera {
 namespace {
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 QString stars(int n) { return n > 0 ? QString(n, QChar(0x2605)) : QString(); }
 }  // namespace
 

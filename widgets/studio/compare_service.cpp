@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/studio/compare_service.h"
 
+#include "widgets/studio/text.h"
 #include "core/gallery/gallery_store.h"
 #include "core/samplers/sampler.h"
 #include "engine/generated_image.h"
@@ -20,8 +21,6 @@
 
 namespace tessera {
 namespace {
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 
 const ModelInfo* findModel(const QVector<ModelInfo>& models, const QString& nameOrPath) {
   for (const ModelInfo& m : models)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/studio/inspection_service.h"
 
+#include "widgets/studio/tensor_image.h"
+#include "widgets/studio/text.h"
 #include "core/formats/safetensors.h"
 #include "core/samplers/sampler.h"
 #include "engine/generated_image.h"
@@ -27,21 +29,10 @@ struct InspectionData {
 
 namespace {
 
-QString qs(const std::string& s) { return QString::fromStdString(s); }
-
 QVector<float> toVector(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kCPU, at::kFloat).contiguous();
   QVector<float> out(static_cast<qsizetype>(c.numel()));
   std::memcpy(out.data(), c.data_ptr<float>(), static_cast<std::size_t>(c.numel()) * sizeof(float));
-  return out;
-}
-
-QImage toQImage(const at::Tensor& chw) {
-  const Image8 img = toImage8(chw.detach());
-  const QImage::Format f = img.channels == 1 ? QImage::Format_Grayscale8 : QImage::Format_RGB888;
-  QImage out(static_cast<int>(img.width), static_cast<int>(img.height), f);
-  const std::size_t row = static_cast<std::size_t>(img.width * img.channels);
-  for (int y = 0; y < out.height(); ++y) std::memcpy(out.scanLine(y), img.pixels.data() + static_cast<std::size_t>(y) * row, row);
   return out;
 }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/studio/studio_service.h"
 
+#include "widgets/studio/tensor_image.h"
+#include "widgets/studio/text.h"
 #include "widgets/studio/job_request.h"
 
 #include "core/data/batching.h"
@@ -37,30 +39,6 @@
 
 namespace tessera {
 namespace {
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
-
-/// (C, H, W) in [-1, 1] → a QImage (grey or RGB), shrunk to at most `maxSide` for the timeline.
-QImage toQImage(const at::Tensor& chw, int maxSide = 0) {
-  const Image8 img = toImage8(chw.detach());
-  QImage out;
-  if (img.channels == 1) {
-    out = QImage(static_cast<int>(img.width), static_cast<int>(img.height), QImage::Format_Grayscale8);
-    for (int y = 0; y < out.height(); ++y)
-      std::memcpy(out.scanLine(y), img.pixels.data() + static_cast<std::size_t>(y) * img.width, static_cast<std::size_t>(img.width));
-  } else if (img.channels == 3) {
-    out = QImage(static_cast<int>(img.width), static_cast<int>(img.height), QImage::Format_RGB888);
-    for (int y = 0; y < out.height(); ++y)
-      std::memcpy(out.scanLine(y), img.pixels.data() + static_cast<std::size_t>(y) * img.width * 3,
-                  static_cast<std::size_t>(img.width) * 3);
-  } else {
-    // Latents: the first channel as grey, so the timeline still shows something true.
-    return toQImage(chw.slice(0, 0, 1), maxSide);
-  }
-  if (maxSide > 0 && std::max(out.width(), out.height()) > maxSide)
-    out = out.scaled(maxSide, maxSide, Qt::KeepAspectRatio, Qt::SmoothTransformation);
-  return out;
-}
 
 QString evaluationLine(const nlohmann::json& d) {
   if (!d.contains("evaluation") || !d["evaluation"].is_array() || d["evaluation"].empty()) return {};

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/studio/training_service.h"
 
+#include "widgets/studio/text.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/image_folder.h"
 #include "models/registry.h"
@@ -11,8 +12,6 @@
 
 namespace tessera {
 namespace {
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 
 QJsonObject qjson(const nlohmann::json& j) {
   return QJsonDocument::fromJson(QByteArray::fromStdString(j.dump())).object();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/training/training_jobs.h"
 
+#include "widgets/studio/text.h"
 #include "widgets/studio/compare_service.h"  // tesseraCliPath()
 #include "widgets/studio/studio_service.h"   // userModelFolder()
 
@@ -21,7 +22,6 @@
 namespace tessera {
 namespace {
 
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 std::string ss(const QString& s) { return s.toStdString(); }
 
 const QString kEvents = QStringLiteral("events.jsonl");

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/training/training_panel.h"
 
+#include "widgets/studio/text.h"
 #include "widgets/panel.h"
 #include "widgets/training/new_job_dialog.h"
 #include "widgets/training/training_jobs.h"
@@ -33,8 +34,6 @@
 
 namespace tessera {
 namespace {
-
-QString qs(const std::string& s) { return QString::fromStdString(s); }
 
 QString duration(double seconds) {
   if (seconds < 0) return QStringLiteral("–");

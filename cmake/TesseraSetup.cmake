@@ -49,22 +49,43 @@ if(TORCH_CXX_FLAGS)
   separate_arguments(_tessera_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(tessera_torch INTERFACE ${_tessera_torch_flags})
 endif()
+# Position-independent code for every LibTorch user: the plugins need it, Qt adds it to
+# everything that links Qt, and with one setting everywhere one precompiled header fits all
+# (GCC ignores a header built with other -fPIC/-fPIE settings). On x86-64 it costs nothing
+# measurable: the code addresses its data relative to the instruction pointer either way.
+target_compile_options(tessera_torch INTERFACE -fPIC)
 message(STATUS "Tessera: LibTorch ${Torch_VERSION} from ${Torch_DIR}")
+
+# tessera_read_def(<file> <MACRO> <out>): the names a .def file lists, one line MACRO(name)
+# each, in order (the registries #include the same file); CMake reconfigures when it changes.
+function(tessera_read_def file macro out)
+  file(STRINGS ${file} _lines REGEX "^${macro}\\(")
+  set(_names)
+  foreach(_line IN LISTS _lines)
+    string(REGEX REPLACE "^${macro}\\(([a-z0-9_]+)\\).*" "\\1" _name "${_line}")
+    list(APPEND _names ${_name})
+  endforeach()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
+  set(${out} ${_names} PARENT_SCOPE)
+endfunction()
+
+# tessera_folder_sources(<VAR> <out> <folder...>): the sources of folders that each list
+# their own in <folder>/sources.cmake (as VAR, relative to the folder), paths from here.
+function(tessera_folder_sources var out)
+  set(_all)
+  foreach(_folder IN LISTS ARGN)
+    set(${var})
+    include(${CMAKE_CURRENT_SOURCE_DIR}/${_folder}/sources.cmake)
+    list(TRANSFORM ${var} PREPEND "${_folder}/")
+    list(APPEND _all ${${var}})
+  endforeach()
+  set(${out} ${_all} PARENT_SCOPE)
+endfunction()
 
 # tessera_use_pch(<target>): compile <target> with the project's one precompiled LibTorch
 # header (core/pch.h, built by tessera_pch in core/CMakeLists.txt).
-# Position-independent code needs the PIC twin: plugins, and every target that links Qt
-# (Qt 6 adds -fPIC to its users), else GCC ignores the header ("different settings of -fpie").
-# Call it after the target's target_link_libraries().
 function(tessera_use_pch target)
-  get_target_property(_type ${target} TYPE)
-  get_target_property(_pic ${target} POSITION_INDEPENDENT_CODE)
-  get_target_property(_libs ${target} LINK_LIBRARIES)
-  if(_type STREQUAL "MODULE_LIBRARY" OR _type STREQUAL "SHARED_LIBRARY" OR _pic OR _libs MATCHES "Qt6::|tessera_studio|tessera_widgets")
-    target_precompile_headers(${target} REUSE_FROM tessera_pch_pic)
-  else()
-    target_precompile_headers(${target} REUSE_FROM tessera_pch)
-  endif()
+  target_precompile_headers(${target} REUSE_FROM tessera_pch)
 endfunction()
 
 # tessera_skip_pch_for_moc(<target>): AUTOMOC's mocs_compilation.cpp holds only Qt code

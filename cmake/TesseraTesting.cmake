@@ -69,8 +69,8 @@ function(tessera_add_test)
     ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
 endfunction()
 
-# tessera_finish_tests(): after the last tessera_add_test(): the precompiled header (which
-# one depends on the libraries linked) and keeping it out of AUTOMOC's own file.
+# tessera_finish_tests(): after the last tessera_add_test(): the precompiled header, kept out
+# of AUTOMOC's own file.
 function(tessera_finish_tests)
   tessera_use_pch(tessera_tests)
   tessera_skip_pch_for_moc(tessera_tests)

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera {
@@ -77,6 +78,33 @@ struct BackboneImporter {
 
   explicit operator bool() const { return recognises && convert; }
 };
+
+/// The entry's view of a family's converted checkpoint: `imported` has `config` (with
+/// toJson(), numClasses and classDropoutProb), `weights` and `notes`; `process` is the
+/// importer's process hook.
+template <typename Imported>
+ImportedBackbone toImportedBackbone(Imported imported,
+                                    const std::function<nlohmann::json(const nlohmann::json&)>& process) {
+  ImportedBackbone out;
+  out.config = imported.config.toJson();
+  out.process = process(out.config);
+  out.numClasses = imported.config.numClasses;
+  out.nullClass = imported.config.classDropoutProb > 0;
+  out.weights = std::move(imported.weights);
+  out.notes = std::move(imported.notes);
+  return out;
+}
+
+/// A factory that builds Impl(configuration, options.initialize) from what `read` (a
+/// config table's reader: Config → Result<configuration struct>) returns.
+template <typename Impl, typename Read>
+BackboneFactory factoryFromTable(Read read) {
+  return [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
+    auto c = read(config);
+    if (!c) return fail(c.error());
+    return std::shared_ptr<BackboneImpl>(std::make_shared<Impl>(*c, options.initialize));
+  };
+}
 
 /// Everything other code asks about a kind: how to build it, what it can do, its
 /// configuration fields, presets, a tiny configuration and how to import checkpoints.

@@ -12,6 +12,7 @@
 #include "core/train/distributed.h"
 #include "core/util/progress.h"
 #include "engine/training.h"
+#include "models/registry.h"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -128,6 +129,12 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N");
   sub->add_option("--nproc", o->nproc, "Data-parallel ranks on this machine (c10d, Gloo)")->check(CLI::Range(1, 64));
   sub->add_flag("--check", o->check, "Validate the configuration and print it with defaults filled in; no training");
+  // The configuration fields, from each backbone's config table (the same rows that read and check them).
+  sub->footer([] {
+    return "\nThe backbones a configuration's \"backbone\": {\"kind\", \"config\"} names, and their fields "
+           "(a plugin's: info --backbones --plugin FILE):\n\n" +
+           backboneHelp(backboneRegistry());
+  });
   return {sub, [o, &global, argc, argv]() -> CommandResult {
             if (o->check) {
               if (o->config.empty()) return badInput("--check needs --config");

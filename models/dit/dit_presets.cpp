@@ -140,14 +140,8 @@ void registerFamily(BackboneRegistry& registry, const Family& family) {
     o.numClasses = request.numClasses;
     auto imported = importDiTStateDict(sd, o);
     if (!imported) return fail(imported.error());
-    ImportedBackbone out;
-    out.config = imported->config.toJson();
-    out.process = referenceProcess(defaults, out.config);
-    out.numClasses = imported->config.numClasses;
-    out.nullClass = imported->config.classDropoutProb > 0;
-    out.weights = std::move(imported->weights);
-    out.notes = std::move(imported->notes);
-    return out;
+    return toImportedBackbone(std::move(*imported),
+                              [&defaults](const nlohmann::json& c) { return referenceProcess(defaults, c); });
   };
   (void)registry.add(std::move(e));
 }

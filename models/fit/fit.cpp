@@ -441,11 +441,7 @@ void registerBackbone_fit(BackboneRegistry& registry) {
   e.name = "fit";
   e.description =
       "FiT / FiTv2: flexible-size transformer on padded token sequences with 2-D RoPE (resolution extrapolation)";
-  e.factory = [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
-    auto c = read(config);
-    if (!c) return fail(c.error());
-    return std::shared_ptr<BackboneImpl>(std::make_shared<FiTImpl>(*c, options.initialize));
-  };
+  e.factory = factoryFromTable<FiTImpl>(read);
   e.presets = fitPresetNames();
   const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"hidden_size", 32}, {"depth", 2},
                                      {"num_heads", 2},  {"num_classes", 10}, {"qk_norm", true},   {"adaln", "lora"},
@@ -460,21 +456,9 @@ void registerBackbone_fit(BackboneRegistry& registry) {
   e.importer.recognises = recognisesFiT;
   e.importer.process = fitProcess;
   e.importer.convert = [](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
-    FlexImportOptions o;
-    o.preset = request.preset;
-    o.heads = request.heads;
-    o.numClasses = request.numClasses;
-    o.inChannels = request.inChannels;
-    auto imported = importFiTStateDict(sd, o);
+    auto imported = importFiTStateDict(sd, FlexImportOptions::from(request));
     if (!imported) return fail(imported.error());
-    ImportedBackbone out;
-    out.config = imported->config.toJson();
-    out.process = fitProcess(out.config);
-    out.numClasses = imported->config.numClasses;
-    out.nullClass = imported->config.classDropoutProb > 0;
-    out.weights = std::move(imported->weights);
-    out.notes = std::move(imported->notes);
-    return out;
+    return toImportedBackbone(std::move(*imported), fitProcess);
   };
   (void)registry.add(std::move(e));
 }

@@ -6,6 +6,7 @@
 #include "core/util/error.h"
 #include "models/fit/fit.h"
 #include "models/nit/nit.h"
+#include "models/registry.h"
 
 #include <optional>
 #include <string>
@@ -18,6 +19,11 @@ struct FlexImportOptions {
   std::optional<std::int64_t> heads;
   std::optional<std::int64_t> numClasses;  ///< classes without the null row (default: rows − 1)
   std::optional<std::int64_t> inChannels;  ///< FiT: latent channels (default 4: p² · C = the token width)
+
+  /// The options of an import through the registry (`tessera-cli import`).
+  static FlexImportOptions from(const ImportRequest& request) {
+    return {request.preset, request.heads, request.numClasses, request.inChannels};
+  }
 };
 
 struct FiTImport {

@@ -379,11 +379,7 @@ void registerBackbone_nit(BackboneRegistry& registry) {
   BackboneEntry e;
   e.name = "nit";
   e.description = "NiT: native-resolution transformer on packed variable-length sequences (varlen attention, 2-D RoPE)";
-  e.factory = [read](const Config& config, const BuildOptions& options) -> Result<std::shared_ptr<BackboneImpl>> {
-    auto c = read(config);
-    if (!c) return fail(c.error());
-    return std::shared_ptr<BackboneImpl>(std::make_shared<NiTImpl>(*c, options.initialize));
-  };
+  e.factory = factoryFromTable<NiTImpl>(read);
   e.presets = nitPresetNames();
   const nlohmann::json tinyConfig = {{"input_size", 8}, {"patch_size", 2}, {"in_channels", 4}, {"hidden_size", 32},
                                      {"depth", 2},      {"num_heads", 2},  {"num_classes", 10}};
@@ -396,21 +392,9 @@ void registerBackbone_nit(BackboneRegistry& registry) {
   e.importer.recognises = recognisesNiT;
   e.importer.process = nitProcess;
   e.importer.convert = [](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
-    FlexImportOptions o;
-    o.preset = request.preset;
-    o.heads = request.heads;
-    o.numClasses = request.numClasses;
-    o.inChannels = request.inChannels;
-    auto imported = importNiTStateDict(sd, o);
+    auto imported = importNiTStateDict(sd, FlexImportOptions::from(request));
     if (!imported) return fail(imported.error());
-    ImportedBackbone out;
-    out.config = imported->config.toJson();
-    out.process = nitProcess(out.config);
-    out.numClasses = imported->config.numClasses;
-    out.nullClass = imported->config.classDropoutProb > 0;
-    out.weights = std::move(imported->weights);
-    out.notes = std::move(imported->notes);
-    return out;
+    return toImportedBackbone(std::move(*imported), nitProcess);
   };
   (void)registry.add(std::move(e));
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli's contract: exit codes 0/1/2, one-line errors naming the fault, JSON output.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "tests/app/cli_runner.h"
 #include "tests/support/test_main.h"
 
@@ -9,6 +10,7 @@
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
+#endif
 
 namespace {
 using tessera::test::cli;

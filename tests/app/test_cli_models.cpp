@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli import and forward against the outputs of the official DiT and SiT code;
-// import recognising the family (--from auto); info --backbones.
+// import recognising the family (--from auto); info --backbones and train --help list the fields.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
 #include "tests/app/cli_runner.h"
 #include "tests/support/test_main.h"
@@ -10,7 +11,9 @@
 #include <QFile>
 #include <QJsonArray>
 #include <QTemporaryDir>
+#include <QRegularExpression>
 #include <QtTest>
+#endif
 
 using tessera::test::cli;
 using tessera::test::data;
@@ -280,6 +283,17 @@ private Q_SLOTS:
     QVERIFY(sawSit);
     r = cli({QStringLiteral("info"), QStringLiteral("--backbones"), QStringLiteral("--system")});
     QCOMPARE(r.code, 2);
+  }
+
+  // train --help lists each backbone's configuration fields from its config table.
+  void trainHelpListsTheConfigFields() {
+    const auto r = cli({QStringLiteral("train"), QStringLiteral("--help")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QVERIFY2(r.out.contains("--config"), r.out.constData());
+    for (const char* text : {"dit:", "fit:", "nit:", "sit:", "fields (backbone.config)", "context_size"})
+      QVERIFY2(r.out.contains(text), text);
+    QVERIFY2(r.out.contains(QRegularExpression(QStringLiteral("hidden_size +integer = 1152 in \\[4, 65536\\]"))),
+             r.out.constData());
   }
 };
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli sample: the official samplers' trajectories reproduced from the same noise,
 // PNGs with their parameters, latents without an autoencoder, and bad input.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/png.h"
 #include "core/formats/safetensors.h"
 #include "core/gallery/gallery_store.h"
@@ -17,6 +18,7 @@
 #include <QFile>
 #include <QTemporaryDir>
 #include <QtTest>
+#endif
 
 using tessera::test::cli;
 using tessera::test::data;

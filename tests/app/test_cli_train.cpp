@@ -3,6 +3,7 @@
 // equal one process on the combined batch; SIGKILL during checkpointing never leaves an
 // unloadable newest checkpoint; SIGTERM stops cleanly for --resume; eval on real images
 // gives the floor; eval --record-defaults writes the settings that sample then uses.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "cli_runner.h"
 #include "core/formats/safetensors.h"
 #include "tests/support/test_main.h"
@@ -19,6 +20,7 @@
 
 #include <filesystem>
 #include <fstream>
+#endif
 
 using namespace tessera;
 using tessera::test::cli;

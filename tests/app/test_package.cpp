@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The Debian package: CPack builds it from this build tree, it is unpacked into a
 // temporary root, and the programs run from there with the models the package carries.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include <QDir>
 #include "tests/support/test_main.h"
 #include <QFileInfo>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
+#endif
 
 namespace {
 

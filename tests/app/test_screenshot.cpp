@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // `tessera --screenshot FILE.png` renders the loaded main window and exits.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include <QImage>
 #include "tests/support/test_main.h"
 #include <QJsonDocument>
@@ -9,6 +10,7 @@
 #include <QtTest>
 
 #include <set>
+#endif
 
 class TestScreenshot : public QObject {
   Q_OBJECT

@@ -2,6 +2,7 @@
 // Real training (label `slow`, minutes): the evaluator CNN learns Fashion-MNIST in one
 // epoch, and a small SiT trained on two classes makes samples the evaluator recognises
 // as the classes asked for.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "cli_runner.h"
 #include "core/eval/evaluator.h"
 #include "core/system/resources.h"
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#endif
 
 using namespace tessera;
 using tessera::test::cli;

@@ -2,6 +2,7 @@
 // Batching modes on synthetic data: fixed grids (every item once per epoch, labels
 // kept, flips exact), aspect-ratio buckets (one size per batch, multiples of the patch),
 // packed sequences (token budget kept), determinism from (seed, step), held-out splits.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/data/batching.h"
 #include "tests/support/test_main.h"
 
@@ -10,6 +11,7 @@
 
 #include <algorithm>
 #include <set>
+#endif
 
 using namespace tessera;
 

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 #include "tests/support/test_main.h"
 
 #include <nlohmann/json.hpp>
 #include <QtTest>
+#endif
 
 using namespace tessera;
 

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/config/config.h"
 #include "tests/support/test_main.h"
 
 #include <QtTest>
+#endif
 
 using namespace tessera;
 

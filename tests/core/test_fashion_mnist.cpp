@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reads the real Fashion-MNIST files of Debian's dataset-fashion-mnist package.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/data/fashion_mnist.h"
 #include "core/data/fashion_native.h"
 #include "tests/support/test_main.h"
@@ -8,6 +9,7 @@
 #include <QtTest>
 
 #include <filesystem>
+#endif
 
 using namespace tessera;
 

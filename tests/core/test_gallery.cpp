@@ -2,6 +2,7 @@
 // The gallery store: schema and migration, round trip of every field and blob, filters,
 // free-text search, sort, ratings, tags, trash/restore/empty, refusal of files that are
 // not galleries, and no committed image lost when a writer is killed mid-stream.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/gallery/gallery_store.h"
 #include "tests/support/test_main.h"
 
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 using namespace tessera;
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The two processes: schedules and marginals against closed forms, conversions as round
 // trips, respacing as the reference computes it, and one training step per process.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/process/gaussian_diffusion.h"
 #include "core/process/interpolant.h"
 #include "models/dit/dit.h"
@@ -11,6 +12,7 @@
 #include <torch/optim/adam.h>
 
 #include <cmath>
+#endif
 
 using namespace tessera;
 

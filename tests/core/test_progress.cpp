@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/util/progress.h"
 #include "tests/support/test_main.h"
 
@@ -6,6 +7,7 @@
 #include <QtTest>
 
 #include <sstream>
+#endif
 
 using namespace tessera;
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
 #include "tests/support/test_main.h"
 #include "tests/support/test_support.h"
@@ -11,6 +12,7 @@
 #include <functional>
 #include <random>
 #include <sstream>
+#endif
 
 using namespace tessera;
 

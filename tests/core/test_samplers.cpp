@@ -4,6 +4,7 @@
 // so every sampler on every process must produce samples with mean μ and deviation s.
 // Plus: the time grids the references use, NFE counts (and the registry's evaluations
 // per step), guidance, observers, cancel.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/guidance/guidance.h"
 #include "core/samplers/sampler.h"
 #include "core/samplers/time_grid.h"
@@ -15,6 +16,7 @@
 
 #include <cmath>
 #include <memory>
+#endif
 
 using namespace tessera;
 

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/pickle.h"
 #include "core/formats/torch_checkpoint.h"
 #include "tests/support/test_main.h"
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#endif
 
 using namespace tessera;
 

@@ -4,6 +4,7 @@
 // (the same image as a plain generation, one map per captured step and layer, the
 // guidance map), attention maps, rollout and head entropy against their formulas, and
 // the forward compute count against a hand count.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
 #include "engine/generation.h"
@@ -23,6 +24,7 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#endif
 
 using namespace tessera;
 

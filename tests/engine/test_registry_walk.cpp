@@ -4,6 +4,7 @@
 // file, one training step and an attention capture. Every registered sampler samples the
 // first backbone's tiny model. The rows come from the registries, so a backbone or a
 // sampler is covered the day it is registered.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/config/config.h"
 #include "core/formats/png.h"
 #include "core/process/process.h"
@@ -28,6 +29,7 @@
 #include <filesystem>
 #include <map>
 #include <sstream>
+#endif
 
 using namespace tessera;
 

@@ -5,6 +5,7 @@
 // without changing a trained step, --init remaps the class table by name and records the
 // starting model's lineage, the configurations beside the shipped models are the ones
 // recorded in them, and bad configurations are refused naming the field.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/config/config.h"
 #include "core/formats/safetensors.h"
 #include "engine/generation.h"
@@ -20,6 +21,7 @@
 #include <fstream>
 #include <sstream>
 #include <vector>
+#endif
 
 using namespace tessera;
 

@@ -3,6 +3,7 @@
 // written by tests/data/make_{fit,nit}_fixtures.py from the official code), RoPE and its
 // extrapolation variants against their formulas, packing, variable-length and masked
 // attention, and mixed-size generation against generating each size alone.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/config/config.h"
 #include "core/formats/torch_checkpoint.h"
 #include "engine/generation.h"
@@ -25,6 +26,7 @@
 
 #include <cmath>
 #include <fstream>
+#endif
 
 using namespace tessera;
 

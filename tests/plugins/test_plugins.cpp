@@ -4,6 +4,7 @@
 // generates), broken plugins are refused with a message and change nothing, a folder of
 // good and bad files gives both results, and tessera-cli takes --plugin and the search
 // path. The plugins' paths come from CMake (tests/CMakeLists.txt).
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/samplers/sampler.h"
 #include "engine/generation.h"
 #include "engine/model_file.h"
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#endif
 
 using namespace tessera;
 

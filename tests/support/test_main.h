@@ -27,9 +27,9 @@ bool registerTest(const char* sourceFile, App app, MakeTest make);
 }  // namespace tessera::testing
 
 /// In place of QTEST_MAIN(TestClass) & co: TESSERA_TEST_MAIN(TestClass, Appless|Guiless|Gui).
-#define TESSERA_TEST_MAIN(TestClass, app)                                               \
-  namespace {                                                                           \
-  const bool tesseraTestRegistered##TestClass = ::tessera::testing::registerTest(       \
-      __FILE__, ::tessera::testing::App::app,                                           \
-      []() -> std::unique_ptr<QObject> { return std::make_unique<TestClass>(); });      \
+#define TESSERA_TEST_MAIN(TestClass, app)                                                                           \
+  namespace {                                                                                                       \
+  const bool tesseraTestRegistered##TestClass =                                                                     \
+      ::tessera::testing::registerTest(__FILE__, ::tessera::testing::App::app,                                      \
+                                       []() -> std::unique_ptr<QObject> { return std::make_unique<TestClass>(); }); \
   }

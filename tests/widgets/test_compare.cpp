@@ -3,6 +3,7 @@
 // each sampler's network evaluations per step as its registry entry states them (and
 // refuses adaptive ones), and the panel's default axes, built from the registry, pass
 // its own check and run in the real window (offscreen).
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/samplers/sampler.h"
 #include "tests/widgets/studio_test_support.h"
 #include "widgets/compare/compare_panel.h"
@@ -21,6 +22,7 @@
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QtTest>
+#endif
 
 using namespace tessera;
 using tessera::test::child;

@@ -2,12 +2,14 @@
 // The live inspector's Dear ImGui view in a real OpenGL context (run under a virtual X
 // server: CTest wraps it in xvfb-run): it draws, redraws when steps arrive, and our Qt
 // glue delivers mouse clicks (clicking the "Per step" header folds the plots away).
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "widgets/inspector/imgui_widget.h"
 #include "widgets/inspector/inspector_panel.h"
 #include "tests/support/test_main.h"
 
 #include <QSet>
 #include <QtTest>
+#endif
 
 using namespace tessera;
 

@@ -3,6 +3,7 @@
 // shipped models: attention maps (capture, click a patch, directions, rollout, entropy,
 // guidance map, the strip across steps, exports, native sizes at their true aspect),
 // the live inspector, and the comparison grid.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
@@ -32,6 +33,7 @@
 #include <QtTest>
 
 #include <cmath>
+#endif
 
 using namespace tessera;
 using tessera::test::child;

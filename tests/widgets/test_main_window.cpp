@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // The main window, driven offscreen: menus, status bar facts, dialogs, settings.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/system/system_info.h"
 #include "widgets/main_window/main_window.h"
-#include "widgets/main_window/system_page.h"
+#include "widgets/system/system_page.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
 #include "tests/support/test_main.h"
@@ -19,6 +20,7 @@
 #include <QtTest>
 
 #include <torch/version.h>
+#endif
 
 using namespace tessera;
 

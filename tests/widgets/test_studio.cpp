@@ -3,6 +3,7 @@
 // size, generate, watch the timeline fill, find the images in the gallery with their
 // settings, reproduce one and compare pixels, cancel mid-run, filter and search, open a
 // PNG. Also measures the longest event-loop stall during a 50-step generation.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/gallery/gallery_store.h"
 #include "widgets/canvas/image_canvas.h"
 #include "widgets/gallery/gallery_panel.h"
@@ -35,6 +36,7 @@
 #include <QTimer>
 #include <QToolButton>
 #include <QtTest>
+#endif
 
 using namespace tessera;
 using tessera::test::child;

@@ -4,6 +4,7 @@
 // the finished model in the picker with its eval, generating with it; a restarted studio
 // finds the job again; a killed trainer shows as failed with its output; the queue runs
 // one job at a time.
+#ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "studio_test_support.h"
 
 #include "widgets/generate/generate_panel.h"
@@ -33,6 +34,7 @@
 #include <signal.h>
 
 #include <memory>
+#endif
 
 using namespace tessera;
 using tessera::test::child;

@@ -292,7 +292,8 @@ private Q_SLOTS:
     QVERIFY2(r.out.contains("--config"), r.out.constData());
     for (const char* text : {"dit:", "fit:", "nit:", "sit:", "fields (backbone.config)", "context_size"})
       QVERIFY2(r.out.contains(text), text);
-    QVERIFY2(r.out.contains(QRegularExpression(QStringLiteral("hidden_size +integer = 1152 in \\[4, 65536\\]"))),
+    const QString out = QString::fromUtf8(r.out);
+    QVERIFY2(out.contains(QRegularExpression(QStringLiteral("hidden_size +integer = 1152 in \\[4, 65536\\]"))),
              r.out.constData());
   }
 };

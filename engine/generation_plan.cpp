@@ -2,12 +2,15 @@
 #include "engine/generation_plan.h"
 
 #include "core/samplers/sampling_space.h"
+#include "core/system/system_info.h"
 #include "engine/generation.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cctype>
+#include <iomanip>
+#include <sstream>
 #include <utility>
 
 namespace tessera {
@@ -233,8 +236,10 @@ Result<std::int64_t> resolveClass(const ModelTraits& traits, const std::string& 
 Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int64_t width) {
   const std::int64_t m = traits.sizeMultiple;
   if (height > 0 && width > 0 && height % m == 0 && width % m == 0 && height <= 16384 && width <= 16384) return {};
-  auto near = [m](std::int64_t v) {
-    const std::int64_t down = std::max(m, v / m * m), up = std::max(m, (v + m - 1) / m * m);
+  const std::int64_t top = 16384 / m * m;  // the largest valid side
+  auto near = [m, top](std::int64_t v) {
+    const std::int64_t down = std::min(top, std::max(m, v / m * m)),
+                       up = std::min(top, std::max(m, (v + m - 1) / m * m));
     return std::make_pair(down, up);
   };
   const auto [h0, h1] = near(std::max<std::int64_t>(1, height));
@@ -244,6 +249,44 @@ Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int6
   return fail("size " + std::to_string(width) + "x" + std::to_string(height) +
               " (WxH) does not fit this model: width and height must be positive multiples of " + std::to_string(m) +
               " up to 16384; nearest valid sizes: " + nearest);
+}
+
+double estimateGenerationBytes(const LoadedModel& model, const ModelTraits& traits, std::int64_t count,
+                               std::int64_t batch, std::int64_t height, std::int64_t width) {
+  constexpr double kFloat = 4.0;
+  const double pixels = static_cast<double>(std::max<std::int64_t>(1, traits.channels)) * static_cast<double>(height) *
+                        static_cast<double>(width);
+  const double results = static_cast<double>(count) * pixels * kFloat;
+  const double samples =
+      2.0 * static_cast<double>(std::max<std::int64_t>(1, std::min(batch, count)));  // guidance doubles
+  const nlohmann::json config =
+      model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+  auto field = [&](const char* key) {
+    const auto it = config.find(key);
+    return it != config.end() && it->is_number() ? it->get<double>() : 0.0;
+  };
+  const double patch = std::max(1.0, static_cast<double>(traits.sizeMultiple));
+  const double tokens = (static_cast<double>(height) / patch) * (static_cast<double>(width) / patch);
+  const double attention = field("num_heads") * tokens * tokens * kFloat * 2.0;  // scores and their softmax
+  const double activations = 16.0 * field("hidden_size") * tokens * kFloat;      // q, k, v, MLP, residuals
+  const double sampler = 8.0 * pixels * kFloat;                                  // x, predictions, history
+  return results + samples * (attention + activations + sampler);
+}
+
+Result<void> checkGenerationMemory(const LoadedModel& model, const ModelTraits& traits, std::int64_t count,
+                                   std::int64_t batch, std::int64_t height, std::int64_t width) {
+  const double need = estimateGenerationBytes(model, traits, count, batch, height, width);
+  const auto available = static_cast<double>(availableMemoryBytes());
+  if (available <= 0 || need <= available) return {};
+  auto gb = [](double bytes) {
+    std::ostringstream out;
+    out << std::setprecision(3) << bytes / 1e9 << " GB";
+    return out.str();
+  };
+  return fail("generate: " + std::to_string(count) + " images of " + std::to_string(width) + "x" +
+              std::to_string(height) + " in batches of " + std::to_string(batch) + " need about " + gb(need) +
+              " of memory, and " + gb(available) +
+              " is available; ask for fewer images (-n), a smaller batch (--batch) or a smaller size");
 }
 
 Result<GenerationPlan> planGeneration(const LoadedModel& model, const GenerationRequest& request) {
@@ -263,6 +306,11 @@ Result<GenerationPlan> planGeneration(const LoadedModel& model, const Generation
   plan.groups = groupImages(plan, request.batch);
   if (auto ok = planSampling(plan, model, request); !ok) return fail(ok.error());
   if (auto ok = planNoise(plan, request); !ok) return fail(ok.error());
+  std::int64_t height = 0, width = 0;
+  for (const auto& image : plan.images) height = std::max(height, image.height), width = std::max(width, image.width);
+  const auto count = static_cast<std::int64_t>(plan.images.size());
+  if (auto ok = checkGenerationMemory(model, plan.traits, count, request.batch, height, width); !ok)
+    return fail(ok.error());
   return plan;
 }
 

@@ -40,6 +40,18 @@ Result<std::int64_t> resolveClass(const ModelTraits& traits, const std::string& 
 /// Checks H×W for the model, naming the nearest valid sizes when it is not.
 Result<void> checkSize(const ModelTraits& traits, std::int64_t height, std::int64_t width);
 
+/// What generating `count` images of at most height × width, `batch` at a time, holds at its
+/// peak, in bytes (in floating point: an absurd request must not overflow into a small
+/// number): every finished image (the result keeps them all), and one batch's working
+/// set, doubled for guidance: the sampler's states, the backbone's activations, and one
+/// attention matrix of heads × tokens² a sample (LibTorch's attention materialises it).
+double estimateGenerationBytes(const LoadedModel& model, const ModelTraits& traits, std::int64_t count,
+                               std::int64_t batch, std::int64_t height, std::int64_t width);
+/// Fails, naming the estimate, what this machine has available and what to change, when
+/// the estimate is more than the memory this process may still take.
+Result<void> checkGenerationMemory(const LoadedModel& model, const ModelTraits& traits, std::int64_t count,
+                                   std::int64_t batch, std::int64_t height, std::int64_t width);
+
 /// One image of a plan, at its place in the request.
 struct PlannedImage {
   std::int64_t classLabel = 0;

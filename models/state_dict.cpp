@@ -5,6 +5,8 @@
 #include <torch/utils.h>
 
 #include <map>
+#include <regex>
+#include <set>
 #include <sstream>
 
 namespace tessera {
@@ -82,6 +84,36 @@ NamedTensors stripWrapperPrefixes(const NamedTensors& tensors) {
     out.emplace_back(n, t);
   }
   return out;
+}
+
+Result<std::int64_t> blockDepth(const std::vector<std::string>& tensorNames, const std::string& family) {
+  std::set<std::int64_t> ids;
+  const std::regex blockKey("^blocks\\.(\\d+)\\.");
+  for (const auto& name : tensorNames) {
+    std::smatch m;
+    if (!std::regex_search(name, m, blockKey)) continue;
+    if (m[1].length() > 6)
+      return fail("tensor '" + name + "': block index " + m[1].str() + " is out of range (expected 0 … 999999)");
+    ids.insert(std::stoll(m[1]));
+  }
+  if (ids.empty()) return fail("not a " + family + " state dict: no 'blocks.N.' tensors");
+  const std::int64_t depth = *ids.rbegin() + 1;
+  if (static_cast<std::int64_t>(ids.size()) != depth)
+    return fail("blocks are not numbered 0.." + std::to_string(depth - 1) + " without gaps");
+  return depth;
+}
+
+Result<void> checkImportShape(const at::Tensor& tensor, const std::string& key, std::int64_t dims) {
+  if (tensor.dim() != dims)
+    return fail("tensor '" + key + "' has " + std::to_string(tensor.dim()) + " dimensions, expected " +
+                std::to_string(dims));
+  for (std::int64_t d = 0; d < dims; ++d)
+    if (tensor.size(d) < 1) {
+      std::ostringstream shape;
+      shape << tensor.sizes();
+      return fail("tensor '" + key + "' has shape " + shape.str() + ": expected every size to be at least 1");
+    }
+  return {};
 }
 
 }  // namespace tessera

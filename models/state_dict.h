@@ -6,6 +6,10 @@
 
 #include <torch/nn/module.h>
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
 namespace tessera {
 
 /// Parameters and buffers of `module` by their dotted names, in registration order.
@@ -29,5 +33,14 @@ Result<void> checkStateDictShapes(const TensorShapes& expected, const TensorShap
 /// Removes wrapper prefixes that training scripts leave on every key ("module." from
 /// DistributedDataParallel, "_orig_mod." from torch.compile).
 NamedTensors stripWrapperPrefixes(const NamedTensors& tensors);
+
+/// The depth of a transformer state dict: its tensors named "blocks.N." must number their
+/// blocks 0 … depth − 1 without gaps. Fails naming what is wrong, also for indices too
+/// large to be real (more than six digits) that would overflow a number.
+Result<std::int64_t> blockDepth(const std::vector<std::string>& tensorNames, const std::string& family);
+
+/// `tensor` (named `key`) has `dims` dimensions, each at least 1: an importer may divide by
+/// any size it reads.
+Result<void> checkImportShape(const at::Tensor& tensor, const std::string& key, std::int64_t dims);
 
 }  // namespace tessera

@@ -100,6 +100,8 @@ CommandResult runForwardList(const ForwardOptions& o, const LoadedModel& loaded,
 CommandResult runForward(const ForwardOptions& o) {
   const auto start = std::chrono::steady_clock::now();
   auto seconds = [&start] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--model", o.model}, {"--inputs", o.inputs}}); !ok)
+    return ok;
   auto loaded = loadModelFile(o.model);
   if (!loaded) return badInput(loaded.error().message());
   auto in = SafetensorsFile::open(o.inputs);

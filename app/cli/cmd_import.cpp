@@ -87,6 +87,7 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   }
   std::error_code ec;
   if (!std::filesystem::exists(o.in, ec)) return badInput(o.in + ": no such file");
+  if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--in", o.in}}); !ok) return ok;
   auto sd = readStateDict(o.in, o.key);
   if (!sd) return badInput(sd.error().message());
   auto kind = chooseKind(o, sd->first);

@@ -49,6 +49,7 @@ CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
   const auto t0 = std::chrono::steady_clock::now();
   auto loaded = loadModelArgument(o.model);
   if (!loaded) return badInput(loaded.error().message());
+  if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"the model", loaded->path}}); !ok) return ok;
   auto traits = modelTraits(*loaded);
   if (!traits) return badInput(traits.error().message());
   const SamplingDefaults defaults = SamplingDefaults::of(*loaded);

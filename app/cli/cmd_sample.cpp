@@ -85,6 +85,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
 
   GenerationRequest r;
   if (o.count < 1) return badInput("-n: at least one image, got " + std::to_string(o.count));
+  std::int64_t count = o.count;
   if (o.batch < 1) return badInput("--batch: at least 1, got " + std::to_string(o.batch));
   // Classes: one per image, a shorter list repeats; none given cycles through the classes.
   std::vector<std::int64_t> listed;
@@ -94,9 +95,6 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     if (!k) return badInput("--class: " + k.error().message());
     listed.push_back(*k);
   }
-  for (std::int64_t i = 0; i < o.count; ++i)
-    r.classes.push_back(listed.empty() ? i % traits->numClasses : listed[static_cast<std::size_t>(i) % listed.size()]);
-
   if (!o.size.empty()) {
     // WxH, or several: image i gets size i mod k.
     for (const auto& token : split(o.size, ',')) {
@@ -108,14 +106,19 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
       r.sizes.emplace_back(h, w);
     }
     r.height = r.sizes.front().first, r.width = r.sizes.front().second;
-    if (r.sizes.size() == 1) r.sizes.clear();
-    else if (!o.countOption->count()) {
-      // One image per size unless -n says otherwise; classes repeat over them.
-      r.classes.clear();
-      for (std::size_t i = 0; i < r.sizes.size(); ++i)
-        r.classes.push_back(listed.empty() ? static_cast<std::int64_t>(i) % traits->numClasses : listed[i % listed.size()]);
-    }
+    // One image per size unless -n says otherwise; classes repeat over them.
+    if (r.sizes.size() > 1 && !o.countOption->count()) count = static_cast<std::int64_t>(r.sizes.size());
   }
+  // The memory the request needs, before anything is built (a billion images once made an
+  // 8 GB class list first).
+  std::int64_t maxHeight = r.height > 0 ? r.height : traits->trainedHeight;
+  std::int64_t maxWidth = r.width > 0 ? r.width : traits->trainedWidth;
+  for (const auto& [h, w] : r.sizes) maxHeight = std::max(maxHeight, h), maxWidth = std::max(maxWidth, w);
+  if (auto ok = checkGenerationMemory(*loaded, *traits, count, o.batch, maxHeight, maxWidth); !ok)
+    return badInput(ok.error().message());
+  for (std::int64_t i = 0; i < count; ++i)
+    r.classes.push_back(listed.empty() ? i % traits->numClasses : listed[static_cast<std::size_t>(i) % listed.size()]);
+  if (r.sizes.size() == 1) r.sizes.clear();
   if (!o.extrapolation.empty()) {
     auto ok = setExtrapolation(*loaded, o.extrapolation, o.decouple);
     if (!ok) return badInput("--extrapolation: " + ok.error().message());
@@ -158,6 +161,11 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     r.stepNoise = *s;
   }
   r.recordTrajectory = !o.trajectory.empty();
+  if (auto ok = refuseOverwritingInputs(
+          {{"--trajectory", o.trajectory}},
+          {{"the model", modelPath}, {"--noise", o.noise}, {"--step-noise", o.stepNoise}, {"--gallery", o.gallery}});
+      !ok)
+    return ok;
 
   std::optional<GalleryStore> gallery;  // opened first: a bad gallery fails before any work
   if (!o.gallery.empty()) {

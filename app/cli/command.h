@@ -5,8 +5,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace tessera::cli {
 
@@ -34,6 +37,26 @@ inline tl::unexpected<CommandError> badInput(std::string message) {
 }
 inline tl::unexpected<CommandError> runtimeFailure(std::string message) {
   return tl::unexpected<CommandError>(CommandError{kRuntimeFailure, std::move(message)});
+}
+
+/// An option and the path it names, as "--trajectory", "run/t.safetensors".
+using PathOption = std::pair<std::string, std::string>;
+
+/// Refuses an output that is one of the command's inputs, the same file by any path
+/// (std::filesystem::equivalent): writing it would destroy what the command reads.
+/// Empty paths and outputs that do not exist yet pass.
+inline CommandResult refuseOverwritingInputs(const std::vector<PathOption>& outputs,
+                                             const std::vector<PathOption>& inputs) {
+  for (const auto& [outOption, outPath] : outputs) {
+    if (outPath.empty()) continue;
+    for (const auto& [inOption, inPath] : inputs) {
+      std::error_code ec;
+      if (!inPath.empty() && std::filesystem::equivalent(outPath, inPath, ec))
+        return badInput(outOption + " " + outPath + " is the file " + inOption + " reads (" + inPath +
+                        "); refusing to overwrite it: give another path");
+    }
+  }
+  return {};
 }
 
 /// A subcommand: its CLI11 node and what runs when it was chosen. Each one registers

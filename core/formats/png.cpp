@@ -8,6 +8,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -89,6 +90,8 @@ Result<void> writePng(const std::string& path, const Image8& image, const std::m
 }
 
 Result<DecodedPng> readPng(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return fail(path + ": not a regular file; expected a PNG file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return fail(path + ": cannot open");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

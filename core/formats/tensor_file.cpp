@@ -7,6 +7,8 @@
 namespace tessera {
 
 TensorFileFormat detectTensorFileFormat(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return TensorFileFormat::Unknown;  // a pipe would block the read
   std::ifstream in(path, std::ios::binary);
   unsigned char head[9] = {};
   in.read(reinterpret_cast<char*>(head), sizeof head);

@@ -2,6 +2,7 @@
 #include "core/gallery/gallery_store.h"
 
 #include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
 #include <openssl/evp.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <variant>
 
 namespace tessera {
@@ -180,7 +182,7 @@ std::string GalleryStore::nowIso() {
   return buf;
 }
 
-Result<GalleryStore> GalleryStore::open(const std::string& path) {
+Result<GalleryStore> GalleryStore::openOnce(const std::string& path, bool* busy) {
   GalleryStore store;
   store.m_path = path;
   if (const auto parent = std::filesystem::path(path).parent_path(); !parent.empty()) {
@@ -192,12 +194,39 @@ Result<GalleryStore> GalleryStore::open(const std::string& path) {
     store.m_db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
     // The first statement reads the header: a file that is not a database fails here.
     int version = 0;
+    // The checks below read the version and the tables in one snapshot: another process
+    // may be creating this gallery, and between two snapshots it would look half made.
+    struct ReadSnapshot {
+      SQLite::Database& db;
+      bool open = false;
+      void end() {
+        open = false;
+        db.exec("COMMIT");
+      }
+      ~ReadSnapshot() {
+        if (!open) return;
+        try {
+          db.exec("ROLLBACK");
+        } catch (const std::exception&) {  // nothing was written: nothing to undo
+        }
+      }
+    } snapshot{*store.m_db};
+    store.m_db->exec("BEGIN");
+    snapshot.open = true;
     try {
       version = store.m_db->execAndGet("PRAGMA user_version").getInt();
     } catch (const SQLite::Exception& e) {
-      return fail(path + ": not a Tessera gallery (SQLite says: " + e.what() +
-                  "); expected a gallery database, or a new file name to create one");
+      if (e.getErrorCode() == SQLITE_NOTADB)
+        return fail(path + ": not a Tessera gallery (SQLite says: " + e.what() +
+                    "); expected a gallery database, or a new file name to create one");
+      // A read-only folder, a full disk, a lock held too long: the file may be a good gallery.
+      return fail(path + ": cannot read the gallery (SQLite says: " + e.what() +
+                  "); check that its folder is writable and the disk has room");
     }
+    if (version < 0)
+      return fail(path + ": damaged gallery: schema version " + std::to_string(version) +
+                  " is not one Tessera writes (expected 0 to " + std::to_string(kSchemaVersion) +
+                  "); the file was left as it is");
     if (version > kSchemaVersion)
       return fail(path + ": gallery schema version " + std::to_string(version) + " is newer than this Tessera understands (" +
                   std::to_string(kSchemaVersion) + "); open it with a newer Tessera");
@@ -214,9 +243,16 @@ Result<GalleryStore> GalleryStore::open(const std::string& path) {
           return fail(path + ": damaged gallery: table '" + std::string(table) + "' is missing (schema version " +
                       std::to_string(version) + ")");
     }
+    snapshot.end();
     store.m_db->exec("PRAGMA journal_mode = WAL");
     store.m_db->exec("PRAGMA foreign_keys = ON");
     store.m_db->exec("PRAGMA synchronous = NORMAL");  // WAL + NORMAL: a killed process loses nothing committed
+  } catch (const SQLite::Exception& e) {
+    if (e.getErrorCode() == SQLITE_BUSY) {
+      if (busy) *busy = true;
+      return fail(path + ": cannot open the gallery: another process holds it (" + std::string(e.what()) + ")");
+    }
+    return fail(path + ": cannot open the gallery: " + describe(e));
   } catch (const std::exception& e) {
     return fail(path + ": cannot open the gallery: " + describe(e));
   }
@@ -224,14 +260,38 @@ Result<GalleryStore> GalleryStore::open(const std::string& path) {
   return store;
 }
 
+Result<GalleryStore> GalleryStore::open(const std::string& path) {
+  // Another process creating or switching the same gallery to WAL can answer "database is
+  // locked" without SQLite's busy wait (a lock upgrade that would deadlock): wait and try
+  // again, for up to about ten seconds, before saying so.
+  for (int attempt = 0;; ++attempt) {
+    bool busy = false;
+    auto store = openOnce(path, &busy);
+    if (store || !busy || attempt == 200) return store;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 Result<void> GalleryStore::migrate() {
+  static_assert(sizeof kMigrations / sizeof kMigrations[0] == kSchemaVersion, "one migration per schema version");
   return guarded(m_path, "migration", [&] {
-    int version = m_db->execAndGet("PRAGMA user_version").getInt();
-    for (; version < kSchemaVersion; ++version) {
-      SQLite::Transaction t(*m_db);
-      m_db->exec(kMigrations[version]);
-      m_db->exec("PRAGMA user_version = " + std::to_string(version + 1));
-      t.commit();
+    // BEGIN IMMEDIATE takes the write lock before the version is read, so that two processes
+    // creating one new gallery at once migrate it once (the other waits, then sees it done).
+    for (;;) {
+      m_db->exec("BEGIN IMMEDIATE");
+      try {
+        const int version = m_db->execAndGet("PRAGMA user_version").getInt();
+        if (version < 0 || version >= kSchemaVersion) {
+          m_db->exec("COMMIT");
+          return;
+        }
+        m_db->exec(kMigrations[version]);
+        m_db->exec("PRAGMA user_version = " + std::to_string(version + 1));
+        m_db->exec("COMMIT");
+      } catch (...) {
+        m_db->exec("ROLLBACK");
+        throw;
+      }
     }
   });
 }

@@ -154,6 +154,8 @@ public:
 
 private:
   GalleryStore() = default;
+  /// One try of open(); `busy` says that it failed only because another process held a lock.
+  static Result<GalleryStore> openOnce(const std::string& path, bool* busy);
   Result<void> migrate();
   void writeFts(std::int64_t id);
   std::int64_t insertOne(GalleryRecord& record, const std::string& png, const std::string& thumbnail);

@@ -12,11 +12,36 @@
 #include <algorithm>
 #include <fstream>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace tessera {
 
 int hardwareThreadCount() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+std::uint64_t availableMemoryBytes() {
+  std::uint64_t available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    std::uint64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") {
+      available = kib * 1024;
+      break;
+    }
+    meminfo.ignore(256, '\n');
+  }
+  // cgroup v2: the limit less what the group already uses ("max": no limit).
+  std::ifstream maxFile("/sys/fs/cgroup/memory.max"), currentFile("/sys/fs/cgroup/memory.current");
+  std::string limit;
+  std::uint64_t current = 0;
+  if (maxFile >> limit && limit != "max" && currentFile >> current) {
+    const std::uint64_t max = std::strtoull(limit.c_str(), nullptr, 10);
+    const std::uint64_t left = max > current ? max - current : 0;
+    if (available == 0 || left < available) available = left;
+  }
+  return available;
+}
 
 void setThreadCount(int threads) {
   threads = std::max(1, threads);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <cstdint>
+
 #include <string>
 #include <vector>
 
@@ -35,6 +37,10 @@ SystemInfo querySystemInfo(bool measureGemm = false);
 void setThreadCount(int threads);
 /// The number of hardware threads, at least 1.
 int hardwareThreadCount();
+
+/// The memory this process may still take, in bytes: the kernel's MemAvailable, or less
+/// where a cgroup (a container, a systemd unit) sets a lower limit. 0 when unknown.
+std::uint64_t availableMemoryBytes();
 
 /// Peak resident memory of this process since start or the last resetPeakRss() (VmHWM), MiB.
 double peakRssMiB();

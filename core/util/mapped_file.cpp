@@ -11,7 +11,9 @@
 namespace tessera {
 
 Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a named pipe without a writer would otherwise wait for ever; the
+  // fstat below refuses it. Reads of a regular file are not affected.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -21,7 +23,7 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return fail(path + ": not a regular file");
+    return fail(path + ": not a regular file (a folder, pipe or device); expected a file");
   }
   std::shared_ptr<MappedFile> file(new MappedFile());
   file->m_path = path;

@@ -7,8 +7,6 @@
 
 #include <cmath>
 #include <map>
-#include <regex>
-#include <set>
 
 namespace tessera {
 
@@ -20,8 +18,7 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   auto need = [&](const std::string& key, std::int64_t dims) -> Result<at::Tensor> {
     auto it = byName.find(key);
     if (it == byName.end()) return fail("not a " + options.family + " state dict: tensor '" + key + "' is missing");
-    if (it->second.dim() != dims)
-      return fail("tensor '" + key + "' has " + std::to_string(it->second.dim()) + " dimensions, expected " + std::to_string(dims));
+    if (auto ok = checkImportShape(it->second, key, dims); !ok) return fail(ok.error());
     return it->second;
   };
 
@@ -38,17 +35,11 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   c.patchSize = patch->size(2);
   if (patch->size(3) != c.patchSize) return fail("x_embedder.proj.weight: non-square patch " + std::to_string(patch->size(2)) + "x" + std::to_string(patch->size(3)));
 
-  // Depth: blocks.0 … blocks.(n-1), without holes.
-  std::set<std::int64_t> blockIds;
-  const std::regex blockKey("^blocks\\.(\\d+)\\.");
-  for (const auto& [name, t] : sd) {
-    std::smatch m;
-    if (std::regex_search(name, m, blockKey)) blockIds.insert(std::stoll(m[1]));
-  }
-  if (blockIds.empty()) return fail("not a " + options.family + " state dict: no 'blocks.N.' tensors");
-  c.depth = *blockIds.rbegin() + 1;
-  if (static_cast<std::int64_t>(blockIds.size()) != c.depth)
-    return fail("blocks are not numbered 0.." + std::to_string(c.depth - 1) + " without gaps");
+  std::vector<std::string> names;
+  for (const auto& entry : sd) names.push_back(entry.first);
+  auto depth = blockDepth(names, options.family);
+  if (!depth) return fail(depth.error());
+  c.depth = *depth;
 
   auto fc1 = need("blocks.0.mlp.fc1.weight", 2);
   if (!fc1) return fail(fc1.error());

@@ -7,8 +7,6 @@
 
 #include <cmath>
 #include <map>
-#include <regex>
-#include <set>
 
 namespace tessera {
 namespace {
@@ -19,22 +17,14 @@ struct Reader {
   Result<at::Tensor> need(const std::string& key, std::int64_t dims) const {
     auto it = byName.find(key);
     if (it == byName.end()) return fail("not a " + family + " state dict: tensor '" + key + "' is missing");
-    if (it->second.dim() != dims)
-      return fail("tensor '" + key + "' has " + std::to_string(it->second.dim()) + " dimensions, expected " + std::to_string(dims));
+    if (auto ok = checkImportShape(it->second, key, dims); !ok) return fail(ok.error());
     return it->second;
   }
   bool has(const std::string& key) const { return byName.count(key) > 0; }
   Result<std::int64_t> depth() const {
-    std::set<std::int64_t> ids;
-    const std::regex blockKey("^blocks\\.(\\d+)\\.");
-    for (const auto& [name, t] : byName) {
-      std::smatch m;
-      if (std::regex_search(name, m, blockKey)) ids.insert(std::stoll(m[1]));
-    }
-    if (ids.empty()) return fail("not a " + family + " state dict: no 'blocks.N.' tensors");
-    const std::int64_t d = *ids.rbegin() + 1;
-    if (static_cast<std::int64_t>(ids.size()) != d) return fail("blocks are not numbered 0.." + std::to_string(d - 1) + " without gaps");
-    return d;
+    std::vector<std::string> names;
+    for (const auto& entry : byName) names.push_back(entry.first);
+    return blockDepth(names, family);
   }
   /// Classes and null row from the label table.
   Result<std::pair<std::int64_t, double>> classes(const FlexImportOptions& o) const {
@@ -75,6 +65,7 @@ Result<FiTImport> importFiTStateDict(const NamedTensors& raw, const FlexImportOp
   if (!embed) return fail(embed.error());
   c.hiddenSize = embed->size(0);
   c.inChannels = o.inChannels.value_or(preset ? preset->inChannels : 4);
+  if (c.inChannels < 1) return fail("--in-channels " + std::to_string(c.inChannels) + ": expected at least 1");
   const std::int64_t features = embed->size(1);
   const auto p = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(features) / static_cast<double>(c.inChannels))));
   if (p < 1 || p * p * c.inChannels != features)

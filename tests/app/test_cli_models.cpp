@@ -8,9 +8,12 @@
 #include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
+#include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QJsonArray>
 #include <QTemporaryDir>
+#include <sys/stat.h>
 #include <QRegularExpression>
 #include <QtTest>
 #endif
@@ -191,6 +194,113 @@ private Q_SLOTS:
              data("reference.safetensors"), QStringLiteral("--out"), out});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("not a Tessera model"), r.err.constData());
+  }
+
+  // Issue 22: hostile checkpoints and requests end with a message and exit code 2, never a
+  // signal. A patch of size 0 made the importers divide by zero (SIGFPE); a 25-digit block
+  // index said only "stoll".
+  void hostileImports_data() {
+    QTest::addColumn<QString>("family");
+    QTest::addColumn<QString>("what");
+    QTest::addColumn<QString>("expected");
+    for (const char* family : {"dit", "sit", "nit", "fit"}) {
+      QTest::addRow("%s patch 0", family) << QString::fromLatin1(family) << QStringLiteral("patch0")
+                                          << QStringLiteral("expected every size to be at least 1");
+      QTest::addRow("%s block index", family)
+          << QString::fromLatin1(family) << QStringLiteral("index")
+          << QStringLiteral("block index 1234567890123456789012345 is out of range");
+    }
+  }
+  void hostileImports() {
+    QFETCH(QString, family);
+    QFETCH(QString, what);
+    QFETCH(QString, expected);
+    QTemporaryDir dir;
+    const QString in = dir.filePath(QStringLiteral("in.safetensors")),
+                  out = dir.filePath(QStringLiteral("m.safetensors"));
+    tessera::NamedTensors sd;
+    if (what == QLatin1String("patch0")) {
+      sd = {{"x_embedder.proj.weight", at::zeros({32, 4, 0, 0})},
+            {"blocks.0.mlp.fc1.weight", at::zeros({128, 32})},
+            {"y_embedder.embedding_table.weight", at::zeros({11, 32})},
+            {"final_layer.linear.weight", at::zeros({16, 32})},
+            {"pos_embed", at::zeros({1, 16, 32})}};
+      if (family == QLatin1String("fit")) sd[0].second = at::zeros({32, 0});
+    } else {
+      sd = {{"x_embedder.proj.weight", family == QLatin1String("fit") ? at::zeros({32, 16}) : at::zeros({32, 4, 2, 2})},
+            {"blocks.1234567890123456789012345.mlp.fc1.weight", at::zeros({128, 32})}};
+    }
+    QVERIFY(tessera::writeSafetensors(in.toStdString(), sd));
+    const auto r = cli({QStringLiteral("import"), QStringLiteral("--from"), family, QStringLiteral("--in"), in,
+                        QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("2")});
+    QVERIFY2(r.code == 2, r.err.constData());
+    QVERIFY2(r.err.contains(expected.toUtf8()), r.err.constData());
+    QVERIFY(!QFile::exists(out));
+  }
+
+  // Issue 22: an output that is an input is refused before anything is written
+  // (sample --trajectory pointed at the model overwrote it and exited 0).
+  void outputsNeverOverwriteInputs() {
+    QTemporaryDir dir;
+    const QString model = dir.filePath(QStringLiteral("dit.safetensors"));
+    QVERIFY(QFile::copy(QStringLiteral(TESSERA_SOURCE_DIR "/resources/models/dit-fashion.safetensors"), model));
+    auto r =
+        cli({QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--steps"), QStringLiteral("2"),
+             QStringLiteral("--trajectory"), model, QStringLiteral("--out"), dir.filePath(QStringLiteral("out"))});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
+    r = cli({QStringLiteral("inspect"), QStringLiteral("--model"), model, QStringLiteral("--out"), model});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
+    r = cli({QStringLiteral("import"), QStringLiteral("--in"), model, QStringLiteral("--out"), model});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
+    QCOMPARE(tessera::test::readFile(model.toStdString()),
+             tessera::test::readFile(TESSERA_SOURCE_DIR "/resources/models/dit-fashion.safetensors"));
+  }
+
+  // Issue 22: a named pipe given as a model blocked for ever; --threads 1024 was accepted.
+  void pipesAndAbsurdThreadCounts() {
+    QTemporaryDir dir;
+    const QString fifo = dir.filePath(QStringLiteral("model.safetensors"));
+    QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0600), 0);
+    for (const QStringList& args : {QStringList{QStringLiteral("info"), fifo},
+                                    QStringList{QStringLiteral("sample"), QStringLiteral("--model"), fifo,
+                                                QStringLiteral("--out"), dir.filePath(QStringLiteral("o"))}}) {
+      const auto r = cli(args, {}, {}, 30000);
+      QVERIFY2(r.code == 2, r.err.constData());
+      QVERIFY2(r.err.contains("not a regular file") || r.err.contains("neither a safetensors file"), r.err.constData());
+    }
+    const auto r =
+        cli({QStringLiteral("--threads"), QStringLiteral("1024"), QStringLiteral("info"), QStringLiteral("--system")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("--threads"), r.err.constData());
+  }
+
+  // Issue 22: requests whose memory need is absurd are refused before anything is
+  // allocated, with the estimate in the message (-n 10⁹ built an 8 GB class list first;
+  // NiT at 16384x16384 allocated until the allocator failed); and the nearest valid size
+  // of 100000x100000 is no longer 100000x100000.
+  void absurdRequestsAreRefusedWithAnEstimate() {
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("o"));
+    QElapsedTimer timer;
+    timer.start();
+    auto r = cli({QStringLiteral("sample"), QStringLiteral("--model"), QStringLiteral("dit-fashion"),
+                  QStringLiteral("-n"), QStringLiteral("1000000000"), QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 2, r.err.constData());
+    QVERIFY2(r.err.contains("1000000000 images of 28x28") && r.err.contains("of memory") && r.err.contains("available"),
+             r.err.constData());
+    r = cli({QStringLiteral("sample"), QStringLiteral("--model"), QStringLiteral("nit-fashion"),
+             QStringLiteral("--size"), QStringLiteral("16384x16384"), QStringLiteral("--out"), out});
+    QVERIFY2(r.code == 2, r.err.constData());
+    QVERIFY2(r.err.contains("need about") && r.err.contains("GB of memory"), r.err.constData());
+    QVERIFY2(timer.elapsed() < 60000, "refusals take seconds, not an allocation");
+    r = cli({QStringLiteral("sample"), QStringLiteral("--model"), QStringLiteral("dit-fashion"),
+             QStringLiteral("--size"), QStringLiteral("100000x100000"), QStringLiteral("--out"), out});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("nearest valid sizes: 16384x16384"), r.err.constData());
+    QVERIFY(!QFileInfo::exists(out) || QDir(out).isEmpty());
   }
 
   void importRecognisesTheFamily_data() {

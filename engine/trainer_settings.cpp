@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 namespace tessera {
@@ -55,6 +56,14 @@ Result<void> parseData(const Config& c, TrainDataSettings& d) {
     d.batching = *b;
   }
   TESSERA_TRY(take(c.integer("data.validation", 256, 0, 1 << 20), d.validationImages));
+  // What training would refuse, checked here too, so that `train --check` refuses it.
+  std::error_code ec;
+  const bool fashion = d.spec.source == "fashion-mnist" || d.spec.source == "fashion-native";
+  if (!fashion && !std::filesystem::is_directory(d.spec.source, ec))
+    return fail(c.source() + ": field 'data.source': '" + d.spec.source +
+                "' is not fashion-mnist, fashion-native or an existing image folder");
+  if (fashion && !d.spec.dir.empty() && !std::filesystem::is_directory(d.spec.dir, ec))
+    return fail(c.source() + ": field 'data.dir': '" + d.spec.dir + "' is not a folder (expected Fashion-MNIST's)");
   return {};
 }
 

@@ -66,8 +66,16 @@ Result<ImageFolder> loadImageFolder(const std::string& dir, const ImageFolderOpt
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return fail(dir + ": not a folder (expected one sub-folder per class)");
   ImageFolder set;
-  for (const auto& entry : fs::directory_iterator(dir, ec))
-    if (entry.is_directory() && entry.path().filename().string().front() != '.') set.classNames.push_back(entry.path().filename().string());
+  // The error_code forms throughout: a symbolic link loop or an unreadable entry is skipped
+  // (and named), never an exception that ends the program.
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code entryError;
+    if (it->is_directory(entryError) && it->path().filename().string().front() != '.')
+      set.classNames.push_back(it->path().filename().string());
+    else if (entryError)
+      set.skipped.push_back({it->path().string(), entryError.message()});
+  }
+  if (ec) return fail(dir + ": cannot list the folder: " + ec.message());
   std::sort(set.classNames.begin(), set.classNames.end());
   if (set.classNames.empty()) return fail(dir + ": no class sub-folders (expected DIR/<class name>/<images>)");
 
@@ -75,8 +83,16 @@ Result<ImageFolder> loadImageFolder(const std::string& dir, const ImageFolderOpt
   bool anyColour = false;
   for (std::size_t k = 0; k < set.classNames.size(); ++k) {
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(fs::path(dir) / set.classNames[k], ec))
-      if (entry.is_regular_file() && entry.path().filename().string().front() != '.') files.push_back(entry.path());
+    std::error_code listError;
+    for (fs::directory_iterator it(fs::path(dir) / set.classNames[k], listError), end; !listError && it != end;
+         it.increment(listError)) {
+      std::error_code entryError;
+      if (it->is_regular_file(entryError) && it->path().filename().string().front() != '.')
+        files.push_back(it->path());
+      else if (entryError)
+        set.skipped.push_back({it->path().string(), entryError.message()});
+    }
+    if (listError) set.skipped.push_back({(fs::path(dir) / set.classNames[k]).string(), listError.message()});
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
       std::string reason;

@@ -6,7 +6,11 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
+#include <signal.h>
+#include <string>
 #include <unistd.h>
 
 namespace tessera {
@@ -20,6 +24,34 @@ bool fsyncPath(const std::string& path, int flags) {
   return ok;
 }
 
+/// Removes the temporary files that writers killed before their rename left in `dir`
+/// (".NAME.tmp-PID-RANDOM" of a process that no longer exists). Once a folder per process:
+/// the listing costs one pass, whatever number of files is written there.
+void sweepDeadWritersTemporaries(const std::filesystem::path& dir) {
+  static std::mutex mutex;
+  static std::set<std::string> swept;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!swept.insert(dir.string()).second) return;
+  }
+  std::error_code ec;
+  std::filesystem::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const std::size_t mark = name.rfind(".tmp-");
+    if (name.empty() || name.front() != '.' || mark == std::string::npos) continue;
+    const std::size_t dash = name.find('-', mark + 5);
+    if (dash == std::string::npos || dash == mark + 5 || dash - mark - 5 > 9) continue;
+    const std::string digits = name.substr(mark + 5, dash - mark - 5);
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH)
+      continue;  // alive, or not ours to judge
+    std::error_code removeError;
+    std::filesystem::remove(it->path(), removeError);
+  }
+}
+
 }  // namespace
 
 Result<void> writeFileAtomically(const std::string& path,
@@ -27,6 +59,7 @@ Result<void> writeFileAtomically(const std::string& path,
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  sweepDeadWritersTemporaries(dir);
   std::random_device rd;
   const std::string tmp =
       (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +

@@ -192,6 +192,13 @@ private Q_SLOTS:
     const auto b = cli(args({"train", "--check", "--config", writeConfig(dir, "b.json", bad), "--out", dir.filePath(QStringLiteral("x"))}));
     QCOMPARE(b.code, 2);
     QVERIFY2(b.err.contains("data.batching") && b.err.contains("buckets"), b.err.constData());
+    // Issue 22: --check passed a data folder that does not exist, which train then refused.
+    nlohmann::json missing = tinyConfig();
+    missing["data"]["source"] = dir.filePath(QStringLiteral("no-such-folder")).toStdString();
+    const auto m = cli(args({"train", "--check", "--config", writeConfig(dir, "m.json", missing), "--out",
+                             dir.filePath(QStringLiteral("x"))}));
+    QCOMPARE(m.code, 2);
+    QVERIFY2(m.err.contains("data.source") && m.err.contains("no-such-folder"), m.err.constData());
   }
 
   void evalOnRealImagesGivesTheFloor() {

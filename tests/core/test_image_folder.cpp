@@ -34,6 +34,24 @@ class TestImageFolder : public QObject {
   Q_OBJECT
 
 private Q_SLOTS:
+  // Issue 22: one symbolic link loop ended `info --data` and `train` with an exception;
+  // it is skipped and named instead.
+  void symbolicLinkLoopsAreSkipped() {
+    QTemporaryDir tmp;
+    const std::string root = tmp.path().toStdString();
+    std::filesystem::create_directories(root + "/cats");
+    writeImage(root + "/cats/a.png", 4, 4, 1, 10);
+    std::filesystem::create_symlink("loop", root + "/loop");         // a class folder that loops
+    std::filesystem::create_symlink("again", root + "/cats/again");  // a file that loops
+    auto set = loadImageFolder(root);
+    QVERIFY2(set, set ? "" : set.error().message().c_str());
+    QCOMPARE(set->classNames, (std::vector<std::string>{"cats"}));
+    QCOMPARE(set->images.size(), std::size_t(1));
+    QCOMPARE(set->skipped.size(), std::size_t(2));
+    for (const auto& skipped : set->skipped)
+      QVERIFY2(skipped.reason.find("symbolic links") != std::string::npos, skipped.reason.c_str());
+  }
+
   void classesImagesAndSkippedFiles() {
     QTemporaryDir tmp;
     const std::string root = tmp.path().toStdString();

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
+#include "core/util/atomic_file.h"
 #include "tests/support/test_main.h"
 #include "tests/support/test_support.h"
 
@@ -12,6 +13,8 @@
 #include <functional>
 #include <random>
 #include <sstream>
+#include <sys/wait.h>
+#include <unistd.h>
 #endif
 
 using namespace tessera;
@@ -45,6 +48,27 @@ class TestSafetensors : public QObject {
   Q_OBJECT
 
 private Q_SLOTS:
+  // Issue 22: a writer killed before its rename left a hidden .NAME.tmp-PID-RANDOM file (up
+  // to 132 MB) for ever. The next atomic write into that folder removes those of processes
+  // that no longer exist, and nothing else.
+  void deadWritersTemporariesAreSwept() {
+    QTemporaryDir dir;
+    const std::string root = dir.path().toStdString();
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    QVERIFY(child > 0);
+    QCOMPARE(::waitpid(child, nullptr, 0), child);  // a process that no longer exists
+    const std::string dead = root + "/.m.safetensors.tmp-" + std::to_string(child) + "-42";
+    const std::string alive = root + "/.n.safetensors.tmp-" + std::to_string(::getppid()) + "-7";
+    const std::string other = root + "/.notes.tmp-abc";
+    for (const auto& f : {dead, alive, other}) std::ofstream(f) << "partial";
+    QVERIFY(writeFileAtomically(root + "/m.safetensors", std::string_view("whole")));
+    QVERIFY(!QFile::exists(QString::fromStdString(dead)));
+    QVERIFY(QFile::exists(QString::fromStdString(alive)));
+    QVERIFY(QFile::exists(QString::fromStdString(other)));
+    QCOMPARE(test::readFile(root + "/m.safetensors"), std::string("whole"));
+  }
+
   void initTestCase() { QVERIFY(m_dir.isValid()); }
 
   void readsFileFromAnotherWriter() {

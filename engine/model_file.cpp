@@ -8,6 +8,10 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+
 namespace tessera {
 
 Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights) {
@@ -41,6 +45,37 @@ nlohmann::json SamplingDefaults::toJson() const {
   return j;
 }
 
+namespace {
+
+/// A description is not trusted to size the network it asks for: a 4 KB file claiming
+/// width 8192 and depth 28 once had about 90 GB built before any shape was compared. A
+/// transformer block holds at least (4 + 2·mlp_ratio)·D² weights (attention, MLP; adaLN
+/// adds more), so a configuration whose blocks alone need over twice the parameters the
+/// file holds is refused before anything is built. Kinds without these fields pass.
+Result<void> checkConfigFitsTheFile(const nlohmann::json& config, const SafetensorsFile& file, const std::string& path) {
+  auto number = [&](const char* key, double otherwise) {
+    const auto it = config.find(key);
+    return it != config.end() && it->is_number() ? it->get<double>() : otherwise;
+  };
+  const double width = number("hidden_size", 0), depth = number("depth", 0), ratio = number("mlp_ratio", 4.0);
+  if (width <= 0 || depth <= 0) return {};
+  const double claimed = depth * (4.0 + 2.0 * std::max(0.0, ratio)) * width * width;
+  double held = 0;
+  for (const auto& e : file.entries()) {
+    double n = 1;
+    for (const auto d : e.shape) n *= static_cast<double>(d);
+    held += n;
+  }
+  if (claimed <= 2.0 * held + 1e6) return {};
+  std::ostringstream message;
+  message << path << ": backbone.config (hidden_size " << width << ", depth " << depth << ") describes at least "
+          << std::setprecision(3) << claimed / 1e6 << " M weights, but the file holds " << held / 1e6
+          << " M; refusing to build it (a damaged or hostile description)";
+  return fail(message.str());
+}
+
+}  // namespace
+
 Result<LoadedModel> loadModelFile(const std::string& path) {
   auto file = SafetensorsFile::open(path);
   if (!file) return fail(file.error());
@@ -61,6 +96,7 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   if (!cfg.json().at("backbone").contains("config") || !cfg.json().at("backbone").at("config").is_object())
     return fail(cfg.source() + ": field 'backbone.config': expected an object");
   const Config backboneConfig = Config::fromJson(cfg.json().at("backbone").at("config"), cfg.source() + " backbone.config");
+  if (auto ok = checkConfigFitsTheFile(backboneConfig.json(), *file, path); !ok) return fail(ok.error());
   BuildOptions build;
   build.initialize = false;  // every weight comes from the file
   auto backbone = backboneRegistry().create(*kind, backboneConfig, build);

@@ -8,6 +8,7 @@
 #include "tests/support/test_support.h"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
@@ -236,6 +237,27 @@ private Q_SLOTS:
     QVERIFY2(r.code == 2, r.err.constData());
     QVERIFY2(r.err.contains(expected.toUtf8()), r.err.constData());
     QVERIFY(!QFile::exists(out));
+  }
+
+  // Issue 22: a 4 KB model file whose description claims width 8192 and depth 28 had the
+  // network (about 90 GB) built before any shape was compared.
+  void aDescriptionLargerThanItsWeightsIsRefused() {
+    QTemporaryDir dir;
+    const QString model = dir.filePath(QStringLiteral("huge.safetensors"));
+    const nlohmann::json description = {
+        {"format", 1},
+        {"backbone",
+         {{"kind", "dit"},
+          {"config", {{"hidden_size", 8192}, {"depth", 28}, {"num_heads", 16}, {"patch_size", 2}, {"in_channels", 4}}}}}};
+    QVERIFY(tessera::writeSafetensors(model.toStdString(), {{"pos_embed", at::zeros({1, 4, 8})}},
+                                      {{"tessera.model", description.dump()}}));
+    QElapsedTimer timer;
+    timer.start();
+    const auto r = cli({QStringLiteral("sample"), QStringLiteral("--model"), model, QStringLiteral("--out"),
+                        dir.filePath(QStringLiteral("o"))});
+    QVERIFY2(r.code == 2, r.err.constData());
+    QVERIFY2(r.err.contains("refusing to build it") && r.err.contains("hidden_size 8192"), r.err.constData());
+    QVERIFY2(timer.elapsed() < 30000, "refused before anything is built");
   }
 
   // Issue 22: an output that is an input is refused before anything is written

@@ -52,7 +52,8 @@ namespace {
 /// transformer block holds at least (4 + 2·mlp_ratio)·D² weights (attention, MLP; adaLN
 /// adds more), so a configuration whose blocks alone need over twice the parameters the
 /// file holds is refused before anything is built. Kinds without these fields pass.
-Result<void> checkConfigFitsTheFile(const nlohmann::json& config, const SafetensorsFile& file, const std::string& path) {
+Result<void> checkConfigFitsTheFile(const nlohmann::json& config, const SafetensorsFile& file,
+                                    const std::string& path) {
   auto number = [&](const char* key, double otherwise) {
     const auto it = config.find(key);
     return it != config.end() && it->is_number() ? it->get<double>() : otherwise;

@@ -248,7 +248,8 @@ private Q_SLOTS:
         {"format", 1},
         {"backbone",
          {{"kind", "dit"},
-          {"config", {{"hidden_size", 8192}, {"depth", 28}, {"num_heads", 16}, {"patch_size", 2}, {"in_channels", 4}}}}}};
+          {"config",
+           {{"hidden_size", 8192}, {"depth", 28}, {"num_heads", 16}, {"patch_size", 2}, {"in_channels", 4}}}}}};
     QVERIFY(tessera::writeSafetensors(model.toStdString(), {{"pos_embed", at::zeros({1, 4, 8})}},
                                       {{"tessera.model", description.dump()}}));
     QElapsedTimer timer;

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -68,6 +69,9 @@ Result<DiTImport> importDiTStateDict(const NamedTensors& raw, const DiTImportOpt
   else if (outC == c.inChannels) c.learnSigma = false;
   else return fail("final_layer.linear.weight gives " + std::to_string(outC) + " output channels, expected " +
                    std::to_string(c.inChannels) + " or " + std::to_string(2 * c.inChannels));
+  // The reference's forward_with_cfg guides model_out[:, :3]: all of the output channels
+  // when there are fewer than three (a 1- or 2-channel model's import failed on this).
+  c.cfgChannels = std::min<std::int64_t>(3, c.outChannels());
 
   auto pos = need("pos_embed", 3);
   if (!pos) return fail(pos.error());

@@ -3,7 +3,9 @@
 // import recognising the family (--from auto); info --backbones and train --help list the fields.
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
+#include "models/state_dict.h"
 #include "tests/app/cli_runner.h"
+#include "tests/models/tiny_backbone.h"
 #include "tests/support/test_main.h"
 #include "tests/support/test_support.h"
 
@@ -237,6 +239,37 @@ private Q_SLOTS:
     QVERIFY2(r.code == 2, r.err.constData());
     QVERIFY2(r.err.contains(expected.toUtf8()), r.err.constData());
     QVERIFY(!QFile::exists(out));
+  }
+
+  // Issue 22: any 1- or 2-channel DiT import failed on cfg_channels (3 > the output
+  // channels); the reference's forward_with_cfg guides all of them when there are fewer.
+  void oneAndTwoChannelDiTImports_data() {
+    QTest::addColumn<int>("channels");
+    QTest::addColumn<bool>("learnSigma");
+    QTest::addColumn<int>("guided");
+    QTest::newRow("1 channel, learned sigma") << 1 << true << 2;
+    QTest::newRow("1 channel") << 1 << false << 1;
+    QTest::newRow("2 channels") << 2 << false << 2;
+    QTest::newRow("2 channels, learned sigma") << 2 << true << 3;
+  }
+  void oneAndTwoChannelDiTImports() {
+    QFETCH(int, channels);
+    QFETCH(bool, learnSigma);
+    QFETCH(int, guided);
+    QTemporaryDir dir;
+    const QString in = dir.filePath(QStringLiteral("official.safetensors")),
+                  out = dir.filePath(QStringLiteral("m.safetensors"));
+    auto backbone = tessera::test::tinyBackbone(
+        "dit", {{"in_channels", channels}, {"learn_sigma", learnSigma}, {"cfg_channels", 1}}, 1);
+    QVERIFY(tessera::writeSafetensors(in.toStdString(), tessera::stateDict(*backbone)));
+    const auto r =
+        cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"), QStringLiteral("--in"), in,
+             QStringLiteral("--out"), out, QStringLiteral("--heads"), QStringLiteral("4")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    auto file = tessera::SafetensorsFile::open(out.toStdString());
+    QVERIFY(file);
+    const auto description = nlohmann::json::parse(file->metadata().at("tessera.model"));
+    QCOMPARE(description["backbone"]["config"]["cfg_channels"].get<int>(), guided);
   }
 
   // Issue 22: a 4 KB model file whose description claims width 8192 and depth 28 had the

@@ -261,10 +261,7 @@ double estimateGenerationBytes(const LoadedModel& model, const ModelTraits& trai
       2.0 * static_cast<double>(std::max<std::int64_t>(1, std::min(batch, count)));  // guidance doubles
   const nlohmann::json config =
       model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
-  auto field = [&](const char* key) {
-    const auto it = config.find(key);
-    return it != config.end() && it->is_number() ? it->get<double>() : 0.0;
-  };
+  auto field = [&](const char* key) { return backboneConfigNumber(config, key); };
   const double patch = std::max(1.0, static_cast<double>(traits.sizeMultiple));
   const double tokens = (static_cast<double>(height) / patch) * (static_cast<double>(width) / patch);
   const double attention = field("num_heads") * tokens * tokens * kFloat * 2.0;  // scores and their softmax
@@ -294,6 +291,14 @@ Result<GenerationPlan> planGeneration(const LoadedModel& model, const Generation
   if (!traits) return fail(traits.error());
   GenerationPlan plan;
   plan.traits = *traits;
+  // The memory the request needs, before any image is planned.
+  std::int64_t height = request.height > 0 ? request.height : traits->trainedHeight;
+  std::int64_t width = request.width > 0 ? request.width : traits->trainedWidth;
+  if (!request.sizes.empty()) height = width = 0;
+  for (const auto& [h, w] : request.sizes) height = std::max(height, h), width = std::max(width, w);
+  const auto count = static_cast<std::int64_t>(request.classes.size());
+  if (auto ok = checkGenerationMemory(model, *traits, count, request.batch, height, width); !ok)
+    return fail(ok.error());
   if (auto ok = planImages(plan, request); !ok) return fail(ok.error());
   const Size first = sizeOf(plan.images.front());
   const bool mixed =
@@ -306,11 +311,6 @@ Result<GenerationPlan> planGeneration(const LoadedModel& model, const Generation
   plan.groups = groupImages(plan, request.batch);
   if (auto ok = planSampling(plan, model, request); !ok) return fail(ok.error());
   if (auto ok = planNoise(plan, request); !ok) return fail(ok.error());
-  std::int64_t height = 0, width = 0;
-  for (const auto& image : plan.images) height = std::max(height, image.height), width = std::max(width, image.width);
-  const auto count = static_cast<std::int64_t>(plan.images.size());
-  if (auto ok = checkGenerationMemory(model, plan.traits, count, request.batch, height, width); !ok)
-    return fail(ok.error());
   return plan;
 }
 

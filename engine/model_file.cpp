@@ -54,11 +54,8 @@ namespace {
 /// file holds is refused before anything is built. Kinds without these fields pass.
 Result<void> checkConfigFitsTheFile(const nlohmann::json& config, const SafetensorsFile& file,
                                     const std::string& path) {
-  auto number = [&](const char* key, double otherwise) {
-    const auto it = config.find(key);
-    return it != config.end() && it->is_number() ? it->get<double>() : otherwise;
-  };
-  const double width = number("hidden_size", 0), depth = number("depth", 0), ratio = number("mlp_ratio", 4.0);
+  const double width = backboneConfigNumber(config, "hidden_size"), depth = backboneConfigNumber(config, "depth"),
+               ratio = backboneConfigNumber(config, "mlp_ratio", 4.0);
   if (width <= 0 || depth <= 0) return {};
   const double claimed = depth * (4.0 + 2.0 * std::max(0.0, ratio)) * width * width;
   double held = 0;
@@ -76,6 +73,11 @@ Result<void> checkConfigFitsTheFile(const nlohmann::json& config, const Safetens
 }
 
 }  // namespace
+
+double backboneConfigNumber(const nlohmann::json& config, const char* key, double otherwise) {
+  const auto it = config.find(key);
+  return it != config.end() && it->is_number() ? it->get<double>() : otherwise;
+}
 
 Result<LoadedModel> loadModelFile(const std::string& path) {
   auto file = SafetensorsFile::open(path);
@@ -97,7 +99,15 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   if (!cfg.json().at("backbone").contains("config") || !cfg.json().at("backbone").at("config").is_object())
     return fail(cfg.source() + ": field 'backbone.config': expected an object");
   const Config backboneConfig = Config::fromJson(cfg.json().at("backbone").at("config"), cfg.source() + " backbone.config");
-  if (auto ok = checkConfigFitsTheFile(backboneConfig.json(), *file, path); !ok) return fail(ok.error());
+  // Checked with every field the build would use: an empty config means the defaults (DiT's
+  // are XL/2, 675 M weights), which a 100-byte file once had built.
+  nlohmann::json completed = backboneConfig.json();
+  if (const BackboneEntry* entry = backboneRegistry().find(*kind); entry && entry->config.complete) {
+    auto full = entry->config.complete(backboneConfig);
+    if (!full) return fail(full.error().withContext(path));
+    completed = std::move(*full);
+  }
+  if (auto ok = checkConfigFitsTheFile(completed, *file, path); !ok) return fail(ok.error());
   BuildOptions build;
   build.initialize = false;  // every weight comes from the file
   auto backbone = backboneRegistry().create(*kind, backboneConfig, build);

@@ -46,6 +46,11 @@ struct SamplingDefaults {
 /// Writes weights + description as one safetensors file (atomically).
 Result<void> writeModelFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights);
 
+/// A number of a backbone config for the size estimates made before anything is built
+/// (hidden_size, depth, num_heads, mlp_ratio): `otherwise` when absent or not a number.
+/// Building the backbone validates the config; this only reads it.
+double backboneConfigNumber(const nlohmann::json& config, const char* key, double otherwise = 0.0);
+
 /// Reads a model file: checks the description, builds the backbone it names through the
 /// registry and loads the weights strictly.
 Result<LoadedModel> loadModelFile(const std::string& path);

@@ -133,6 +133,10 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
   auto event = [&](const nlohmann::json& j) {
     if (!global.quiet) std::cerr << j.dump() << std::endl;
   };
+  if (auto ok = refuseOverwritingInputs({{"--train-evaluator", o.trainEvaluator}},
+                                        {{"--model", o.model}, {"--evaluator", o.evaluator}});
+      !ok)
+    return ok;
   if (!o.trainEvaluator.empty()) {
     EvaluatorTrainOptions t;
     t.epochs = o.epochs;

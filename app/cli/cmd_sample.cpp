@@ -109,8 +109,8 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     // One image per size unless -n says otherwise; classes repeat over them.
     if (r.sizes.size() > 1 && !o.countOption->count()) count = static_cast<std::int64_t>(r.sizes.size());
   }
-  // The memory the request needs, before anything is built (a billion images once made an
-  // 8 GB class list first).
+  // The memory the request needs, before the class list below is built (a billion images
+  // once made an 8 GB list first); generate() checks it again for its other callers.
   std::int64_t maxHeight = r.height > 0 ? r.height : traits->trainedHeight;
   std::int64_t maxWidth = r.width > 0 ? r.width : traits->trainedWidth;
   for (const auto& [h, w] : r.sizes) maxHeight = std::max(maxHeight, h), maxWidth = std::max(maxWidth, w);

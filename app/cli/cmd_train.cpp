@@ -14,6 +14,8 @@
 #include "engine/training.h"
 #include "models/registry.h"
 
+#include <filesystem>
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -156,6 +158,14 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
             struct sigaction sample {};
             sample.sa_handler = onSampleSignal;
             sigaction(SIGUSR1, &sample, nullptr);
+            // What a run writes into --out must not be what it reads: a fine-tune from the run's own
+            // model.safetensors would replace the model it started from.
+            const auto runFile = [&](const char* name) { return (std::filesystem::path(o->out) / name).string(); };
+            if (auto ok = refuseOverwritingInputs(
+                    {{"--out", o->out}, {"--out (its model.safetensors)", runFile("model.safetensors")}},
+                    {{"--config", o->config}, {"--init", o->init}});
+                !ok)
+              return ok;
             TrainRequest r;
             r.configPath = o->config;
             r.outDir = o->out;

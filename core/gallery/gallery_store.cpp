@@ -14,6 +14,8 @@
 #include <thread>
 #include <variant>
 
+#include <unistd.h>
+
 namespace tessera {
 namespace {
 
@@ -190,8 +192,22 @@ Result<GalleryStore> GalleryStore::openOnce(const std::string& path, bool* busy)
     std::filesystem::create_directories(parent, ec);
     if (ec) return fail(path + ": cannot create the gallery's folder: " + ec.message());
   }
+  // A gallery is written after every generation: find out now, not after the work, when it
+  // cannot be (a read-only file opens read-only without a word; a read-only folder fails at
+  // the first write, when SQLite creates its journal beside the file).
+  if (std::filesystem::exists(path)) {
+    const auto folder = std::filesystem::absolute(path).parent_path();
+    if (::access(folder.c_str(), W_OK) != 0)
+      return fail(path + ": the gallery's folder " + folder.string() +
+                  " is not writable (SQLite keeps its journal beside the file): make it writable or choose "
+                  "another gallery");
+  }
   try {
     store.m_db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, 5000);
+    if (sqlite3_db_readonly(store.m_db->getHandle(), "main") == 1)
+      return fail(path +
+                  ": the gallery file is read-only: every generated image is added to it; make it writable "
+                  "(chmod u+w) or choose another gallery");
     // The first statement reads the header: a file that is not a database fails here.
     int version = 0;
     // The checks below read the version and the tables in one snapshot: another process

@@ -292,6 +292,15 @@ private Q_SLOTS:
     QVERIFY2(r.code == 2, r.err.constData());
     QVERIFY2(r.err.contains("refusing to build it") && r.err.contains("hidden_size 8192"), r.err.constData());
     QVERIFY2(timer.elapsed() < 30000, "refused before anything is built");
+    // An empty config means the defaults (DiT-XL/2, 675 M weights): measured the same way.
+    const QString bare = dir.filePath(QStringLiteral("bare.safetensors"));
+    const nlohmann::json empty = {{"format", 1}, {"backbone", {{"kind", "dit"}, {"config", nlohmann::json::object()}}}};
+    QVERIFY(tessera::writeSafetensors(bare.toStdString(), {{"pos_embed", at::zeros({1, 4, 8})}},
+                                      {{"tessera.model", empty.dump()}}));
+    const auto d = cli({QStringLiteral("sample"), QStringLiteral("--model"), bare, QStringLiteral("--out"),
+                        dir.filePath(QStringLiteral("o"))});
+    QVERIFY2(d.code == 2, d.err.constData());
+    QVERIFY2(d.err.contains("refusing to build it") && d.err.contains("hidden_size 1152"), d.err.constData());
   }
 
   // Issue 22: an output that is an input is refused before anything is written
@@ -309,6 +318,17 @@ private Q_SLOTS:
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
     r = cli({QStringLiteral("import"), QStringLiteral("--in"), model, QStringLiteral("--out"), model});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
+    // eval's evaluator and train's fine-tuning start (the run writes --out/model.safetensors).
+    r = cli({QStringLiteral("eval"), QStringLiteral("--model"), model, QStringLiteral("--train-evaluator"), model});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
+    const QString config = dir.filePath(QStringLiteral("c.json"));
+    QVERIFY(QFile::copy(QStringLiteral(TESSERA_SOURCE_DIR "/resources/models/dit-fashion-rewarm.json"), config));
+    QVERIFY(QFile::copy(model, dir.filePath(QStringLiteral("model.safetensors"))));
+    r = cli({QStringLiteral("train"), QStringLiteral("--config"), config, QStringLiteral("--out"), dir.path(),
+             QStringLiteral("--init"), dir.filePath(QStringLiteral("model.safetensors"))});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("refusing to overwrite"), r.err.constData());
     QCOMPARE(tessera::test::readFile(model.toStdString()),

@@ -3,6 +3,8 @@
 # The two commands of the README, both idempotent, on Debian 12:
 #   ./tessera.sh run  [--screenshot FILE.png] [studio options]   install, build, open the studio
 #   ./tessera.sh test [--slow | --all] [ctest options]             install, build, run the tests
+#   ./tessera.sh test --fuzz [ctest options]   the fuzz targets under libFuzzer, ASan and UBSan (clang-14),
+#                                              TESSERA_FUZZ_SECONDS each (default 20), in build-fuzz/
 # Also: ./tessera.sh build | deps | cli ARGS...
 set -euo pipefail
 
@@ -19,6 +21,9 @@ PACKAGES=(
   dataset-fashion-mnist fonts-dejavu-core
 )
 
+# What the fuzz preset adds (clang with libFuzzer and the sanitizer runtimes).
+FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+
 say() { printf 'tessera.sh: %s\n' "$*" >&2; }
 
 as_root() {
@@ -30,7 +35,7 @@ as_root() {
 
 install_deps() {
   local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
+  for pkg in "${PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -85,6 +90,14 @@ case "$cmd" in
     install_deps; build tessera-cli
     exec "$BUILD_DIR/app/tessera-cli" "$@" ;;
   test)
+    if [ "${1:-}" = "--fuzz" ]; then
+      shift
+      install_deps "${FUZZ_PACKAGES[@]}"
+      cmake --preset fuzz -S "$ROOT" -DTESSERA_FUZZ_SECONDS="${TESSERA_FUZZ_SECONDS:-20}" >/dev/null
+      cmake --build "$ROOT/build-fuzz" --target tessera_fuzz
+      cd "$ROOT/build-fuzz"
+      exec ctest --output-on-failure -L '^fuzz$' "$@"
+    fi
     install_deps; build
     labels='^(unit|integration|gui)$'
     case "${1:-}" in
@@ -95,6 +108,6 @@ case "$cmd" in
     cd "$BUILD_DIR"
     exec ctest --output-on-failure -L "$labels" "$@" ;;
   *)
-    sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,8p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2 ;;
 esac

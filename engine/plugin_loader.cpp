@@ -6,9 +6,18 @@
 #include "plugins/tessera_plugin.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -20,6 +29,8 @@ namespace fs = std::filesystem;
 
 struct LoaderState {
   std::mutex mutex;
+  std::vector<std::string> vetter;  ///< command of the vetting child (setPluginVetter)
+  int vetSeconds = 30;
   std::vector<PluginInfo> loaded;
   std::vector<PluginLoadResult> report;
 };
@@ -87,25 +98,6 @@ private:
   std::vector<std::string> m_refusals;
 };
 
-/// Checks the descriptor field by field, from the ones every interface version shares.
-Result<void> checkDescriptor(const TesseraPluginDescriptor& d, const std::string& name) {
-  const std::string who = "plugin '" + name + "'";
-  if (d.abi != TESSERA_PLUGIN_ABI)
-    return fail(who + " was built for plugin interface " + std::to_string(d.abi) + ", this Tessera has " +
-                std::to_string(TESSERA_PLUGIN_ABI) + " (rebuild it against this Tessera's plugins/tessera_plugin.h)");
-  if (d.size != sizeof(TesseraPluginDescriptor))
-    return fail(who + " has a descriptor of " + std::to_string(d.size) + " bytes, plugin interface " +
-                std::to_string(TESSERA_PLUGIN_ABI) + " has " + std::to_string(sizeof(TesseraPluginDescriptor)) +
-                " (was tessera_plugin.h changed without bumping TESSERA_PLUGIN_ABI?)");
-  if (text(d.torchVersion) != TORCH_VERSION)
-    return fail(who + " was built against LibTorch " + text(d.torchVersion) + ", this Tessera uses " TORCH_VERSION);
-  if (d.cxx11Abi != TESSERA_PLUGIN_CXX11_ABI)
-    return fail(who + " was built with _GLIBCXX_USE_CXX11_ABI=" + std::to_string(d.cxx11Abi) + ", this Tessera with " +
-                std::to_string(TESSERA_PLUGIN_CXX11_ABI) + " (std::string would not match)");
-  if (!d.registerAll) return fail(who + " has no registration function");
-  return {};
-}
-
 /// Calls the plugin's registration with a staging registrar and, when everything was
 /// accepted, commits it. Returns the refusal ("" when committed). `committedPartly` is
 /// set when a commit failed half way, which the staging makes impossible unless the
@@ -144,6 +136,81 @@ std::string registerPlugin(const TesseraPluginDescriptor& d, PluginInfo& info, b
   return {};
 }
 
+extern "C" char** environ;
+
+/// Runs the vetter on `path` in a child process (stdout and stderr into one pipe) and
+/// says what became of it.
+Result<void> vetInChild(const LoaderState& state, const std::string& path) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return fail(std::string("cannot vet it: pipe: ") + std::strerror(errno));
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDERR_FILENO);
+  std::vector<std::string> args = state.vetter;
+  args.push_back(path);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = 0;
+  const int spawned = posix_spawn(&child, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (spawned != 0) {
+    close(out[0]);
+    return fail("cannot vet it: cannot start " + args[0] + ": " + std::strerror(spawned));
+  }
+  // Read what it says until it closes its end or the time is up.
+  std::string said;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(state.vetSeconds);
+  bool hung = false;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    if (left <= 0) {
+      hung = true;
+      break;
+    }
+    pollfd p{out[0], POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000))) < 0 && errno != EINTR) break;
+    if (p.revents & (POLLIN | POLLHUP)) {
+      char buffer[4096];
+      const ssize_t n = read(out[0], buffer, sizeof buffer);
+      if (n <= 0) break;
+      if (said.size() < 65536) said.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+  close(out[0]);
+  if (hung) kill(child, SIGKILL);
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  // Its last line that says something: the refusal, or the end of a crash report.
+  std::string last;
+  for (std::size_t end = said.size(); end > 0 && last.empty();) {
+    const std::size_t begin = said.rfind('\n', end - 1);
+    const std::size_t from = begin == std::string::npos ? 0 : begin + 1;
+    last = said.substr(from, end - from);
+    if (begin == std::string::npos) break;
+    end = begin;
+  }
+  if (hung)
+    return fail("did not finish loading within " + std::to_string(state.vetSeconds) +
+                " s in a separate process (it hangs at load); refused without loading it here");
+  if (WIFSIGNALED(status))
+    return fail(std::string("crashed while loading in a separate process (signal ") + std::to_string(WTERMSIG(status)) +
+                ", " + strsignal(WTERMSIG(status)) + "); refused without loading it here" +
+                (last.empty() ? "" : ": " + last));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    // The child's refusal names the plugin, as this process's will: keep only the reason.
+    const std::string prefix = "plugin " + path + ": ";
+    if (last.rfind(prefix, 0) == 0) last.erase(0, prefix.size());
+    return fail(last.empty() ? "refused in a separate process (exit " + std::to_string(WEXITSTATUS(status)) + ")"
+                             : last);
+  }
+  return {};
+}
+
 Result<PluginInfo> loadLocked(LoaderState& state, const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return fail("no such file");
@@ -153,6 +220,8 @@ Result<PluginInfo> loadLocked(LoaderState& state, const std::string& path) {
   for (const auto& p : state.loaded)
     if (p.path == canonical) return p;
 
+  if (!state.vetter.empty())
+    if (auto ok = vetInChild(state, canonical); !ok) return fail(ok.error());
   dlerror();
   LibraryHandle library(dlopen(canonical.c_str(), RTLD_NOW | RTLD_LOCAL));
   if (!library) {
@@ -171,7 +240,7 @@ Result<PluginInfo> loadLocked(LoaderState& state, const std::string& path) {
   }
   if (!d) return fail("not a Tessera plugin: " TESSERA_PLUGIN_ENTRY_POINT " returned null");
   const std::string name = d->name && d->name[0] ? d->name : fs::path(canonical).filename().string();
-  if (auto ok = checkDescriptor(*d, name); !ok) return fail(ok.error());
+  if (auto ok = checkPluginDescriptor(*d, name); !ok) return fail(ok.error());
   for (const auto& p : state.loaded)
     if (p.name == name) return fail("a plugin named '" + name + "' is already loaded from " + p.path);
 
@@ -197,6 +266,24 @@ Result<PluginInfo> loadLocked(LoaderState& state, const std::string& path) {
 
 }  // namespace
 
+Result<void> checkPluginDescriptor(const TesseraPluginDescriptor& d, const std::string& name) {
+  const std::string who = "plugin '" + name + "'";
+  if (d.abi != TESSERA_PLUGIN_ABI)
+    return fail(who + " was built for plugin interface " + std::to_string(d.abi) + ", this Tessera has " +
+                std::to_string(TESSERA_PLUGIN_ABI) + " (rebuild it against this Tessera's plugins/tessera_plugin.h)");
+  if (d.size != sizeof(TesseraPluginDescriptor))
+    return fail(who + " has a descriptor of " + std::to_string(d.size) + " bytes, plugin interface " +
+                std::to_string(TESSERA_PLUGIN_ABI) + " has " + std::to_string(sizeof(TesseraPluginDescriptor)) +
+                " (was tessera_plugin.h changed without bumping TESSERA_PLUGIN_ABI?)");
+  if (text(d.torchVersion) != TORCH_VERSION)
+    return fail(who + " was built against LibTorch " + text(d.torchVersion) + ", this Tessera uses " TORCH_VERSION);
+  if (d.cxx11Abi != TESSERA_PLUGIN_CXX11_ABI)
+    return fail(who + " was built with _GLIBCXX_USE_CXX11_ABI=" + std::to_string(d.cxx11Abi) + ", this Tessera with " +
+                std::to_string(TESSERA_PLUGIN_CXX11_ABI) + " (std::string would not match)");
+  if (!d.registerAll) return fail(who + " has no registration function");
+  return {};
+}
+
 nlohmann::json PluginInfo::toJson() const {
   return {{"name", name},
           {"version", version},
@@ -216,6 +303,23 @@ Result<PluginInfo> loadPlugin(const std::string& path) {
   if (same != state.report.end()) same->plugin = result;
   else state.report.push_back({path, result});
   return result;
+}
+
+void setPluginVetter(std::vector<std::string> command, int seconds) {
+  LoaderState& state = loaderState();
+  std::lock_guard<std::mutex> lock(state.mutex);
+  state.vetter = std::move(command);
+  state.vetSeconds = std::max(1, seconds);
+}
+
+int vetPluginMain(const std::string& path) {
+  setPluginVetter({});
+  auto loaded = loadPlugin(path);
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error().message().c_str());
+    return 2;
+  }
+  return 0;
 }
 
 std::vector<PluginLoadResult> loadPluginsFrom(const std::vector<std::string>& directories) {

@@ -12,7 +12,13 @@
 #include <string>
 #include <vector>
 
+struct TesseraPluginDescriptor;
+
 namespace tessera {
+
+/// Checks a plugin's descriptor field by field (interface version and size, LibTorch
+/// version, std::string ABI, a registration function), naming the plugin `name`.
+Result<void> checkPluginDescriptor(const TesseraPluginDescriptor& d, const std::string& name);
 
 /// A loaded plugin, as its descriptor describes it, and what it added.
 struct PluginInfo {
@@ -38,6 +44,19 @@ struct PluginLoadResult {
 /// returns what the first load found. The registries are read without locks: call this
 /// at start-up, before other threads sample or build models.
 Result<PluginInfo> loadPlugin(const std::string& path);
+
+/// Where a plugin is tried before it is loaded into this process: a plugin's code runs as
+/// soon as it is loaded (its static initialisers, then its entry point and registration),
+/// before any check can refuse it. With a vetter set, loadPlugin first runs
+/// `command... PATH` as a child process and loads the plugin here only when the child
+/// loaded it and exited 0 within `seconds`; a plugin that crashes, hangs or is refused
+/// there is refused here with what happened, and this process never runs its code. The
+/// programs set `<tessera-cli> --vet-plugin` (vetPluginMain). Empty: no vetting.
+void setPluginVetter(std::vector<std::string> command, int seconds = 30);
+
+/// The child's side: loads the plugin at `path` without vetting, prints its refusal to
+/// stderr; returns the exit code (0 loaded, 2 refused).
+int vetPluginMain(const std::string& path);
 
 /// Loads every `*.so` directly inside each directory, in name order (directories that
 /// do not exist are skipped); one file's refusal never stops the others.

@@ -18,8 +18,17 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 int main(int argc, char** argv) {
+  // A plugin is tried in a child process of this program before it is loaded here
+  // (engine/plugin_loader.h): this is the child.
+  if (argc == 3 && std::strcmp(argv[1], "--vet-plugin") == 0) return tessera::vetPluginMain(argv[2]);
+  {
+    const char* seconds = std::getenv("TESSERA_PLUGIN_VET_SECONDS");  // how long a plugin may take to load
+    tessera::setPluginVetter({"/proc/self/exe", "--vet-plugin"}, seconds ? std::atoi(seconds) : 30);
+  }
   tessera::blas::selectKernelOrReexec(argv);
   tessera::system::tuneAllocator();
 

@@ -1,21 +1,44 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/data/image_folder.h"
 
+#include "core/formats/image_header.h"
+
 #include <ATen/ATen.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 namespace tessera {
 namespace fs = std::filesystem;
 
 namespace {
 
-/// Reads any image OpenCV knows as 8-bit grey or RGB (alpha dropped, 16-bit scaled).
+/// Reads any image OpenCV knows as 8-bit grey or RGB (alpha dropped, 16-bit scaled). An
+/// image that declares more than kMaxImagePixels is skipped before it is decoded (a
+/// 20000 × 20000 PNG once took 3.2 GB): PNG and JPEG headers are read here, and OpenCV is
+/// told the same limit for the formats it reads itself.
 cv::Mat readImage(const std::string& path, std::string& reason) {
+  static const bool limited = [] {
+    return setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(kMaxImagePixels).c_str(), /*overwrite=*/0) == 0;
+  }();
+  (void)limited;
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::string head(64 * 1024, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    if (const auto size = readImageDimensions(head);
+        size && size->width * size->height > static_cast<std::int64_t>(kMaxImagePixels)) {
+      reason = std::to_string(size->width) + "x" + std::to_string(size->height) + " pixels, more than the " +
+               std::to_string(kMaxImagePixels / 1000000) + " megapixels a training image may have; resize it";
+      return {};
+    }
+  }
   cv::Mat m;
   try {
     m = cv::imread(path, cv::IMREAD_UNCHANGED);

@@ -14,6 +14,10 @@
 
 namespace tessera {
 
+/// The most pixels an image of a training folder may have (8192 × 8192): a larger one is
+/// skipped, naming its size, before it is decoded.
+inline constexpr std::uint64_t kMaxImagePixels = 8192ull * 8192ull;
+
 struct ImageFolderOptions {
   int channels = 0;  ///< 1 grey, 3 RGB, 0: 3 when any readable image has colour, else 1
 };

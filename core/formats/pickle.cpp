@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <unordered_map>
 
 namespace tessera::pickle {
 
@@ -48,6 +49,7 @@ std::string_view Value::kindName() const {
 const std::vector<std::string>& allowedGlobals() {
   static const std::vector<std::string> names = {
       "collections.OrderedDict",
+      "argparse.Namespace",  // the `args` of the official DiT and SiT train.py checkpoints: plain data
       "torch._utils._rebuild_tensor",
       "torch._utils._rebuild_tensor_v2",
       "torch._utils._rebuild_parameter",
@@ -55,9 +57,17 @@ const std::vector<std::string>& allowedGlobals() {
       "torch._tensor._rebuild_from_type_v2",
       "torch.Tensor",
       "torch.nn.parameter.Parameter",
-      "torch.DoubleStorage", "torch.FloatStorage", "torch.HalfStorage", "torch.BFloat16Storage",
-      "torch.LongStorage", "torch.IntStorage", "torch.ShortStorage", "torch.CharStorage",
-      "torch.ByteStorage", "torch.BoolStorage", "torch.UntypedStorage",
+      "torch.DoubleStorage",
+      "torch.FloatStorage",
+      "torch.HalfStorage",
+      "torch.BFloat16Storage",
+      "torch.LongStorage",
+      "torch.IntStorage",
+      "torch.ShortStorage",
+      "torch.CharStorage",
+      "torch.ByteStorage",
+      "torch.BoolStorage",
+      "torch.UntypedStorage",
   };
   return names;
 }
@@ -181,15 +191,18 @@ private:
     for (std::size_t i = 0; i < kv.size(); i += 2) {
       if (auto ok = adopt(*dict, kv[i]); !ok) return fail(ok.error());
       if (auto ok = adopt(*dict, kv[i + 1]); !ok) return fail(ok.error());
-      bool replaced = false;
-      for (auto& e : dict->entries) {
-        if (e.first->kind == kv[i]->kind && e.first->kind == Kind::String && e.first->text == kv[i]->text) {
-          e.second = kv[i + 1];
-          replaced = true;
-          break;
+      // A string key set again replaces its value, as in Python; found through an index, so
+      // that a dict of n keys costs n steps, not n² (a linear scan once did).
+      if (kv[i]->kind == Kind::String) {
+        auto& [owner, index] = m_stringKeys[dict.get()];
+        owner = dict;  // held, so that no other dict is ever made at this address
+        const auto [it, added] = index.emplace(kv[i]->text, dict->entries.size());
+        if (!added) {
+          dict->entries[it->second].second = kv[i + 1];
+          continue;
         }
       }
-      if (!replaced) dict->entries.emplace_back(kv[i], kv[i + 1]);
+      dict->entries.emplace_back(kv[i], kv[i + 1]);
     }
     return {};
   }
@@ -452,14 +465,21 @@ private:
         push(*result);
         return {};
       }
-      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); only OrderedDict
+      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); OrderedDict and argparse.Namespace
         auto args = pop();
         if (!args) return fail(args.error());
         auto cls = pop();
         if (!cls) return fail(cls.error());
-        if ((*cls)->kind != Kind::Global || (*cls)->text != "collections.OrderedDict")
+        const bool known = (*cls)->kind == Kind::Global &&
+                           ((*cls)->text == "collections.OrderedDict" || (*cls)->text == "argparse.Namespace");
+        if (!known)
           return fail("NEWOBJ of " + std::string((*cls)->kind == Kind::Global ? (*cls)->text : "a non-class"));
-        push(Value::make(Kind::Dict));
+        if ((*args)->kind != Kind::Tuple || !(*args)->items.empty())
+          return fail("NEWOBJ of " + (*cls)->text + " with arguments is not supported");
+        // A Namespace is read as the dict of its attributes, which BUILD fills; `text` marks it.
+        auto object = Value::make(Kind::Dict);
+        if ((*cls)->text == "argparse.Namespace") object->text = "argparse.Namespace";
+        push(object);
         return {};
       }
       case 'b': {  // BUILD: state for the object below it
@@ -467,6 +487,19 @@ private:
         if (!state) return fail(state.error());
         auto obj = top();
         if (!obj) return fail(obj.error());
+        // A Namespace's state is its attributes: a dict of names to plain values.
+        if ((*obj)->kind == Kind::Dict && (*obj)->text == "argparse.Namespace") {
+          if ((*state)->kind != Kind::Dict)
+            return fail("BUILD of an argparse.Namespace with a " + std::string((*state)->kindName()) +
+                        ", expected a dict");
+          std::vector<ValuePtr> kv;
+          for (const auto& [key, value] : (*state)->entries) {
+            if (key->kind != Kind::String) return fail("an argparse.Namespace attribute name is not a string");
+            kv.push_back(key), kv.push_back(value);
+          }
+          (*obj)->text.clear();  // built once
+          return setItems(*obj, kv);
+        }
         // A state dict's OrderedDict carries `_metadata` (module versions); tensors may
         // carry Python attributes. Neither affects the weights, so the state is dropped.
         if ((*obj)->kind == Kind::Dict || (*obj)->kind == Kind::Tensor) return {};
@@ -492,6 +525,8 @@ private:
   std::vector<ValuePtr> m_stack;
   std::vector<std::size_t> m_marks;
   std::map<std::uint64_t, ValuePtr> m_memo;
+  /// Each dict's string keys and their entry's position (setItems).
+  std::unordered_map<const Value*, std::pair<ValuePtr, std::unordered_map<std::string, std::size_t>>> m_stringKeys;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "core/formats/pickle.h"
 #include "core/formats/tensor_file.h"
+#include "core/formats/zip_directory.h"
 
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
@@ -42,37 +43,71 @@ std::string keyText(const Value& key) {
   }
 }
 
-void flatten(const ValuePtr& v, const std::string& container, const std::string& key, TorchCheckpoint& out) {
-  const std::string prefix = container.empty() ? key : key.empty() ? container : container + "." + key;
-  auto children = [&](const std::vector<std::pair<std::string, ValuePtr>>& items) {
-    bool holdsTensors = false;
-    for (const auto& [k, item] : items) holdsTensors = holdsTensors || item->kind == Kind::Tensor;
-    if (holdsTensors) out.stateDictPaths.push_back(prefix);
-    for (const auto& [k, item] : items) flatten(item, prefix, k, out);
-  };
-  switch (v->kind) {
-    case Kind::Tensor: out.tensors.push_back({container, key, v->tensor}); break;
-    case Kind::Dict: {
-      std::vector<std::pair<std::string, ValuePtr>> items;
-      for (const auto& [k, item] : v->entries) items.emplace_back(keyText(*k), item);
-      children(items);
-      break;
+/// Walks what the unpickler built and lists every tensor and scalar by its key path. The
+/// memo lets a pickle store one container under many keys, and those under many more: a
+/// 1 KB pickle can name a list 2^30 ways, or give a 1 MB key to a thousand children. The
+/// walk is therefore metered in the characters of the key paths it makes (a state dict
+/// spends a few times its pickle's size) and refused beyond a budget linear in it.
+class Flattener {
+public:
+  Flattener(TorchCheckpoint& out, std::size_t pickleBytes) : m_out(out), m_budget(64 * pickleBytes + (1u << 20)) {}
+
+  Result<void> walk(const ValuePtr& v, const std::string& container, const std::string& key) {
+    const std::string prefix = container.empty() ? key : key.empty() ? container : container + "." + key;
+    m_spent += prefix.size() + 1 + (v->kind == Kind::String ? v->text.size() : 0);  // the path, and a copied text
+    if (m_spent > m_budget)
+      return fail(
+          "its containers are shared under so many keys that listing them would make more than " +
+          std::to_string(m_budget / 1000) +
+          " KB of key paths and copies (a pickle makes that with its memo; torch.save never does): refusing it");
+    auto children = [&](const std::vector<std::pair<std::string, ValuePtr>>& items) -> Result<void> {
+      bool holdsTensors = false;
+      for (const auto& [k, item] : items) holdsTensors = holdsTensors || item->kind == Kind::Tensor;
+      if (holdsTensors) m_out.stateDictPaths.push_back(prefix);
+      for (const auto& [k, item] : items)
+        if (auto ok = walk(item, prefix, k); !ok) return ok;
+      return {};
+    };
+    switch (v->kind) {
+      case Kind::Tensor:
+        m_out.tensors.push_back({container, key, v->tensor});
+        break;
+      case Kind::Dict: {
+        std::vector<std::pair<std::string, ValuePtr>> items;
+        for (const auto& [k, item] : v->entries) items.emplace_back(keyText(*k), item);
+        return children(items);
+      }
+      case Kind::List:
+      case Kind::Tuple: {
+        std::vector<std::pair<std::string, ValuePtr>> items;
+        for (std::size_t i = 0; i < v->items.size(); ++i) items.emplace_back(std::to_string(i), v->items[i]);
+        return children(items);
+      }
+      case Kind::Int:
+        m_out.scalars[prefix] = std::to_string(v->integer);
+        break;
+      case Kind::Float:
+        m_out.scalars[prefix] = std::to_string(v->real);
+        break;
+      case Kind::Bool:
+        m_out.scalars[prefix] = v->boolean ? "true" : "false";
+        break;
+      case Kind::String:
+        m_out.scalars[prefix] = v->text;
+        break;
+      case Kind::None:
+        m_out.scalars[prefix] = "None";
+        break;
+      default:
+        break;  // bytes, storages and globals carry nothing a user reads
     }
-    case Kind::List:
-    case Kind::Tuple: {
-      std::vector<std::pair<std::string, ValuePtr>> items;
-      for (std::size_t i = 0; i < v->items.size(); ++i) items.emplace_back(std::to_string(i), v->items[i]);
-      children(items);
-      break;
-    }
-    case Kind::Int: out.scalars[prefix] = std::to_string(v->integer); break;
-    case Kind::Float: out.scalars[prefix] = std::to_string(v->real); break;
-    case Kind::Bool: out.scalars[prefix] = v->boolean ? "true" : "false"; break;
-    case Kind::String: out.scalars[prefix] = v->text; break;
-    case Kind::None: out.scalars[prefix] = "None"; break;
-    default: break;  // bytes, storages and globals carry nothing a user reads
+    return {};
   }
-}
+
+private:
+  TorchCheckpoint& m_out;
+  std::size_t m_budget, m_spent = 0;
+};
 
 Result<void> checkFormat(const std::string& path) {
   if (!std::filesystem::exists(path)) return fail(path + ": cannot open");
@@ -96,6 +131,18 @@ const std::vector<std::string>& preferredStateDictKeys() {
 Result<TorchCheckpoint> readTorchCheckpoint(const std::string& path) {
   if (auto ok = checkFormat(path); !ok) return fail(ok.error());
   const auto fileSize = static_cast<std::uint64_t>(std::filesystem::file_size(path));
+  // torch.save stores its records uncompressed, so together they hold less than the archive.
+  // The zip reader allocates what a record claims before inflating it (a 2 MB record once
+  // claimed 2 GiB and was read whole): claims beyond that are refused before any is read.
+  auto directory = readZipDirectory(path);
+  if (!directory) return fail(directory.error());
+  std::uint64_t inflated = 0;
+  for (const auto& record : *directory)
+    if (record.size > fileSize || (inflated += record.size) > fileSize)
+      return fail(path + ": record '" + record.name + "' inflates to " + std::to_string(record.size) +
+                  " bytes, and the records together to more than the archive's " + std::to_string(fileSize) +
+                  " bytes: torch.save stores records uncompressed, so this archive was compressed again or is "
+                  "hostile (load it in PyTorch and torch.save it again)");
   try {
     caffe2::serialize::PyTorchStreamReader reader(path);
     if (!reader.hasRecord("data.pkl")) {
@@ -157,7 +204,8 @@ Result<TorchCheckpoint> readTorchCheckpoint(const std::string& path) {
     if (!root) return fail(root.error().withContext(path + ": data.pkl"));
     TorchCheckpoint out;
     out.path = path;
-    flatten(*root, "", "", out);
+    if (auto ok = Flattener(out, pklSize).walk(*root, "", ""); !ok)
+      return fail(ok.error().withContext(path + ": data.pkl"));
     for (auto& e : out.tensors)
       if (!e.tensor.is_contiguous()) e.tensor = e.tensor.contiguous();
     return out;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/process/gaussian_diffusion.h"
+#include "core/process/mean_flat.h"
 
 #include "core/util/math.h"
 
@@ -13,8 +14,6 @@
 
 namespace tessera {
 namespace {
-
-at::Tensor meanFlat(const at::Tensor& x) { return x.flatten(1).mean(1); }
 
 at::Tensor normalKl(const at::Tensor& mean1, const at::Tensor& logvar1, const at::Tensor& mean2, const at::Tensor& logvar2) {
   return 0.5 * (-1.0 + logvar2 - logvar1 + at::exp(logvar1 - logvar2) + (mean1 - mean2).pow(2) * at::exp(-logvar2));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/process/interpolant.h"
+#include "core/process/mean_flat.h"
 
 #include "core/util/math.h"
 
@@ -17,8 +18,6 @@ at::Tensor expandLike(const at::Tensor& t, const at::Tensor& x) {
   shape[0] = x.size(0);
   return t.to(x.options()).reshape(shape);
 }
-
-at::Tensor meanFlat(const at::Tensor& x) { return x.flatten(1).mean(1); }
 
 }  // namespace
 

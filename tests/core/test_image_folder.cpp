@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
 #include <QtTest>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -26,6 +27,41 @@ void writeImage(const std::string& path, std::int64_t w, std::int64_t h, std::in
   img.pixels.resize(static_cast<std::size_t>(w * h * channels));
   for (std::size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<std::uint8_t>(base + i % 7);
   if (!writePng(path, img)) qFatal("cannot write %s", path.c_str());
+}
+
+/// A valid grey PNG of w × h black pixels, compressed as it is made (a 20000 × 20000 one is
+/// a few hundred KB on disk and 400 MB decoded).
+void writeLargeBlackPng(const std::string& path, std::uint32_t w, std::uint32_t h) {
+  auto be32 = [](std::uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    return be32(static_cast<std::uint32_t>(data.size())) + body +
+           be32(static_cast<std::uint32_t>(
+               crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+  };
+  std::string idat;
+  z_stream z{};
+  deflateInit(&z, 9);
+  const std::string row(w + 1, '\0');  // filter byte 0, then the pixels
+  std::string buffer(1 << 16, '\0');
+  for (std::uint32_t y = 0; y <= h; ++y) {
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(row.data()));
+    z.avail_in = y < h ? static_cast<uInt>(row.size()) : 0;
+    do {
+      z.next_out = reinterpret_cast<Bytef*>(buffer.data());
+      z.avail_out = static_cast<uInt>(buffer.size());
+      deflate(&z, y < h ? Z_NO_FLUSH : Z_FINISH);
+      idat.append(buffer.data(), buffer.size() - z.avail_out);
+    } while (z.avail_out == 0);
+  }
+  deflateEnd(&z);
+  std::ofstream out(path, std::ios::binary);
+  out << std::string("\x89PNG\r\n\x1a\n", 8)
+      << chunk("IHDR", be32(w) + be32(h) + std::string("\x08\x00\x00\x00\x00", 5)) << chunk("IDAT", idat)
+      << chunk("IEND", "");
 }
 
 }  // namespace
@@ -50,6 +86,22 @@ private Q_SLOTS:
     QCOMPARE(set->skipped.size(), std::size_t(2));
     for (const auto& skipped : set->skipped)
       QVERIFY2(skipped.reason.find("symbolic links") != std::string::npos, skipped.reason.c_str());
+  }
+
+  // Issue 22: a 20000 x 20000 PNG in a training folder was decoded whole (3.2 GB in colour).
+  // Its header is read first: more than 8192 x 8192 pixels is skipped, naming the size.
+  void hugeImagesAreSkippedBeforeDecoding() {
+    QTemporaryDir tmp;
+    const std::string root = tmp.path().toStdString();
+    std::filesystem::create_directories(root + "/cats");
+    writeImage(root + "/cats/a.png", 4, 4, 1, 10);
+    writeLargeBlackPng(root + "/cats/huge.png", 20000, 20000);
+    auto set = loadImageFolder(root);
+    QVERIFY2(set, set ? "" : set.error().message().c_str());
+    QCOMPARE(set->images.size(), std::size_t(1));
+    QCOMPARE(set->skipped.size(), std::size_t(1));
+    QVERIFY2(set->skipped[0].reason.find("20000x20000 pixels, more than the 67 megapixels") != std::string::npos,
+             set->skipped[0].reason.c_str());
   }
 
   void classesImagesAndSkippedFiles() {

@@ -92,11 +92,31 @@ def write_torch_fixtures():
     torch.save(model, "state_dict.pt")
     torch.save(model, "legacy_state_dict.pt", _use_new_zipfile_serialization=False)
 
+    write_train_checkpoint(net)
+
     class Evil:
         def __reduce__(self):
             return (os.system, ("echo this must never run",))
 
     torch.save({"weight": torch.zeros(2), "payload": Evil()}, "malicious.pt")
+
+
+def write_train_checkpoint(net):
+    """What the official DiT and SiT train.py save every ckpt_every steps: the model, its EMA,
+    the AdamW state and the argparse.Namespace of the command line."""
+    import argparse
+    import copy
+    import torch
+
+    ema = copy.deepcopy(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0)
+    net(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    args = argparse.Namespace(data_path="/data/imagenet/train", results_dir="results", model="DiT-XL/2",
+                              image_size=256, num_classes=1000, epochs=1400, global_batch_size=256, global_seed=0,
+                              vae="ema", num_workers=4, log_every=100, ckpt_every=50000)
+    checkpoint = {"model": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "args": args}
+    torch.save(checkpoint, "train_checkpoint.pt")
 
 
 if __name__ == "__main__":

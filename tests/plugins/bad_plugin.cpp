@@ -3,11 +3,16 @@
 // for another plugin interface; TESSERA_BAD_PLUGIN_THROWS stages a sampler, then its
 // registration throws past any wrapper, into the host; TESSERA_BAD_PLUGIN_COLLIDES stages
 // a sampler, then adds a backbone whose name is taken and ignores the refusal;
-// TESSERA_BAD_PLUGIN_NO_ENTRY is a shared library without the entry point.
+// TESSERA_BAD_PLUGIN_NO_ENTRY is a shared library without the entry point;
+// TESSERA_BAD_PLUGIN_CRASHES crashes and TESSERA_BAD_PLUGIN_HANGS hangs as it is loaded (in
+// a static initialiser, before the loader could check anything).
 #include "plugins/tessera_plugin.h"
 
+#include <csignal>
 #include <memory>
 #include <stdexcept>
+
+#include <unistd.h>
 #include <string>
 
 namespace {
@@ -65,6 +70,19 @@ extern "C" __attribute__((visibility("default"))) const TesseraPluginDescriptor*
 }
 #elif defined(TESSERA_BAD_PLUGIN_NO_ENTRY)
 extern "C" __attribute__((visibility("default"))) int tessera_test_not_a_plugin(void) { return 1; }
+#elif defined(TESSERA_BAD_PLUGIN_CRASHES) || defined(TESSERA_BAD_PLUGIN_HANGS)
+namespace {
+Result<void> registerNothing(PluginRegistrar&) { return {}; }
+[[maybe_unused]] const int g_atLoad = [] {
+#if defined(TESSERA_BAD_PLUGIN_CRASHES)
+  std::raise(SIGSEGV);
 #else
-#error "define one of TESSERA_BAD_PLUGIN_ABI, _THROWS, _COLLIDES, _NO_ENTRY"
+  for (;;) pause();
+#endif
+  return 0;
+}();
+}  // namespace
+TESSERA_PLUGIN("bad-at-load", "0", "crashes or hangs as it is loaded", registerNothing)
+#else
+#error "define one of TESSERA_BAD_PLUGIN_ABI, _THROWS, _COLLIDES, _NO_ENTRY, _CRASHES, _HANGS"
 #endif

@@ -366,6 +366,41 @@ private Q_SLOTS:
     QVERIFY2(r.err.contains("plugin interface 999"), r.err.constData());
   }
 
+  // Issue 22: a plugin's code runs as it is loaded, before any check. The programs try each
+  // plugin in a child process first: one that crashes or hangs there is refused with what
+  // happened, and the program goes on (a search-path plugin) or stops with exit 2 (asked for).
+  void crashingAndHangingPluginsAreVettedInAChild() {
+    const QMap<QString, QString> quick{{QStringLiteral("TESSERA_PLUGIN_VET_SECONDS"), QStringLiteral("3")}};
+    auto r = test::cli({QStringLiteral("--plugin"), QStringLiteral(TESSERA_TEST_PLUGIN_CRASHES), QStringLiteral("info"),
+                        QStringLiteral("--system")},
+                       quick);
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("crashed while loading in a separate process (signal 11"), r.err.constData());
+    r = test::cli({QStringLiteral("--plugin"), QStringLiteral(TESSERA_TEST_PLUGIN_HANGS), QStringLiteral("info"),
+                   QStringLiteral("--system")},
+                  quick);
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("did not finish loading within 3 s"), r.err.constData());
+    // Refusals in the child keep their message; good plugins still load.
+    r = test::cli({QStringLiteral("--plugin"), QStringLiteral(TESSERA_TEST_PLUGIN_THROWS), QStringLiteral("info"),
+                   QStringLiteral("--system")},
+                  quick);
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("registration throws"), r.err.constData());
+    // In the search path: skipped with a warning, the others load and the command runs.
+    QTemporaryDir dir;
+    QVERIFY(QFile::copy(QStringLiteral(TESSERA_TEST_PLUGIN_CRASHES), dir.filePath(QStringLiteral("a_crash.so"))));
+    QVERIFY(QFile::copy(QStringLiteral(TESSERA_PLUGIN_LMS), dir.filePath(QStringLiteral("b_lms.so"))));
+    QMap<QString, QString> env = quick;
+    env.insert(QStringLiteral("TESSERA_PLUGIN_PATH"), dir.path());
+    r = test::cli({QStringLiteral("--json"), QStringLiteral("info"), QStringLiteral("--system")}, env);
+    QVERIFY2(r.code == 0, r.err.constData());
+    QVERIFY2(r.err.contains("a_crash.so") && r.err.contains("crashed while loading"), r.err.constData());
+    const QJsonArray plugins = test::json(r.out).value(QStringLiteral("plugins")).toArray();
+    QCOMPARE(plugins.size(), 1);
+    QCOMPARE(plugins[0].toObject().value(QStringLiteral("name")).toString(), QStringLiteral("lms-sampler"));
+  }
+
   void cliSearchPath() {
     // The search path's plugins load by themselves; a bad one there is a warning only.
     QTemporaryDir dir;

@@ -62,7 +62,7 @@ a, b = load(sys.argv[1])["x_t"], load(sys.argv[2])["x_t"]
 print("   max relative difference over %d states: %.2e" % (len(a), max(float((x - y).norm() / x.norm()) for x, y in zip(a, b))))
 PY
 }
-echo "== official fixtures on CUDA (the test requires 1e-4 on the CPU)"
+echo "== official fixtures on CUDA (the test requires 1e-4 on the CPU, 5e-4 for DDIM)"
 F=$data/samplers
 run() { $cli -q sample --device cuda --model "$w/$1.safetensors" --sampler "$2" --steps "$3" --cfg 4 --class "$4" -n 2 --noise "$F/$5.safetensors" $6 --trajectory "$w/t.safetensors" --out "$w/o" >/dev/null && echo "$5" && compare "$F/$5.safetensors" "$w/t.safetensors"; }
 run dit ddim 10 1,7 dit_ddim10_cfg4 ""

@@ -117,15 +117,17 @@ private Q_SLOTS:
     const at::Tensor expected = tensor(ref, "x_t"), got = tensor(traj, "x_t");
     QCOMPARE(got.sizes().vec(), expected.sizes().vec());
     // The BLAS kernel (OPENBLAS_CORETYPE) changes fp32 rounding, and CFG 4 amplifies it over
-    // the steps: measured 1.1e-4 with Haswell kernels, 1.5e-4 with Prescott (SkylakeX passes 1e-4).
-    constexpr double kTolerance = 5e-4;
+    // the steps. Measured (every state): at most 7.6e-6 with SkylakeX kernels, 2.7e-5 with
+    // Haswell, Zen, Sandybridge or Prescott; but DDIM from t = 900, whose x0 estimates
+    // amplify the rounding about 150 times, 2.8e-6 with SkylakeX and up to 1.8e-4 (Haswell).
+    const double tolerance = sampler == QLatin1String("ddim") ? 5e-4 : 1e-4;
     for (std::int64_t i = 0; i < expected.size(0); ++i) {
       const double rel = ((got[i] - expected[i]).norm() / expected[i].norm()).item<double>();
-      QVERIFY2(rel < kTolerance, qPrintable(QStringLiteral("state %1: relative difference %2").arg(i).arg(rel)));
+      QVERIFY2(rel < tolerance, qPrintable(QStringLiteral("state %1: relative difference %2").arg(i).arg(rel)));
     }
     if (sampler == QLatin1String("ddim")) {
       const at::Tensor x0 = tensor(ref, "x0"), gotX0 = tensor(traj, "x0");
-      QVERIFY(((gotX0 - x0).norm() / x0.norm()).item<double>() < kTolerance);
+      QVERIFY(((gotX0 - x0).norm() / x0.norm()).item<double>() < tolerance);
     }
     // t: the model's own time of every state (DDPM indices ending at −1 for the data)
     const at::Tensor t = tensor(traj, "t");

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <QtTest>
+#include <torch/cuda.h>
 #endif
 
 using namespace tessera;
@@ -84,7 +85,12 @@ private Q_SLOTS:
   void infoJson() {
     auto j = nlohmann::json::parse(systemInfoJson(querySystemInfo(false)));
     QVERIFY(j["libtorch_version"].get<std::string>().size() >= 4);
-    QCOMPARE(j["device"].get<std::string>().substr(0, 3), std::string("CPU"));
+    // What runs the networks: the CPU, or the CUDA devices where LibTorch sees any.
+    const int cuda = j["cuda_devices"].get<int>();
+    QCOMPARE(cuda, static_cast<int>(torch::cuda::device_count()));
+    QCOMPARE(j["device"].get<std::string>(), cuda == 0   ? std::string("CPU")
+                                             : cuda == 1 ? std::string("CUDA (1 device)")
+                                                         : "CUDA (" + std::to_string(cuda) + " devices)");
     QVERIFY(j["blas"]["verified"].get<bool>());
     QVERIFY(!j.contains("gemm_1024_gflops"));
   }

@@ -195,7 +195,7 @@ private Q_SLOTS:
       const at::Tensor out = model->forwardTokens(io.at(k + "x"), io.at(k + "grid"), io.at(k + "mask"), io.at(k + "t"),
                                                   io.at(k + "y"), {lh, lw});
       const double err = maxError(out, io.at(k + "out"));
-      QVERIFY2(err < 1e-4, qPrintable(QStringLiteral("run %1: relative error %2").arg(r).arg(err)));
+      QVERIFY2(err < 1e-5, qPrintable(QStringLiteral("run %1: relative error %2").arg(r).arg(err)));
     }
   }
 
@@ -256,7 +256,7 @@ private Q_SLOTS:
     const double lh = cfg["max_pe_len_h"].get<double>(), lw = cfg["max_pe_len_w"].get<double>();
     const at::Tensor out = model->forwardPacked(io.at("x"), gridsOf(io.at("hw_list"), 1), io.at("t"), io.at("y"), {lh, lw});
     const double err = maxError(out, io.at("out"));
-    QVERIFY2(err < 1e-4, qPrintable(QStringLiteral("relative error %1").arg(err)));
+    QVERIFY2(err < 1e-5, qPrintable(QStringLiteral("relative error %1").arg(err)));
   }
 
   void importRefusesWhatDoesNotFit() {

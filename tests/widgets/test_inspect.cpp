@@ -313,6 +313,10 @@ private Q_SLOTS:
     c->evaluate(true, 2);
     QVERIFY(c->isEvaluating());
     QVERIFY(quality.wait(180000));
+    for (int r = 0; r < grid->rows(); ++r) {  // each row's figures, not "eval failed"
+      const QString text = grid->qualityText(r, true);
+      QVERIFY2(text.startsWith(QStringLiteral("acc ")) && text.contains(QStringLiteral("× floor")), qPrintable(text));
+    }
     if (!qEnvironmentVariableIsEmpty("TESSERA_SCREENSHOT_DIR")) {
       auto* dock = m_window->findChild<QDockWidget*>(QStringLiteral("dockCompare"));
       dock->setFloating(true);

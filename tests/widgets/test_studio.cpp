@@ -2,7 +2,7 @@
 // The studio driven through its real widgets (offscreen): choose a model, class and
 // size, generate, watch the timeline fill, find the images in the gallery with their
 // settings, reproduce one and compare pixels, cancel mid-run, filter and search, open a
-// PNG. Also measures the longest event-loop stall during a 50-step generation.
+// PNG. Also measures the longest event-loop stall during a 50-step generation (under 50 ms).
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/gallery/gallery_store.h"
 #include "widgets/canvas/image_canvas.h"
@@ -146,8 +146,9 @@ private Q_SLOTS:
     stall.start();
     QVERIFY(generate());
     const double stallMs = stall.stopMs();
-    // The figure the README reports; not asserted (timing is for benchmarks, not tests).
+    // The figure the README reports, and its goal: the GUI thread never stalls 50 ms.
     std::printf("{\"event\":\"gui_stall\",\"steps\":50,\"images\":2,\"longest_event_loop_stall_ms\":%.1f}\n", stallMs);
+    QVERIFY2(stallMs < 50.0, qPrintable(QStringLiteral("the event loop stalled %1 ms").arg(stallMs, 0, 'f', 1)));
     QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
     QCOMPARE(m_window->canvas()->count(), 2);
     QVERIFY(!m_window->canvas()->image(0).isNull());

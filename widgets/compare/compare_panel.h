@@ -34,6 +34,8 @@ public:
   void setCell(const CompareCell& cell);
   void setQuality(const CompareQuality& quality);
   void setQualityText(int index, bool rows, const QString& text);
+  /// What the quality label of row or column `index` shows ("" before an evaluation).
+  QString qualityText(int index, bool rows) const { return (rows ? m_rowQuality : m_columnQuality).value(index); }
   const CompareCell* cell(int row, int column) const;
   int rows() const { return static_cast<int>(m_rows.size()); }
   int columns() const { return static_cast<int>(m_columns.size()); }

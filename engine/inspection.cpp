@@ -3,12 +3,17 @@
 
 #include "core/formats/safetensors.h"
 #include "core/samplers/observer_fanout.h"
+#include "core/system/system_info.h"
+#include "engine/generation_plan.h"
 #include "models/probe.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iomanip>
+#include <limits>
+#include <sstream>
 
 namespace tessera {
 namespace {
@@ -104,11 +109,20 @@ Result<InspectionEstimate> estimateInspection(const LoadedModel& model, const In
   e.layers = request.attention ? (request.layers.empty() ? shape->depth : static_cast<std::int64_t>(request.layers.size())) : 0;
   e.totalSteps = request.generation.options.steps;
   e.steps = request.steps.empty() ? e.totalSteps : static_cast<std::int64_t>(request.steps.size());
-  const std::uint64_t perLayer = static_cast<std::uint64_t>(e.heads) * static_cast<std::uint64_t>(e.tokens * e.tokens) * sizeof(float);
+  // In floating point: at 16384 x 16384 the integer products wrapped around (the estimate
+  // once came out hundreds of times too small).
+  const double perLayer =
+      static_cast<double>(e.heads) * static_cast<double>(e.tokens) * static_cast<double>(e.tokens) * 4.0;
   // Kept: the conditional rows of every captured step; transient: one evaluation's rows
-  // (conditional and unconditional) of every captured layer, plus one layer's logits.
-  e.bytes = perLayer * static_cast<std::uint64_t>(e.layers) * static_cast<std::uint64_t>(e.steps + 2) + (e.layers ? 2 * perLayer : 0);
-  e.bytes += static_cast<std::uint64_t>(e.totalSteps) * static_cast<std::uint64_t>(shape->height * shape->width) * sizeof(float);
+  // (conditional and unconditional) of every captured layer, plus one layer's logits; the
+  // guidance maps; and generating the one image itself.
+  double bytes =
+      perLayer * static_cast<double>(e.layers) * static_cast<double>(e.steps + 2) + (e.layers ? 2 * perLayer : 0);
+  bytes +=
+      static_cast<double>(e.totalSteps) * static_cast<double>(shape->height) * static_cast<double>(shape->width) * 4.0;
+  if (auto traits = modelTraits(model); traits)
+    bytes += estimateGenerationBytes(model, *traits, 1, 1, shape->height, shape->width);
+  e.bytes = bytes >= 1.8e19 ? std::numeric_limits<std::uint64_t>::max() : static_cast<std::uint64_t>(bytes);
   return e;
 }
 
@@ -116,6 +130,17 @@ Result<InspectionCapture> captureInspection(const LoadedModel& model, const Insp
   auto shape = shapeOf(model, request.generation);
   if (!shape) return fail(shape.error());
   if (auto ok = checkRequest(request, *shape); !ok) return fail(ok.error());
+  // Refused before anything runs when it cannot fit (at 128 x 128 one grew past 2 GB unguarded).
+  auto estimate = estimateInspection(model, request);
+  if (!estimate) return fail(estimate.error());
+  if (const std::uint64_t available = availableMemoryBytes(); available > 0 && estimate->bytes > available) {
+    std::ostringstream message;
+    message << std::setprecision(3) << "inspection: capturing " << estimate->steps << " steps x " << estimate->layers
+            << " blocks of " << estimate->heads << " heads x " << estimate->tokens << "^2 tokens needs about "
+            << static_cast<double>(estimate->bytes) / 1e9 << " GB, and " << static_cast<double>(available) / 1e9
+            << " GB is available; capture fewer steps or blocks, or a smaller size";
+    return fail(message.str());
+  }
   InspectionCapture out;
   out.height = shape->height;
   out.width = shape->width;

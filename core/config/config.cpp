@@ -40,7 +40,9 @@ Result<Config> Config::fromFile(const std::string& path) {
 Result<Config> Config::fromString(const std::string& text, const std::string& sourceName) {
   try {
     return fromJson(nlohmann::json::parse(text), sourceName);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double (1E6666), which
+    // escaped as an exception until the training_config fuzz target found it.
     return fail(sourceName + ": not valid JSON: " + e.what());
   }
 }

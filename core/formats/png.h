@@ -26,7 +26,9 @@ struct DecodedPng {
   Image8 image;
   std::map<std::string, std::string> text;
 };
-/// Reads a PNG written by writePng (8-bit grey, RGB or RGBA) and its text chunks.
+/// Reads a PNG written by writePng (8-bit grey, RGB or RGBA) and its text chunks. Images
+/// larger than 16384 x 16384 and chunks over 16 MB are refused before anything is
+/// allocated for them.
 Result<DecodedPng> readPng(const std::string& path);
 
 }  // namespace tessera

@@ -119,7 +119,7 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   };
   try {
     root = json::parse(header.begin(), header.end(), noDuplicates);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number such as 1E6666
     return bad(std::string("header is not valid JSON: ") + e.what());
   }
   if (!duplicate.empty()) return bad("header names '" + duplicate + "' twice");

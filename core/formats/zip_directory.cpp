@@ -68,8 +68,9 @@ Result<std::vector<ZipRecord>> readZipDirectory(const std::string& path) {
     entries = little(*record, 32, 8), dirSize = little(*record, 40, 8), dirOffset = little(*record, 48, 8);
   }
   // Each file header takes at least 46 bytes: a count the directory cannot hold is a lie.
-  if (entries > dirSize / 46) return fail(path + ": zip directory: " + std::to_string(entries) + " records claimed in " +
-                                          std::to_string(dirSize) + " bytes");
+  if (entries > dirSize / 46)
+    return fail(path + ": zip directory: " + std::to_string(entries) + " records claimed in " +
+                std::to_string(dirSize) + " bytes");
   auto dir = readAt(in, dirOffset, dirSize, fileSize, "the central directory");
   if (!dir) return wrap(dir.error());
 

@@ -65,7 +65,9 @@ at::Tensor varlenAttention(const at::Tensor& q, const at::Tensor& k, const at::T
     return scaledDotProductAttention(batched(q), batched(k), batched(v)).transpose(1, 2).reshape(q.sizes());
   }
   at::Tensor out = at::empty_like(q);
-  for (const auto& [len, seqs] : byLength) {
+  for (const auto& entry : byLength) {
+    const std::int64_t len = entry.first;  // not a structured binding: C++17 lambdas cannot capture one (clang refuses)
+    const auto& seqs = entry.second;
     const std::int64_t g = static_cast<std::int64_t>(seqs.size());
     std::vector<std::int64_t> rows;
     rows.reserve(static_cast<std::size_t>(g * len));

@@ -72,8 +72,13 @@ std::vector<nlohmann::json> events(const QByteArray& out) {
 }
 
 QStringList trainArgs(const QString& cfg, const QString& out, bool resume) {
-  QStringList a{QStringLiteral("--threads"), QStringLiteral("1"), QStringLiteral("train"), QStringLiteral("--config"),
-                cfg, QStringLiteral("--out"), out};
+  QStringList a{QStringLiteral("--threads"),
+                QStringLiteral("1"),
+                QStringLiteral("train"),
+                QStringLiteral("--config"),
+                cfg,
+                QStringLiteral("--out"),
+                out};
   if (resume) a << QStringLiteral("--resume");
   return a;
 }
@@ -133,8 +138,9 @@ private Q_SLOTS:
 
     // The uninterrupted run to the same step, and the interrupted run finished to it.
     const QString straight = dir.filePath(QStringLiteral("straight"));
-    const auto ref = test::cli(fi::trainArgs(fi::writeConfig(dir, QStringLiteral("ref.json"), fi::config(reached)), straight, false),
-                               {}, {}, 1800000);
+    const auto ref =
+        test::cli(fi::trainArgs(fi::writeConfig(dir, QStringLiteral("ref.json"), fi::config(reached)), straight, false),
+                  {}, {}, 1800000);
     QVERIFY2(ref.code == 0, ref.err.constData());
     std::int64_t compared = 0;
     for (const auto& e : fi::events(ref.out)) {

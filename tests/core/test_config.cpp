@@ -74,6 +74,13 @@ private Q_SLOTS:
     auto c = Config::fromString("{\"a\": ", "broken.json");
     QVERIFY(!c);
     QVERIFY(c.error().message().find("broken.json: not valid JSON") != std::string::npos);
+    // Issue 22, found by the training_config fuzz target: a number too large for a double
+    // (1E6666) escaped from the parser as an exception.
+    auto big = Config::fromString(R"({"train": {"lr": 1E6666}})", "big.json");
+    QVERIFY(!big);
+    QVERIFY2(big.error().message().find("big.json: not valid JSON") != std::string::npos &&
+                 big.error().message().find("number overflow") != std::string::npos,
+             big.error().message().c_str());
     auto f = Config::fromFile("/nonexistent/cfg.json");
     QVERIFY(!f);
     QVERIFY(f.error().message().find("/nonexistent/cfg.json") != std::string::npos);

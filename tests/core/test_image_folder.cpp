@@ -104,6 +104,16 @@ private Q_SLOTS:
              set->skipped[0].reason.c_str());
   }
 
+  // Issue 22, found by the png fuzz target: a 131-byte PNG whose tEXt chunk claims 2 GB
+  // had libpng allocate the 2 GB. A chunk longer than the rest of the file is refused first.
+  void pngChunksLongerThanTheFileAreRefused() {
+    auto png = readPng(TESSERA_SOURCE_DIR "/tests/fuzz/findings/png/oom-chunk-claims-2gb.png");
+    QVERIFY(!png);
+    QVERIFY2(png.error().message().find("chunk 'tEXt' at byte 33 claims 2046820391 bytes, more than the file holds") !=
+                 std::string::npos,
+             png.error().message().c_str());
+  }
+
   void classesImagesAndSkippedFiles() {
     QTemporaryDir tmp;
     const std::string root = tmp.path().toStdString();

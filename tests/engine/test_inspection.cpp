@@ -201,6 +201,28 @@ private Q_SLOTS:
     QVERIFY(e.error().message().find("layer 2 is out of range: this model has blocks 0 to 1") != std::string::npos);
   }
 
+  // Issue 22: inspect at 128 x 128 grew past 2 GB with no guard, and at large sizes the
+  // estimate's integer products wrapped around. The estimate grows with the size all the way
+  // to 16384 x 16384, and a capture that cannot fit is refused before anything runs.
+  void absurdCapturesAreRefusedWithTheEstimate() {
+    const LoadedModel m = test::tinyVelocityModel("dit", 5);
+    InspectionRequest r;
+    std::uint64_t previous = 0;
+    for (std::int64_t side : {8, 256, 2048, 16384}) {
+      r.generation = oneImage(side, side, 2.0);
+      auto e = estimateInspection(m, r);
+      QVERIFY2(e, e ? "" : e.error().message().c_str());
+      QVERIFY2(e->bytes > previous, qPrintable(QString::number(side)));
+      previous = e->bytes;
+    }
+    QVERIFY(static_cast<double>(previous) > 1e17);  // (16384 / 2)^4 tokens squared: far beyond any machine
+    r.generation = oneImage(2048, 2048, 2.0);
+    auto capture = captureInspection(m, r);
+    QVERIFY(!capture);
+    QVERIFY2(capture.error().message().find("GB is available; capture fewer steps or blocks") != std::string::npos,
+             capture.error().message().c_str());
+  }
+
   void forwardComputeByHand() {
     const LoadedModel m = test::tinyVelocityModel("dit", 5);  // D 32, depth 2, patch 2, 1 channel, MLP 4D
     const double T = 16, D = 32, C = 1, p = 2;

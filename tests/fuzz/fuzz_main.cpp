@@ -37,7 +37,8 @@ std::string listing() {
   std::vector<Target> sorted = targets();
   std::sort(sorted.begin(), sorted.end(), [](const Target& a, const Target& b) { return a.name < b.name; });
   std::string out;
-  for (const auto& t : sorted) out += "  " + t.name + std::string(t.name.size() < 20 ? 20 - t.name.size() : 1, ' ') + t.what + "\n";
+  for (const auto& t : sorted)
+    out += "  " + t.name + std::string(t.name.size() < 20 ? 20 - t.name.size() : 1, ' ') + t.what + "\n";
   return out;
 }
 
@@ -69,13 +70,15 @@ TargetRegistration::TargetRegistration(const char* name, const char* what, Targe
 }
 
 const std::string& scratchFolder() {
-  static const std::string folder = [] {
+  // Never destroyed: the exit handler that removes it runs after static destructors would.
+  static const std::string* const folder = [] {
     const auto path = std::filesystem::temp_directory_path() / ("tessera-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(path);
+    auto* name = new std::string(path.string());
     std::atexit(removeScratch);
-    return path.string();
+    return name;
   }();
-  return folder;
+  return *folder;
 }
 
 std::string scratchFile(const std::string& name, std::string_view bytes) {

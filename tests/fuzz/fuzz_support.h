@@ -29,8 +29,7 @@ const std::string& scratchFolder();
 }  // namespace tessera::fuzz
 
 /// Defines target NAME: TESSERA_FUZZ_TARGET(idx, "an IDX file") { ... uses `bytes` ... }
-#define TESSERA_FUZZ_TARGET(NAME, WHAT)                                                                 \
-  static void tesseraFuzz_##NAME(std::string_view bytes);                                              \
-  static const ::tessera::fuzz::TargetRegistration tesseraFuzzRegistration_##NAME(#NAME, WHAT,          \
-                                                                                  &tesseraFuzz_##NAME); \
+#define TESSERA_FUZZ_TARGET(NAME, WHAT)                                                                              \
+  static void tesseraFuzz_##NAME(std::string_view bytes);                                                            \
+  static const ::tessera::fuzz::TargetRegistration tesseraFuzzRegistration_##NAME(#NAME, WHAT, &tesseraFuzz_##NAME); \
   static void tesseraFuzz_##NAME(std::string_view bytes)

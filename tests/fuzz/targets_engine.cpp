@@ -42,7 +42,8 @@ const tessera::NamedTensors* tinyWeights(const std::string& kind) {
   return it == weights.end() ? nullptr : &it->second;
 }
 
-TESSERA_FUZZ_TARGET(model_description, "a model file's description (tessera.model JSON): load, traits, defaults, a plan") {
+TESSERA_FUZZ_TARGET(model_description,
+                    "a model file's description (tessera.model JSON): load, traits, defaults, a plan") {
   const std::string description(bytes);
   const auto json = nlohmann::json::parse(description, nullptr, /*allow_exceptions=*/false);
   const tessera::NamedTensors* weights = nullptr;

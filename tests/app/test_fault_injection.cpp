@@ -102,17 +102,33 @@ private Q_SLOTS:
     clock.start();
     for (int trial = 0; trial < 100; ++trial) {
       const std::int64_t newest = fi::newestCompleteCheckpoint(out.toStdString());
+      if (newest < 0)
+        std::filesystem::remove_all(out.toStdString());  // killed before its first checkpoint: start again
       QProcess p;
       QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
       env.insert(QStringLiteral("OMP_WAIT_POLICY"), QStringLiteral("PASSIVE"));
       p.setProcessEnvironment(env);
       p.start(QStringLiteral(TESSERA_CLI), fi::trainArgs(cfg, out, newest >= 0));
       QVERIFY(p.waitForStarted());
-      // A random moment from start-up on: loading, stepping, or inside a checkpoint's write.
-      QTest::qWait(static_cast<int>(rng->bounded(200, 2500)));
+      // A random moment: one trial in five during start-up (loading the data or the
+      // checkpoint), the others 0-1.5 s after the run said where it starts (stepping, or
+      // inside a checkpoint's write: one is written after every step).
+      QByteArray printed;
+      if (rng->bounded(5) == 0) {
+        QTest::qWait(static_cast<int>(rng->bounded(0, 1500)));
+      } else {
+        QElapsedTimer started;
+        started.start();
+        while (!printed.contains("\"event\":\"start\"") && started.elapsed() < 120000) {
+          p.waitForReadyRead(50);
+          printed += p.readAllStandardOutput();
+        }
+        QTest::qWait(static_cast<int>(rng->bounded(0, 1500)));
+      }
       ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
       QVERIFY(p.waitForFinished(30000));
-      for (const auto& e : fi::events(p.readAllStandardOutput())) {
+      printed += p.readAllStandardOutput();
+      for (const auto& e : fi::events(printed)) {
         const std::string kind = e.value("event", "");
         if (kind == "start" && newest >= 0) {
           // It resumed from the newest checkpoint that was complete when it started.
@@ -131,10 +147,10 @@ private Q_SLOTS:
       }
     }
     const std::int64_t reached = fi::newestCompleteCheckpoint(out.toStdString());
-    QVERIFY2(reached >= 20, qPrintable(QStringLiteral("only %1 steps in 100 trials").arg(reached)));
-    QVERIFY(resumedFromNewest >= 50);  // most trials lived long enough to say where they started
     qInfo("100 kills in %.0f s: %lld steps reached, %d resumes checked, %zu step losses", clock.elapsed() / 1000.0,
           static_cast<long long>(reached), resumedFromNewest, losses.size());
+    QVERIFY2(reached >= 20, qPrintable(QStringLiteral("only %1 steps in 100 trials").arg(reached)));
+    QVERIFY(resumedFromNewest >= 60);  // the four trials in five that waited for the start
 
     // The uninterrupted run to the same step, and the interrupted run finished to it.
     const QString straight = dir.filePath(QStringLiteral("straight"));

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 namespace tessera {
 namespace {
@@ -181,9 +182,19 @@ Result<void> vetInChild(const LoaderState& state, const std::string& path) {
     }
   }
   close(out[0]);
-  if (hung) kill(child, SIGKILL);
+  // It may have closed its output and still be running: wait for it within the same time.
   int status = 0;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    const pid_t done = hung ? 0 : waitpid(child, &status, WNOHANG);
+    if (done == child || (done < 0 && errno != EINTR)) break;
+    if (hung || std::chrono::steady_clock::now() >= deadline) {
+      hung = true;
+      kill(child, SIGKILL);
+      while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   // Its last line that says something: the refusal, or the end of a crash report.
   std::string last;

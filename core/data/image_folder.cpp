@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 
 namespace tessera {
 namespace fs = std::filesystem;
@@ -27,21 +29,26 @@ cv::Mat readImage(const std::string& path, std::string& reason) {
     return setenv("OPENCV_IO_MAX_IMAGE_PIXELS", std::to_string(kMaxImagePixels).c_str(), /*overwrite=*/0) == 0;
   }();
   (void)limited;
-  {
-    std::ifstream in(path, std::ios::binary);
-    std::string head(64 * 1024, '\0');
-    in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<std::size_t>(in.gcount()));
-    if (const auto size = readImageDimensions(head);
-        size && size->width * size->height > static_cast<std::int64_t>(kMaxImagePixels)) {
-      reason = std::to_string(size->width) + "x" + std::to_string(size->height) + " pixels, more than the " +
-               std::to_string(kMaxImagePixels / 1000000) + " megapixels a training image may have; resize it";
-      return {};
-    }
+  // Read once: the header is checked in the same bytes that are then decoded.
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) {
+    reason = "cannot read it";
+    return {};
+  }
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    reason = std::to_string(bytes.size()) + " bytes: larger than any training image OpenCV decodes";
+    return {};
+  }
+  if (const auto size = readImageDimensions(bytes);
+      size && size->width * size->height > static_cast<std::int64_t>(kMaxImagePixels)) {
+    reason = std::to_string(size->width) + "x" + std::to_string(size->height) + " pixels, more than the " +
+             std::to_string(kMaxImagePixels / 1000000) + " megapixels a training image may have; resize it";
+    return {};
   }
   cv::Mat m;
   try {
-    m = cv::imread(path, cv::IMREAD_UNCHANGED);
+    m = cv::imdecode(cv::_InputArray(bytes.data(), static_cast<int>(bytes.size())), cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     reason = e.what();
     return {};

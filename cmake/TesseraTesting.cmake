@@ -13,6 +13,8 @@
 # executables (TESSERA_CLI, TESSERA_GUI_EXE). XVFB: the test needs OpenGL, so it runs on the
 # xcb platform under a virtual X server (xvfb-run, Debian's xvfb); without xvfb-run it is not
 # registered, with a warning. Call tessera_finish_tests() after the last one.
+set(TESSERA_TEST_TIME_SCALE 1 CACHE STRING "Multiplies every test's time limits (the sanitizer presets raise it)")
+
 function(tessera_add_test)
   cmake_parse_arguments(T "XVFB" "NAME;LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_LABEL MATCHES "^(unit|integration|gui|slow)$")
@@ -32,6 +34,9 @@ function(tessera_add_test)
       set(T_TIMEOUT 300)
     endif()
   endif()
+  # Sanitizer builds run several times slower: their presets scale every limit (CTest's and
+  # the tests' own waits on child processes, through TESSERA_TEST_TIME_SCALE).
+  math(EXPR T_TIMEOUT "${T_TIMEOUT} * ${TESSERA_TEST_TIME_SCALE}")
   if(NOT TARGET tessera_tests)
     add_executable(tessera_tests ${PROJECT_SOURCE_DIR}/tests/support/test_main.cpp
                    ${PROJECT_SOURCE_DIR}/tests/support/test_main.h)
@@ -66,7 +71,7 @@ function(tessera_add_test)
   set_tests_properties(${T_NAME} PROPERTIES
     LABELS ${T_LABEL}
     TIMEOUT ${T_TIMEOUT}
-    ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp")
+    ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;TESSERA_TEST_TIME_SCALE=${TESSERA_TEST_TIME_SCALE}")
 endfunction()
 
 # tessera_finish_tests(): after the last tessera_add_test(): the precompiled header, kept out

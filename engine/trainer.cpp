@@ -63,6 +63,11 @@ Result<void> Trainer::openRun() {
   m_leader = m_env.rank == 0;
   m_runDir = fs::path(m_request.outDir);
   if (m_request.outDir.empty()) return fail("--out: a run directory is required");
+  // An existing directory is locked before anything else: a studio that starts a job and
+  // is killed before it records the trainer finds it by its lock within a second.
+  std::error_code ec;
+  if (fs::is_directory(m_runDir, ec))
+    if (auto ok = lockRunDir(); !ok) return ok;
   if (!m_request.resume) return {};
   std::string warnings;
   m_resumeFrom = newestCheckpoint(m_request.outDir, &warnings);

@@ -20,6 +20,7 @@
 #include "core/train/distributed.h"
 #include "core/util/error.h"
 #include "core/util/progress.h"
+#include "core/util/run_lock.h"
 #include "engine/model_file.h"
 #include "engine/trainer_settings.h"
 #include "engine/training.h"
@@ -147,6 +148,7 @@ private:
   // Checkpoints (trainer_checkpoint.cpp): the run directory, resume, atomic saves.
   Result<void> refuseUsedRunDir() const;
   Result<void> prepareRunDir();
+  Result<void> lockRunDir();
   Result<void> resume();
   Result<void> saveConfigAndSyncRanks();
   Result<void> writeCheckpoint(std::int64_t step, double elapsed, double loss);
@@ -166,6 +168,7 @@ private:
   DistributedEnv m_env;
   bool m_leader = true;
   std::filesystem::path m_runDir;
+  RunLock m_runLock;  ///< the leader's hold on the run directory (one trainer per directory)
   std::string m_resumeFrom;
   std::optional<LoadedModel> m_initModel;  ///< --init's model, until its weights are copied
   TrainSettings m_s;

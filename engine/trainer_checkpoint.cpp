@@ -112,11 +112,21 @@ Result<void> Trainer::refuseUsedRunDir() const {
   return {};
 }
 
+Result<void> Trainer::lockRunDir() {
+  if (!m_leader || m_runLock.held()) return {};
+  auto lock = RunLock::acquire(m_runDir.string());
+  if (!lock) return fail(lock.error().withContext("--out"));
+  m_runLock = std::move(*lock);
+  return {};
+}
+
 Result<void> Trainer::prepareRunDir() {
   if (!m_leader) return {};
   std::error_code ec;
   fs::create_directories(m_runDir / "checkpoints", ec);
   if (ec) return fail("--out " + m_runDir.string() + ": cannot create it: " + ec.message());
+  // Before anything in it is touched (the temporary files below may be another trainer's).
+  if (auto ok = lockRunDir(); !ok) return ok;
   fs::create_directories(m_runDir / "samples", ec);
   // Temporary files a killed save left behind.
   for (const auto& e : fs::directory_iterator(m_runDir / "checkpoints", ec))

@@ -14,6 +14,7 @@
 #include <thread>
 #include <variant>
 
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace tessera {
@@ -114,7 +115,21 @@ CREATE TABLE training_jobs(
 constexpr int kMigrationCount = static_cast<int>(sizeof kMigrations / sizeof kMigrations[0]);
 static_assert(kMigrationCount == GalleryStore::kSchemaVersion, "one migration per schema version");
 
-std::string describe(const std::exception& e) { return e.what(); }
+/// "; No space left on device: FOLDER has N KB free" when the disk holding the gallery is
+/// (nearly) full, else empty. SQLite reports a full disk as "database or disk is full" at
+/// best and as "disk I/O error" where it could not even create its shared-memory file.
+std::string fullDiskNote(const std::string& path) {
+  std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  if (folder.empty()) folder = ".";
+  struct statvfs fs {};
+  if (::statvfs(folder.c_str(), &fs) != 0) return {};
+  const unsigned long long room = static_cast<unsigned long long>(fs.f_bavail) * fs.f_frsize;
+  if (room >= (1ull << 20)) return {};
+  return "; No space left on device: " + folder.string() + " has " + std::to_string(room / 1024) +
+         " KB free (free some space, or choose a gallery on another disk)";
+}
+
+std::string describe(const std::exception& e, const std::string& path) { return e.what() + fullDiskNote(path); }
 
 /// Runs `body`, turning SQLite's exceptions into an Error that names the gallery file.
 template <class F>
@@ -127,7 +142,7 @@ auto guarded(const std::string& path, const char* what, F&& body) -> Result<decl
       return body();
     }
   } catch (const std::exception& e) {
-    return fail(path + ": gallery " + what + " failed: " + describe(e));
+    return fail(path + ": gallery " + what + " failed: " + describe(e, path));
   }
 }
 
@@ -236,6 +251,8 @@ Result<GalleryStore> GalleryStore::openOnce(const std::string& path, bool* busy)
         return fail(path + ": not a Tessera gallery (SQLite says: " + e.what() +
                     "); expected a gallery database, or a new file name to create one");
       // A read-only folder, a full disk, a lock held too long: the file may be a good gallery.
+      const std::string full = fullDiskNote(path);
+      if (!full.empty()) return fail(path + ": cannot open the gallery (SQLite says: " + e.what() + ")" + full);
       return fail(path + ": cannot read the gallery (SQLite says: " + e.what() +
                   "); check that its folder is writable and the disk has room");
     }
@@ -268,9 +285,9 @@ Result<GalleryStore> GalleryStore::openOnce(const std::string& path, bool* busy)
       if (busy) *busy = true;
       return fail(path + ": cannot open the gallery: another process holds it (" + std::string(e.what()) + ")");
     }
-    return fail(path + ": cannot open the gallery: " + describe(e));
+    return fail(path + ": cannot open the gallery: " + describe(e, path));
   } catch (const std::exception& e) {
-    return fail(path + ": cannot open the gallery: " + describe(e));
+    return fail(path + ": cannot open the gallery: " + describe(e, path));
   }
   if (auto ok = store.migrate(); !ok) return fail(ok.error());
   return store;

@@ -70,7 +70,7 @@ struct TrainingJobRecord {
   std::string config;      ///< the training configuration (JSON)
   std::string runDir;
   std::string initModel;   ///< fine-tuning: the model it started from
-  std::string state;       ///< queued, running, stopping, stopped, finished, failed
+  std::string state;       ///< queued, starting, running, stopping, stopped, finished, failed
   std::int64_t step = 0, steps = 0;
   std::int64_t pid = 0;    ///< the trainer's process while running
   std::int64_t queueOrder = 0;

@@ -68,13 +68,23 @@ Result<void> writeFileAtomically(const std::string& path,
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return fail(path + ": cannot create temporary file " + tmp + ": " + std::strerror(errno));
+    errno = 0;
     const bool ok = write(out);
     out.flush();
+    // The stream keeps no errno of its own: the one its failed write(2) left is the cause
+    // (ENOSPC on a full disk, EDQUOT, EIO, EFBIG).
+    const int e = errno;
+    if (ok && out) out.close();
     if (!ok || !out) {
-      out.close();
+      const int cause = e ? e : errno;
+      if (out.is_open()) out.close();
       std::error_code ec;
       fs::remove(tmp, ec);
-      return fail(path + ": writing failed" + (ok ? std::string(" (disk full?)") : std::string()));
+      // A writer that gave up because the stream failed is the stream's failure too.
+      const bool streamFailed = !out || (!ok && cause != 0);
+      return fail(path + ": writing failed" +
+                  (streamFailed ? ": " + std::string(cause ? std::strerror(cause) : "the stream reported an error")
+                                : std::string()));
     }
   }
   if (!fsyncPath(tmp, O_RDONLY)) {

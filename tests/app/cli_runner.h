@@ -9,6 +9,8 @@
 #include <QString>
 #include <QStringList>
 
+#include "tests/support/test_main.h"
+
 namespace tessera::test {
 
 struct Run {
@@ -28,7 +30,7 @@ inline Run cli(const QStringList& args, const QMap<QString, QString>& env = {}, 
   for (auto it = env.begin(); it != env.end(); ++it) e.insert(it.key(), it.value());
   p.setProcessEnvironment(e);
   p.start(QStringLiteral(TESSERA_CLI), args);
-  if (!p.waitForFinished(timeoutMs)) return {};
+  if (!p.waitForFinished(timeoutMs * tessera::testing::timeScale())) return {};
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(), p.readAllStandardError()};
 }
 

@@ -170,7 +170,7 @@ private Q_SLOTS:
       out += p.readAllStandardOutput();
     }
     ::kill(static_cast<pid_t>(p.processId()), SIGTERM);
-    QVERIFY(p.waitForFinished(60000));
+    QVERIFY(p.waitForFinished(60000 * tessera::testing::timeScale()));
     out += p.readAllStandardOutput();
     QCOMPARE(p.exitCode(), 0);
     const auto ev = events(out);

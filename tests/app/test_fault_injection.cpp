@@ -126,7 +126,7 @@ private Q_SLOTS:
         QTest::qWait(static_cast<int>(rng->bounded(0, 1500)));
       }
       ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
-      QVERIFY(p.waitForFinished(30000));
+      QVERIFY(p.waitForFinished(30000 * tessera::testing::timeScale()));
       printed += p.readAllStandardOutput();
       for (const auto& e : fi::events(printed)) {
         const std::string kind = e.value("event", "");

@@ -25,7 +25,7 @@ Ran run(const QString& program, const QStringList& args, const QString& workdir 
   env.remove(QStringLiteral("TESSERA_PLUGIN_PATH"));
   p.setProcessEnvironment(env);
   p.start(program, args);
-  if (!p.waitForFinished(timeoutMs)) return {};
+  if (!p.waitForFinished(timeoutMs * tessera::testing::timeScale())) return {};
   return {p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2, p.readAllStandardOutput(), p.readAllStandardError()};
 }
 

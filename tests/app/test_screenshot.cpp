@@ -26,7 +26,7 @@ private Q_SLOTS:
     env.insert(QStringLiteral("XDG_DATA_HOME"), dir.filePath(QStringLiteral("data")));      // its own gallery
     p.setProcessEnvironment(env);
     p.start(QStringLiteral(TESSERA_GUI_EXE), {QStringLiteral("--screenshot"), png});
-    QVERIFY(p.waitForFinished(120000));
+    QVERIFY(p.waitForFinished(120000 * tessera::testing::timeScale()));
     QCOMPARE(p.exitCode(), 0);
     QImage image(png);
     QVERIFY(!image.isNull());
@@ -44,7 +44,7 @@ private Q_SLOTS:
     env.insert(QStringLiteral("QT_QPA_PLATFORM"), QStringLiteral("offscreen"));
     p.setProcessEnvironment(env);
     p.start(QStringLiteral(TESSERA_GUI_EXE), {QStringLiteral("--bench-gallery"), QStringLiteral("300")});
-    QVERIFY(p.waitForFinished(120000));
+    QVERIFY(p.waitForFinished(120000 * tessera::testing::timeScale()));
     QCOMPARE(p.exitCode(), 0);
     QStringList events;
     for (const QByteArray& line : p.readAllStandardOutput().split('\n')) {
@@ -67,7 +67,7 @@ private Q_SLOTS:
     env.insert(QStringLiteral("QT_QPA_PLATFORM"), QStringLiteral("offscreen"));
     p.setProcessEnvironment(env);
     p.start(QStringLiteral(TESSERA_GUI_EXE), {QStringLiteral("--no-such-flag")});
-    QVERIFY(p.waitForFinished(60000));
+    QVERIFY(p.waitForFinished(60000 * tessera::testing::timeScale()));
     QVERIFY(p.exitCode() != 0);
     QVERIFY(p.readAllStandardError().contains("no-such-flag"));
   }

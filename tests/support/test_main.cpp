@@ -54,6 +54,15 @@ int runWith(int argc, char** argv, const Entry& e) {
 
 }  // namespace
 
+int timeScale() {
+  static const int scale = [] {
+    const char* v = std::getenv("TESSERA_TEST_TIME_SCALE");
+    const int n = v ? std::atoi(v) : 1;
+    return n >= 1 ? n : 1;
+  }();
+  return scale;
+}
+
 bool registerTest(const char* sourceFile, App app, MakeTest make) {
   const std::string name = baseName(sourceFile);
   if (!programs().emplace(name, Entry{app, make}).second) {

@@ -20,6 +20,10 @@ enum class App {
 
 using MakeTest = std::unique_ptr<QObject> (*)();
 
+/// How many times longer than usual this build's tests may take: the TESSERA_TEST_TIME_SCALE
+/// that CTest passes (the sanitizer presets set 6), 1 when unset. Scales the tests' own waits.
+int timeScale();
+
 /// Registers the test program named after `sourceFile` (its base name without extension).
 /// Returns true; two files of the same name abort at start-up.
 bool registerTest(const char* sourceFile, App app, MakeTest make);

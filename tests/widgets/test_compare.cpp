@@ -129,7 +129,7 @@ private Q_SLOTS:
     MainWindow window;
     window.resize(1400, 900);
     window.show();
-    QTRY_VERIFY_WITH_TIMEOUT(window.isReady(), 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(window.isReady(), 60000 * tessera::testing::timeScale());
     GeneratePanel* generate = window.generatePanel();
     QVERIFY(generate->selectModel(QStringLiteral("dit-fashion")));
     auto* classes = child<QListWidget>(generate, "classList");

@@ -82,7 +82,7 @@ private Q_SLOTS:
     m_window = std::make_unique<MainWindow>();
     m_window->resize(1500, 950);
     m_window->show();
-    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000 * tessera::testing::timeScale());
     QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
   }
 

@@ -98,7 +98,7 @@ private Q_SLOTS:
     m_window = std::make_unique<MainWindow>();
     m_window->resize(1400, 900);
     m_window->show();
-    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->isReady(), 60000 * tessera::testing::timeScale());
     QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
   }
 
@@ -114,7 +114,8 @@ private Q_SLOTS:
     QCOMPARE(child<QListWidget>(panel(), "classList")->count(), 10);
     QCOMPARE(child<QListWidget>(panel(), "classList")->item(1)->text(), QStringLiteral("1  Trouser"));
     // Each class shows an example from the model's data set (Fashion-MNIST's test split).
-    QTRY_VERIFY_WITH_TIMEOUT(!child<QListWidget>(panel(), "classList")->item(9)->icon().isNull(), 20000);
+    QTRY_VERIFY_WITH_TIMEOUT(!child<QListWidget>(panel(), "classList")->item(9)->icon().isNull(),
+                             20000 * tessera::testing::timeScale());
   }
 
   void sizeValidationIsAMessage() {
@@ -235,7 +236,7 @@ private Q_SLOTS:
     const int before = m_window->gallery()->model()->rowCount();
     QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
     QTest::mouseClick(child<QPushButton>(panel(), "generateButton"), Qt::LeftButton);
-    QTRY_VERIFY_WITH_TIMEOUT(m_window->timeline()->framesAvailable() >= 5, 60000);
+    QTRY_VERIFY_WITH_TIMEOUT(m_window->timeline()->framesAvailable() >= 5, 60000 * tessera::testing::timeScale());
     QVERIFY(m_window->isGenerating());
     const int atCancel = m_window->timeline()->framesAvailable();
     QTest::mouseClick(child<QPushButton>(panel(), "cancelButton"), Qt::LeftButton);

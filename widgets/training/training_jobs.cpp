@@ -5,6 +5,9 @@
 #include "widgets/studio/compare_service.h"  // tesseraCliPath()
 #include "widgets/studio/studio_service.h"   // userModelFolder()
 
+#include "core/util/run_lock.h"
+
+#include <QDateTime>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
@@ -53,7 +56,31 @@ bool hasCheckpoint(const QString& runDir) {
               .isEmpty();
 }
 
-bool isActive(const std::string& state) { return state == "running" || state == "stopping"; }
+// "starting" is written before a trainer is launched and "running" (with its pid) after, so
+// a studio killed in between finds the job in a state that says a trainer may exist.
+bool isActive(const std::string& state) { return state == "starting" || state == "running" || state == "stopping"; }
+
+/// How long a job may stay "starting" with no trainer holding its run directory's lock
+/// before it counts as never started (a trainer locks its directory within about a second).
+constexpr qint64 kStartingGraceSeconds = 30;
+
+/// Whether a job's trainer runs: the holder of its run directory's lock (the kernel drops
+/// that lock with the process, and it names the process), else its recorded pid (the
+/// first second of a trainer, before it takes the lock). A holder that is not the recorded
+/// process (a studio killed between starting a trainer and recording it) is adopted.
+bool trainerRuns(TrainingJobRecord& r) {
+  const qint64 holder = RunLock::holder(r.runDir);
+  if (holder > 0 && holder != r.pid) r.pid = holder;
+  return holder != 0 || trainerAlive(r.pid);
+}
+
+/// Models of Fashion-MNIST's ten classes are the ones the evaluator can judge.
+bool evaluable(const TrainingJobRecord& r) {
+  const QJsonObject data =
+      QJsonDocument::fromJson(QByteArray::fromStdString(r.config)).object().value(QStringLiteral("data")).toObject();
+  return data.value(QStringLiteral("source")).toString() == QLatin1String("fashion-mnist") &&
+         !data.contains(QStringLiteral("classes"));
+}
 
 }  // namespace
 
@@ -100,15 +127,32 @@ QString TrainingJobs::open(const QString& galleryPath) {
   m_store = std::make_unique<GalleryStore>(std::move(*store));
   m_jobs.clear();
   for (auto& r : *rows) {
+    // A submission killed before its run directory was recorded: it never ran.
+    if (r.runDir.empty() && r.state == "queued") {
+      (void)m_store->deleteTrainingJob(r.id);
+      continue;
+    }
     TrainingJobView v;
     v.record = std::move(r);
     readEvents(v);
     m_jobs.push_back(std::move(v));
   }
-  for (auto& j : m_jobs)
-    if (isActive(j.record.state) && !trainerAlive(j.record.pid)) settle(j);
-  for (auto& j : m_jobs)  // finished while the studio was closed, before its model was published
-    if (j.record.state == "finished" && j.record.modelPath.empty()) publishModel(j);
+  poll();  // settles the jobs whose trainer ended while the studio was closed
+  for (auto& j : m_jobs) {
+    if (j.record.state != "finished") continue;
+    // Finished while the studio was closed, or killed while it published the model or
+    // evaluated it: that is done now.
+    // (A recorded model that is missing with its ".part" beside it was being copied; one
+    // missing without it was deleted by the user, and stays deleted.)
+    const QString model = qs(j.record.modelPath);
+    if (model.isEmpty() || (!QFileInfo::exists(model) && QFileInfo::exists(model + QStringLiteral(".part")))) {
+      publishModel(j);
+    } else if (!j.evaluating && j.record.evaluation.empty() && m_evalPerClass > 0 && evaluable(j.record)) {
+      j.evaluating = true;
+      m_evalQueue.push_back(j.record.id);
+    }
+  }
+  startNextEval();
   m_timer.start();
   schedule();
   Q_EMIT jobsChanged();
@@ -275,6 +319,18 @@ bool TrainingJobs::startProcess(TrainingJobView& job) {
     args << QStringLiteral("--config") << runDir + QLatin1Char('/') + kJobConfig;
     if (!job.record.initModel.empty()) args << QStringLiteral("--init") << qs(job.record.initModel);
   }
+  // A trainer already in the directory (started by a studio that was killed before it
+  // recorded it) is this job's trainer: a second one would be refused by its lock.
+  if (const qint64 holder = RunLock::holder(job.record.runDir); holder != 0) {
+    job.record.state = "running";
+    job.record.pid = std::max<qint64>(holder, 0);
+    save(job);
+    Q_EMIT jobsChanged();
+    return true;
+  }
+  job.record.state = "starting";
+  job.record.pid = 0;
+  save(job);
   QProcess p;
   p.setProgram(cli);
   p.setArguments(args);
@@ -363,15 +419,41 @@ void TrainingJobs::poll() {
   for (auto& j : m_jobs) {
     if (!isActive(j.record.state)) continue;
     readEvents(j);
-    if (!trainerAlive(j.record.pid)) {
+    if (j.record.state == "starting") {
+      changed |= settleStarting(j);
+      continue;
+    }
+    const qint64 recorded = j.record.pid;
+    if (!trainerRuns(j.record)) {
       settle(j);
       changed = true;
+    } else if (j.record.pid != recorded) {
+      save(j);
     }
   }
   if (changed) {
     schedule();
     Q_EMIT jobsChanged();
   }
+}
+
+bool TrainingJobs::settleStarting(TrainingJobView& job) {
+  // Only a studio killed between launching a trainer and recording it leaves a job here.
+  if (trainerRuns(job.record)) {
+    job.record.state = "running";
+    save(job);
+    return true;
+  }
+  const QDateTime since = QDateTime::fromString(qs(job.record.updatedAt), Qt::ISODate);
+  if (since.isValid() && since.secsTo(QDateTime::currentDateTimeUtc()) < kStartingGraceSeconds) return false;
+  if (job.finalEvent == QLatin1String("error")) {  // it started and refused to run: say why
+    job.record.state = "running";
+    settle(job);
+    return true;
+  }
+  job.record.state = "queued";  // it never ran: its turn comes again
+  save(job);
+  return true;
 }
 
 void TrainingJobs::settle(TrainingJobView& job) {
@@ -408,29 +490,29 @@ void TrainingJobs::publishModel(TrainingJobView& job) {
   }
   const QString folder = userModelFolder();
   QDir().mkpath(folder);
-  const QString base = slug(qs(job.record.name));
-  QString target = folder + QLatin1Char('/') + base + QStringLiteral(".safetensors");
-  for (int k = 2; QFileInfo::exists(target); ++k)
-    target = folder + QLatin1Char('/') + base + QStringLiteral("-%1.safetensors").arg(k);
+  QString target = qs(job.record.modelPath);
+  if (target.isEmpty() || QFileInfo::exists(target)) {
+    const QString base = slug(qs(job.record.name));
+    target = folder + QLatin1Char('/') + base + QStringLiteral(".safetensors");
+    for (int k = 2; QFileInfo::exists(target); ++k)
+      target = folder + QLatin1Char('/') + base + QStringLiteral("-%1.safetensors").arg(k);
+    // Recorded before the copy: a studio killed during it copies to the same name again
+    // on its next start, instead of publishing a second copy.
+    job.record.modelPath = ss(target);
+    save(job);
+  }
   // Copy beside the target and rename, so the picker never sees half a file.
   const QString partial = target + QStringLiteral(".part");
   QFile::remove(partial);
   if (!QFile::copy(source, partial) || !QFile::rename(partial, target)) {
     QFile::remove(partial);
+    job.record.modelPath.clear();
     job.record.lastOutput = ss(tr("could not copy the model into %1").arg(folder));
     save(job);
     return;
   }
-  job.record.modelPath = ss(target);
-  save(job);
   // The evaluator knows Fashion-MNIST's ten classes: only such models are evaluated.
-  const QJsonObject data = QJsonDocument::fromJson(QByteArray::fromStdString(job.record.config))
-                               .object()
-                               .value(QStringLiteral("data"))
-                               .toObject();
-  const bool allFashion = data.value(QStringLiteral("source")).toString() == QLatin1String("fashion-mnist") &&
-                          !data.contains(QStringLiteral("classes"));
-  if (m_evalPerClass > 0 && allFashion) {
+  if (m_evalPerClass > 0 && evaluable(job.record)) {
     job.evaluating = true;
     m_evalQueue.push_back(job.record.id);
     startNextEval();

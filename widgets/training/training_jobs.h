@@ -116,6 +116,9 @@ private:
   void schedule();
   bool startProcess(TrainingJobView& job);
   void settle(TrainingJobView& job);
+  /// A job left "starting": running when its trainer is found, else queued again (or
+  /// failed, when a trainer said why it would not run) once the grace period is over.
+  bool settleStarting(TrainingJobView& job);
   void publishModel(TrainingJobView& job);
   void startNextEval();
   int runningCount() const;

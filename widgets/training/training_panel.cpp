@@ -57,6 +57,7 @@ QList<QPointF> smoothed(const QVector<QPointF>& raw, double weight) {
 
 QString stateLabel(const QString& state) {
   if (state == QLatin1String("queued")) return QObject::tr("queued");
+  if (state == QLatin1String("starting")) return QObject::tr("starting…");
   if (state == QLatin1String("running")) return QObject::tr("running");
   if (state == QLatin1String("stopping")) return QObject::tr("stopping…");
   if (state == QLatin1String("stopped")) return QObject::tr("stopped");

@@ -169,6 +169,19 @@ private Q_SLOTS:
       p.waitForReadyRead(200);
       out += p.readAllStandardOutput();
     }
+    // One trainer per run directory: a second one, resuming or not, is refused by the
+    // first one's lock and touches nothing (issue 22: a studio killed while starting a job).
+    const QString run = dir.filePath(QStringLiteral("run"));
+    for (const char* extra : {"--resume", "--config"}) {
+      QStringList a = args({"train", "--out", run, extra});
+      if (QLatin1String(extra) == QLatin1String("--config")) a << cfg;
+      const auto second = cli(a);
+      QCOMPARE(second.code, 2);
+      QVERIFY2(
+          second.err.contains(
+              QStringLiteral("another trainer (process %1) is using this run directory").arg(p.processId()).toUtf8()),
+          second.err.constData());
+    }
     ::kill(static_cast<pid_t>(p.processId()), SIGTERM);
     QVERIFY(p.waitForFinished(60000 * tessera::testing::timeScale()));
     out += p.readAllStandardOutput();

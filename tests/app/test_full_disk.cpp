@@ -53,18 +53,21 @@ class TestFullDisk : public QObject {
     const QString mountPoint = m_dir.filePath(name + QStringLiteral("-disk"));
     QDir().mkpath(out);
     QDir().mkpath(mountPoint);
-    const QString prelude = QStringLiteral(
-                                "set -u\n"
-                                "export T=%1 OUT=%2 CLI=%3 SRC=%4 OMP_WAIT_POLICY=PASSIVE\n"
-                                "mount -t tmpfs -o size=%5k tessera-test \"$T\" || { echo 'mount failed' >&2; exit 97; }\n"
-                                "fill() { dd if=/dev/zero of=\"$T/.filler\" bs=4096 2>/dev/null; truncate -s -\"$1\"K \"$T/.filler\"; }\n"
-                                "unfill() { rm -f \"$T/.filler\"; }\n"
-                                "run() { local tag=$1; shift; \"$@\" >\"$OUT/$tag.out\" 2>\"$OUT/$tag.err\"; echo $? >\"$OUT/$tag.code\"; }\n"
-                                "listing() { (cd \"$T\" && find . -path ./.filler -prune -o -type f -print | sort) >\"$OUT/$1\"; }\n"
-                                "sums() { (cd \"$T\" && find . -path ./.filler -prune -o -type f -print | sort | xargs -r sha256sum) >\"$OUT/$1\"; }\n")
-                                .arg(shellQuote(mountPoint), shellQuote(out), shellQuote(QStringLiteral(TESSERA_CLI)),
-                                     shellQuote(QStringLiteral(TESSERA_SOURCE_DIR)))
-                                .arg(sizeKb);
+    const QString prelude =
+        QStringLiteral(
+            "set -u\n"
+            "export T=%1 OUT=%2 CLI=%3 SRC=%4 OMP_WAIT_POLICY=PASSIVE\n"
+            "mount -t tmpfs -o size=%5k tessera-test \"$T\" || { echo 'mount failed' >&2; exit 97; }\n"
+            "fill() { dd if=/dev/zero of=\"$T/.filler\" bs=4096 2>/dev/null; truncate -s -\"$1\"K \"$T/.filler\"; }\n"
+            "unfill() { rm -f \"$T/.filler\"; }\n"
+            "run() { local tag=$1; shift; \"$@\" >\"$OUT/$tag.out\" 2>\"$OUT/$tag.err\"; echo $? >\"$OUT/$tag.code\"; "
+            "}\n"
+            "listing() { (cd \"$T\" && find . -path ./.filler -prune -o -type f -print | sort) >\"$OUT/$1\"; }\n"
+            "sums() { (cd \"$T\" && find . -path ./.filler -prune -o -type f -print | sort | xargs -r sha256sum) "
+            ">\"$OUT/$1\"; }\n")
+            .arg(shellQuote(mountPoint), shellQuote(out), shellQuote(QStringLiteral(TESSERA_CLI)),
+                 shellQuote(QStringLiteral(TESSERA_SOURCE_DIR)))
+            .arg(sizeKb);
     QProcess p;
     p.start(m_unshare, {QStringLiteral("--user"), QStringLiteral("--map-root-user"), QStringLiteral("--mount"),
                         QStringLiteral("bash"), QStringLiteral("-c"), prelude + script});
@@ -73,7 +76,9 @@ class TestFullDisk : public QObject {
       return o;
     }
     if (p.exitCode() != 0)
-      o.error = QStringLiteral("the script exited with %1: %2").arg(p.exitCode()).arg(QString::fromUtf8(p.readAllStandardError()));
+      o.error = QStringLiteral("the script exited with %1: %2")
+                    .arg(p.exitCode())
+                    .arg(QString::fromUtf8(p.readAllStandardError()));
     for (const QString& f : QDir(out).entryList(QDir::Files)) {
       QFile file(out + QLatin1Char('/') + f);
       if (file.open(QIODevice::ReadOnly)) o.files.insert(f, file.readAll());

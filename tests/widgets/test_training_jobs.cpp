@@ -556,6 +556,48 @@ private Q_SLOTS:
     }
   }
 
+  // The moment the random kills above rarely hit: a studio killed after it launched a
+  // trainer and before it recorded it leaves the job "starting" with no pid. The next studio
+  // finds that trainer by its run's lock and shows the job running; a job left "starting"
+  // whose trainer never came goes back to the queue after the grace period and runs.
+  void anUnrecordedTrainerIsFoundByItsLock() {
+    nothingRunning();
+    if (QTest::currentTestFailed()) return;
+    QString error;
+    const qint64 running = jobs()->submit({QStringLiteral("unrecorded"), tinyConfig(100000), {}}, &error);
+    QVERIFY2(running, qPrintable(error));
+    const qint64 never = jobs()->submit({QStringLiteral("never started"), tinyConfig(100000), {}}, &error);
+    QVERIFY2(never, qPrintable(error));
+    QTRY_VERIFY_WITH_TIMEOUT(RunLock::holder(jobs()->job(running)->record.runDir) > 0,
+                             30000 * tessera::testing::timeScale());
+    const qint64 pid = jobs()->job(running)->record.pid;
+    m_window.reset();
+    {  // what the killed studio would have left
+      auto store = GalleryStore::open(qgetenv("TESSERA_GALLERY").toStdString());
+      QVERIFY2(store, store ? "" : store.error().message().c_str());
+      for (qint64 id : {running, never}) {
+        auto r = store->trainingJob(id);
+        QVERIFY(r);
+        r->state = "starting";
+        r->pid = 0;
+        QVERIFY(store->updateTrainingJob(*r));
+      }
+    }
+    openWindow();
+    QCOMPARE(state(running), QStringLiteral("running"));
+    QCOMPARE(jobs()->job(running)->record.pid, pid);
+    QCOMPARE(state(never), QStringLiteral("starting"));  // within its grace period
+    QVERIFY(jobs()->stop(running));
+    QTRY_VERIFY_WITH_TIMEOUT(state(running) == QLatin1String("stopped"), 60000 * tessera::testing::timeScale());
+    QTRY_VERIFY_WITH_TIMEOUT(state(never) == QLatin1String("running"), 60000 * tessera::testing::timeScale());
+    QTRY_VERIFY_WITH_TIMEOUT(RunLock::holder(jobs()->job(never)->record.runDir) == jobs()->job(never)->record.pid,
+                             30000 * tessera::testing::timeScale());
+    QVERIFY(jobs()->stop(never));
+    QTRY_VERIFY_WITH_TIMEOUT(state(never) == QLatin1String("stopped"), 60000 * tessera::testing::timeScale());
+    QVERIFY(jobs()->remove(running));
+    QVERIFY(jobs()->remove(never));
+  }
+
   void cleanupTestCase() {
     // Trainers are detached: a failed check must not leave one running.
     QStringList models{m_model, m_fineTuned};

@@ -31,7 +31,12 @@ add_library(tessera_common_cfg INTERFACE)
 target_compile_features(tessera_common_cfg INTERFACE cxx_std_17)
 set(CMAKE_CXX_EXTENSIONS OFF)
 target_compile_options(tessera_common_cfg INTERFACE -Wall -Wextra
-                       $<$<BOOL:${TESSERA_WERROR}>:-Werror>)
+                       $<$<BOOL:${TESSERA_WERROR}>:-Werror>
+                       # The programs' copies of inline functions (Qt 6's among them) stay
+                       # out of their dynamic symbol tables, where they would take the
+                       # place of Qt 5's own in the Qt 5 libraries Debian's LibTorch loads
+                       # (cmake/plugin_exports.list).
+                       -fvisibility-inlines-hidden)
 target_compile_definitions(tessera_common_cfg INTERFACE
   QT_NO_KEYWORDS                       # LibTorch's ivalue.h has a member named slots()
   QT_NO_CAST_FROM_ASCII
@@ -84,6 +89,14 @@ endfunction()
 
 # tessera_use_pch(<target>): compile <target> with the project's one precompiled LibTorch
 # header (core/pch.h, built by tessera_pch in core/CMakeLists.txt).
+# tessera_export_for_plugins(<executable>): plugins call Tessera's functions, which live in
+# the executable (the libraries are static): put those, and only those, in its dynamic
+# symbol table (cmake/plugin_exports.list says why not everything).
+function(tessera_export_for_plugins target)
+  target_link_options(${target} PRIVATE "LINKER:--dynamic-list=${PROJECT_SOURCE_DIR}/cmake/plugin_exports.list")
+  set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS "${PROJECT_SOURCE_DIR}/cmake/plugin_exports.list")
+endfunction()
+
 function(tessera_use_pch target)
   target_precompile_headers(${target} REUSE_FROM tessera_pch)
 endfunction()

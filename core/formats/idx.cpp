@@ -83,11 +83,13 @@ Result<at::Tensor> readIdx(const std::string& path) {
                std::to_string(kMaxIdxBytes >> 30) + " GiB an IDX file may hold");
 
   // Grow the buffer as data actually arrives, so a lying header cannot make us
-  // allocate memory the file does not back.
+  // allocate memory the file does not back: from 64 KB, doubling up to 8 MB a read.
   std::vector<std::uint8_t> buffer;
-  constexpr std::size_t kChunk = 8u << 20;
+  constexpr std::size_t kMaxChunk = 8u << 20;
+  std::size_t chunk = 64u << 10;
   while (buffer.size() < bytes) {
-    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, bytes - buffer.size()));
+    const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, bytes - buffer.size()));
+    chunk = std::min(chunk * 2, kMaxChunk);
     const std::size_t old = buffer.size();
     buffer.resize(old + want);
     const std::size_t got = readExactly(buffer.data() + old, want);

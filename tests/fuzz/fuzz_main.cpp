@@ -72,7 +72,13 @@ TargetRegistration::TargetRegistration(const char* name, const char* what, Targe
 const std::string& scratchFolder() {
   // Never destroyed: the exit handler that removes it runs after static destructors would.
   static const std::string* const folder = [] {
-    const auto path = std::filesystem::temp_directory_path() / ("tessera-fuzz-" + std::to_string(::getpid()));
+    // In memory where there is a tmpfs for it: the targets that parse files write one per
+    // input (a gallery's database, with SQLite's journal beside it).
+    std::error_code ec;
+    const std::filesystem::path base = std::filesystem::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK) == 0
+                                           ? std::filesystem::path("/dev/shm")
+                                           : std::filesystem::temp_directory_path();
+    const auto path = base / ("tessera-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(path);
     auto* name = new std::string(path.string());
     std::atexit(removeScratch);

@@ -11,6 +11,7 @@
 #include "core/system/system_info.h"
 #include "core/train/distributed.h"
 #include "core/util/progress.h"
+#include "engine/trainer.h"
 #include "engine/training.h"
 #include "models/registry.h"
 
@@ -176,13 +177,18 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
             r.events = &std::cout;
             r.stop = &g_stop;
             r.sampleNow = &g_sampleNow;
-            auto summary = runTraining(r);
-            if (!summary) {
-              const std::string& m = summary.error().message();
-              const bool runtime = m.find("training stopped") != std::string::npos ||
-                                   m.find("could not join") != std::string::npos;
+            // What stops the set-up is bad input (exit 2), but for the ranks that could not
+            // join and a disk that took no more; what stops the loop (a loss that is not
+            // finite, a checkpoint that cannot be written) is a failure of the run (exit 1).
+            auto trainer = Trainer::create(r);
+            if (!trainer) {
+              const std::string& m = trainer.error().message();
+              const bool runtime =
+                  m.find("could not join") != std::string::npos || m.find(": writing failed") != std::string::npos;
               return tl::unexpected(CommandError{runtime ? kRuntimeFailure : kBadInput, m});
             }
+            auto summary = (*trainer)->run();
+            if (!summary) return runtimeFailure(summary.error().message());
             if (summary->stopped)
               std::cerr << "tessera-cli: training stopped at step " << summary->steps << "; continue with --resume --out "
                         << o->out << std::endl;

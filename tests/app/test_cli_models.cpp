@@ -15,8 +15,12 @@
 #include <QElapsedTimer>
 #include <QFile>
 #include <QJsonArray>
+#include <QProcess>
 #include <QTemporaryDir>
+#include <signal.h>
 #include <sys/stat.h>
+
+#include <random>
 #include <QRegularExpression>
 #include <QtTest>
 #endif
@@ -443,6 +447,49 @@ private Q_SLOTS:
              data("dit/dit_p2_sigma.pt"), QStringLiteral("--out"), out});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("known: auto, dit, fit, nit, sit"), r.err.constData());
+  }
+
+  // Issue 22: `import` killed with SIGKILL at random moments over an earlier model, 20
+  // times: the model file is always whole (the earlier model or the new one: it opens and
+  // every tensor loads), and the temporary files the kills leave are swept by the next
+  // import into that folder.
+  void importKilledMidWriteLeavesOneWholeModel() {
+    QTemporaryDir dir;
+    const QString out = dir.filePath(QStringLiteral("model.safetensors"));
+    auto args = [&](int k) {
+      const QString fixture = data(k % 2 ? "dit/dit_p2_sigma.pt" : "dit/dit_p4_nosigma.pt");
+      return QStringList{QStringLiteral("-q"),      QStringLiteral("import"),
+                         QStringLiteral("--from"),  QStringLiteral("dit"),
+                         QStringLiteral("--in"),    fixture,
+                         QStringLiteral("--out"),   out,
+                         QStringLiteral("--heads"), QStringLiteral("4")};
+    };
+    auto r = cli(args(0));
+    QVERIFY2(r.code == 0, r.err.constData());
+    QElapsedTimer whole;
+    whole.start();
+    r = cli(args(1));
+    QVERIFY2(r.code == 0, r.err.constData());
+    const int runMs = static_cast<int>(whole.elapsed());
+    std::mt19937 rng(22);
+    int killedBeforeTheEnd = 0;
+    for (int k = 0; k < 20; ++k) {
+      QProcess p;
+      p.start(QStringLiteral(TESSERA_CLI), args(k));
+      QVERIFY(p.waitForStarted());
+      QTest::qWait(static_cast<int>(rng() % static_cast<unsigned>(runMs + 1)));
+      killedBeforeTheEnd += p.state() == QProcess::Running;
+      ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
+      QVERIFY(p.waitForFinished(10000));
+      auto file = tessera::SafetensorsFile::open(out.toStdString());
+      QVERIFY2(file, file ? "" : file.error().message().c_str());
+      auto all = file->loadAll();
+      QVERIFY2(all && !all->empty(), all ? "no tensors" : all.error().message().c_str());
+    }
+    QVERIFY2(killedBeforeTheEnd >= 10, qPrintable(QString::number(killedBeforeTheEnd)));
+    r = cli(args(0));
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden), QStringList{QStringLiteral("model.safetensors")});
   }
 
   void infoListsTheBackbones() {

@@ -295,7 +295,7 @@ private Q_SLOTS:
                         dir.filePath(QStringLiteral("o"))});
     QVERIFY2(r.code == 2, r.err.constData());
     QVERIFY2(r.err.contains("refusing to build it") && r.err.contains("hidden_size 8192"), r.err.constData());
-    QVERIFY2(timer.elapsed() < 30000, "refused before anything is built");
+    QVERIFY2(timer.elapsed() < 30000 * tessera::testing::timeScale(), "refused before anything is built");
     // An empty config means the defaults (DiT-XL/2, 675 M weights): measured the same way.
     const QString bare = dir.filePath(QStringLiteral("bare.safetensors"));
     const nlohmann::json empty = {{"format", 1}, {"backbone", {{"kind", "dit"}, {"config", nlohmann::json::object()}}}};
@@ -375,7 +375,7 @@ private Q_SLOTS:
              QStringLiteral("--size"), QStringLiteral("16384x16384"), QStringLiteral("--out"), out});
     QVERIFY2(r.code == 2, r.err.constData());
     QVERIFY2(r.err.contains("need about") && r.err.contains("GB of memory"), r.err.constData());
-    QVERIFY2(timer.elapsed() < 60000, "refusals take seconds, not an allocation");
+    QVERIFY2(timer.elapsed() < 60000 * tessera::testing::timeScale(), "refusals take seconds, not an allocation");
     r = cli({QStringLiteral("sample"), QStringLiteral("--model"), QStringLiteral("dit-fashion"),
              QStringLiteral("--size"), QStringLiteral("100000x100000"), QStringLiteral("--out"), out});
     QCOMPARE(r.code, 2);

@@ -126,7 +126,9 @@ private Q_SLOTS:
       // Wait until it has written at least one checkpoint, then kill at a random moment.
       QElapsedTimer t;
       t.start();
-      while (!p.readAllStandardOutput().contains("\"checkpoint\"") && t.elapsed() < 60000) p.waitForReadyRead(200);
+      while (!p.readAllStandardOutput().contains("\"checkpoint\"") &&
+             t.elapsed() < 60000 * tessera::testing::timeScale())
+        p.waitForReadyRead(200);
       QTest::qWait(static_cast<int>(rng->bounded(30, 400)));
       ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
       p.waitForFinished();
@@ -165,7 +167,7 @@ private Q_SLOTS:
     QByteArray out;
     QElapsedTimer t;
     t.start();
-    while (!out.contains("\"step\":3,") && t.elapsed() < 60000) {
+    while (!out.contains("\"step\":3,") && t.elapsed() < 60000 * tessera::testing::timeScale()) {
       p.waitForReadyRead(200);
       out += p.readAllStandardOutput();
     }

@@ -119,7 +119,7 @@ private Q_SLOTS:
       } else {
         QElapsedTimer started;
         started.start();
-        while (!printed.contains("\"event\":\"start\"") && started.elapsed() < 120000) {
+        while (!printed.contains("\"event\":\"start\"") && started.elapsed() < 120000 * tessera::testing::timeScale()) {
           p.waitForReadyRead(50);
           printed += p.readAllStandardOutput();
         }

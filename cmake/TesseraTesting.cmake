@@ -37,6 +37,7 @@ function(tessera_add_test)
   # Sanitizer builds run several times slower: their presets scale every limit (CTest's and
   # the tests' own waits on child processes, through TESSERA_TEST_TIME_SCALE).
   math(EXPR T_TIMEOUT "${T_TIMEOUT} * ${TESSERA_TEST_TIME_SCALE}")
+  math(EXPR _function_ms "300000 * ${TESSERA_TEST_TIME_SCALE}")  # Qt Test's limit per test function (5 min)
   if(NOT TARGET tessera_tests)
     add_executable(tessera_tests ${PROJECT_SOURCE_DIR}/tests/support/test_main.cpp
                    ${PROJECT_SOURCE_DIR}/tests/support/test_main.h)
@@ -71,7 +72,7 @@ function(tessera_add_test)
   set_tests_properties(${T_NAME} PROPERTIES
     LABELS ${T_LABEL}
     TIMEOUT ${T_TIMEOUT}
-    ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;TESSERA_TEST_TIME_SCALE=${TESSERA_TEST_TIME_SCALE}")
+    ENVIRONMENT "QT_QPA_PLATFORM=${_platform};TESSERA_TEST_TMP=${CMAKE_CURRENT_BINARY_DIR}/tmp;TESSERA_TEST_TIME_SCALE=${TESSERA_TEST_TIME_SCALE};QTEST_FUNCTION_TIMEOUT=${_function_ms}")
 endfunction()
 
 # tessera_finish_tests(): after the last tessera_add_test(): the precompiled header, kept out

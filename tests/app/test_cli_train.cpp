@@ -126,9 +126,12 @@ private Q_SLOTS:
       // Wait until it has written at least one checkpoint, then kill at a random moment.
       QElapsedTimer t;
       t.start();
-      while (!p.readAllStandardOutput().contains("\"checkpoint\"") &&
-             t.elapsed() < 60000 * tessera::testing::timeScale())
+      // (The event itself: the start event's configuration names "checkpoint" too.)
+      QByteArray printed;
+      while (!printed.contains("\"event\":\"checkpoint\"") && t.elapsed() < 60000 * tessera::testing::timeScale()) {
         p.waitForReadyRead(200);
+        printed += p.readAllStandardOutput();
+      }
       QTest::qWait(static_cast<int>(rng->bounded(30, 400)));
       ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
       p.waitForFinished();

@@ -158,7 +158,7 @@ private Q_SLOTS:
     c->run();
     QVERIFY2(c->lastError().isEmpty(), qPrintable(c->lastError()));
     QVERIFY(c->isRunning());
-    QVERIFY(done.wait(180000));
+    QVERIFY(done.wait(180000 * tessera::testing::timeScale()));
     QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
     QCOMPARE(c->grid()->columns(), static_cast<int>(samplers.size()));
     QCOMPARE(c->grid()->rows(), static_cast<int>(rows.split(QLatin1Char(',')).size()));
@@ -177,7 +177,7 @@ private Q_SLOTS:
     done.clear();
     c->run();
     QVERIFY2(c->lastError().isEmpty(), qPrintable(c->lastError()));
-    QVERIFY(done.wait(180000));
+    QVERIFY(done.wait(180000 * tessera::testing::timeScale()));
     QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
     const int heun = static_cast<int>(samplers.indexOf(QStringLiteral("heun")));
     const int euler = static_cast<int>(samplers.indexOf(QStringLiteral("euler")));

@@ -61,7 +61,7 @@ class TestInspect : public QObject {
   bool capture(AttentionPanel* a) {
     QSignalSpy done(a, &AttentionPanel::captureFinished);
     QTest::mouseClick(a->captureButton(), Qt::LeftButton);
-    if (!done.wait(120000) && done.isEmpty()) return false;
+    if (!done.wait(120000 * tessera::testing::timeScale()) && done.isEmpty()) return false;
     return done.front().front().toBool();
   }
 
@@ -255,7 +255,7 @@ private Q_SLOTS:
     c->setMatchedCompute(false);
     QSignalSpy done(c, &ComparePanel::runFinished);
     c->run();
-    QVERIFY(done.wait(120000));
+    QVERIFY(done.wait(120000 * tessera::testing::timeScale()));
     QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
     CompareGrid* grid = c->grid();
     QCOMPARE(grid->rows(), 2);
@@ -296,7 +296,7 @@ private Q_SLOTS:
     const qint64 set = c->lastSavedSet();
     QSignalSpy loaded(c, &ComparePanel::setLoaded);
     c->openSet(set);
-    QVERIFY(loaded.wait(30000));
+    QVERIFY(loaded.wait(30000 * tessera::testing::timeScale()));
     QCOMPARE(grid->rows(), 2);
     QCOMPARE(grid->cell(1, 1)->nfe, 6);
     QVERIFY(!grid->cell(1, 1)->image.isNull());
@@ -304,7 +304,7 @@ private Q_SLOTS:
     // Any cell opens in the studio: the canvas, the timeline and the attention source follow it.
     QSignalSpy ended(m_window.get(), &MainWindow::generationEnded);
     Q_EMIT grid->cellDoubleClicked(1, 1);
-    QVERIFY(ended.wait(60000));
+    QVERIFY(ended.wait(60000 * tessera::testing::timeScale()));
     QCOMPARE(m_window->canvas()->image(0).convertToFormat(QImage::Format_Grayscale8), grid->cell(1, 1)->image.convertToFormat(QImage::Format_Grayscale8));
     QVERIFY(m_window->attention()->hasSource());
 
@@ -312,7 +312,7 @@ private Q_SLOTS:
     QSignalSpy quality(c, &ComparePanel::qualityFinished);
     c->evaluate(true, 2);
     QVERIFY(c->isEvaluating());
-    QVERIFY(quality.wait(180000));
+    QVERIFY(quality.wait(180000 * tessera::testing::timeScale()));
     for (int r = 0; r < grid->rows(); ++r) {  // each row's figures, not "eval failed"
       const QString text = grid->qualityText(r, true);
       QVERIFY2(text.startsWith(QStringLiteral("acc ")) && text.contains(QStringLiteral("× floor")), qPrintable(text));
@@ -337,7 +337,7 @@ private Q_SLOTS:
     c->setMatchedCompute(true);
     QSignalSpy done(c, &ComparePanel::runFinished);
     c->run();
-    QVERIFY(done.wait(120000));
+    QVERIFY(done.wait(120000 * tessera::testing::timeScale()));
     QVERIFY2(done.front().front().toBool(), qPrintable(c->lastError()));
     const CompareCell* base = c->grid()->cell(0, 0);
     const double budget = base->gflops();

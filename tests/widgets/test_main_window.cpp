@@ -70,7 +70,7 @@ private Q_SLOTS:
 
     // The measurement runs on a worker; the window says when it is done.
     QSignalSpy ready(&w, &MainWindow::ready);
-    if (!w.isReady()) QVERIFY(ready.wait(60000));
+    if (!w.isReady()) QVERIFY(ready.wait(60000 * tessera::testing::timeScale()));
     QVERIFY(w.systemInfo().gemmGflops > 0);
     QVERIFY2(blas->text().contains(QStringLiteral("GFLOP/s")), qPrintable(blas->text()));
     auto* page = w.findChild<SystemPage*>();

@@ -157,6 +157,7 @@ Result<void> moveModel(LoadedModel& model, const std::string& device) {
   // the patch embedding, so full precision costs nothing and keeps CPU and GPU alike.
   if (d->is_cuda()) at::globalContext().setAllowTF32CuDNN(false);
   model.backbone->to(*d);
+  if (model.autoencoder) model.autoencoder->network->to(*d);
   return {};
 }
 
@@ -228,7 +229,26 @@ struct BatchOutcome {
   std::vector<at::Tensor> images;        ///< (C, H_i, W_i) in the batch's order, unless cancelled
   at::Tensor samples;                    ///< (B, C, H, W) for a batch of one size
   at::Tensor trajectoryX, trajectoryX0;  ///< when recorded
+  std::vector<at::Tensor> latents;       ///< before decoding (a latent model with an autoencoder)
+  at::Tensor latentSamples;
 };
+
+/// A latent model's batch decoded to pixels (its latents kept): the backbone's latents
+/// mapped back to the autoencoder's, decoded tile by tile on the model's device.
+void decodeBatch(BatchOutcome& out, const LoadedAutoencoder& ae, at::Device device, const GenerationRequest& request) {
+  out.latents = out.images;
+  out.latentSamples = out.samples;
+  auto decode = [&](const at::Tensor& latent) {
+    const at::Tensor z = ae.scaling.fromBackbone(latent.to(device));
+    return decodeTiled(*ae.network, z, request.decodeTile, request.decodeOverlap).to(at::kCPU, at::kFloat);
+  };
+  if (out.samples.defined()) {
+    out.samples = decode(out.samples);
+    for (std::int64_t i = 0; i < out.samples.size(0); ++i) out.images[static_cast<std::size_t>(i)] = out.samples[i];
+  } else {
+    for (auto& image : out.images) image = decode(image.unsqueeze(0))[0];
+  }
+}
 
 /// Host copies of a finished batch's images and trajectory.
 void collectBatch(BatchOutcome& out, bool packed, const BatchLayout& layout, const TrajectoryRecorder* recorder) {
@@ -280,7 +300,10 @@ Result<BatchOutcome> runBatch(const RunContext& ctx, const PlannedGroup& group, 
   BatchOutcome out;
   out.run = std::move(*run);
   out.forwardRows = denoiser.forwardRows();
-  if (!out.run.cancelled) collectBatch(out, packed, layout, request.recordTrajectory ? &recorder : nullptr);
+  if (!out.run.cancelled) {
+    collectBatch(out, packed, layout, request.recordTrajectory ? &recorder : nullptr);
+    if (ctx.model.autoencoder) decodeBatch(out, *ctx.model.autoencoder, ctx.device, request);
+  }
   return out;
 }
 
@@ -290,7 +313,8 @@ Result<GenerationResult> runPlan(const RunContext& ctx, std::size_t& lastGroup) 
   const GenerationPlan& plan = ctx.plan;
   const auto n = static_cast<std::int64_t>(plan.images.size());
   GenerationResult result;
-  std::vector<at::Tensor> placed(plan.images.size()), samples, trajX, trajX0;
+  std::vector<at::Tensor> placed(plan.images.size()), placedLatents(plan.images.size()), samples, latentSamples, trajX,
+      trajX0;
   c10::InferenceMode inference;
   for (std::size_t g = 0; g < plan.groups.size() && !result.cancelled; ++g) {
     lastGroup = g;
@@ -306,9 +330,12 @@ Result<GenerationResult> runPlan(const RunContext& ctx, std::size_t& lastGroup) 
         result.cancelled = true;
         break;
       }
-      for (std::size_t j = 0; j < out->images.size(); ++j)
+      for (std::size_t j = 0; j < out->images.size(); ++j) {
         placed[static_cast<std::size_t>(batch.images[j])] = out->images[j];
+        if (j < out->latents.size()) placedLatents[static_cast<std::size_t>(batch.images[j])] = out->latents[j];
+      }
       if (out->samples.defined()) samples.push_back(out->samples);
+      if (out->latentSamples.defined()) latentSamples.push_back(out->latentSamples);
       if (out->trajectoryX.defined()) {
         trajX.push_back(out->trajectoryX);
         trajX0.push_back(out->trajectoryX0);
@@ -319,6 +346,9 @@ Result<GenerationResult> runPlan(const RunContext& ctx, std::size_t& lastGroup) 
   }
   for (const at::Tensor& image : placed)
     if (image.defined()) result.images.push_back(image);  // cancelled: the finished ones, in order
+  for (const at::Tensor& latent : placedLatents)
+    if (latent.defined()) result.latents.push_back(latent);
+  if (!latentSamples.empty() && plan.sizeBatching == SizeBatching::OneSize) result.latentSamples = at::cat(latentSamples, 0);
   // One stacked tensor only when every image has one size.
   if (!samples.empty() && plan.sizeBatching == SizeBatching::OneSize) result.samples = at::cat(samples, 0);
   if (!trajX.empty()) {

@@ -52,11 +52,20 @@ struct GenerationRequest {
   std::function<bool(std::int64_t step)> probeStep;
   const CancelToken* cancel = nullptr;
   std::function<void(std::int64_t done, std::int64_t total)> onImages;  ///< after each batch
+  /// Decoding a latent model's samples: tiles of this many latent cells (overlapping by
+  /// decodeOverlap), so that memory stays bounded for large pictures; ≤ 0 decodes whole.
+  std::int64_t decodeTile = 64, decodeOverlap = 8;
 };
 
 struct GenerationResult {
-  at::Tensor samples;          ///< (n, C, H, W) float on the CPU, in the model's data range (one size only)
-  std::vector<at::Tensor> images;  ///< every image (C, H_i, W_i), also for mixed sizes
+  /// (n, C, H, W) float on the CPU, in the model's data range (one size only); pixels in
+  /// [-1, 1] for a latent model with an autoencoder.
+  at::Tensor samples;
+  std::vector<at::Tensor> images;  ///< every image (C, H_i, W_i), also for mixed sizes; decoded likewise
+  /// A latent model with an autoencoder: what the backbone sampled, before decoding
+  /// (n, C, h, w), and per image.
+  at::Tensor latentSamples;
+  std::vector<at::Tensor> latents;
   std::vector<double> times;   ///< every state's time in the model's convention
   std::vector<double> taus;    ///< the same as progress τ
   std::int64_t steps = 0, nfe = 0, forwardRows = 0;

@@ -204,6 +204,11 @@ Result<ModelTraits> modelTraits(const LoadedModel& model) {
   } catch (const nlohmann::json::exception& e) {
     return fail(model.path + ": malformed model description: " + e.what());
   }
+  if (model.autoencoder) {
+    t.decodes = true;
+    t.imageChannels = model.autoencoder->network->imageChannels();
+    t.pixelFactor = model.autoencoder->network->downsampling();
+  }
   if (!model.process) return fail(model.path + ": the model names no process, so it cannot be sampled");
   return t;
 }

@@ -29,8 +29,19 @@ struct ModelTraits {
   bool nullClass = false;
   std::vector<std::string> classNames;  ///< empty when the model has none
   std::int64_t guidedChannels = 0;      ///< the reference guidance rule (0 = all channels)
-  /// "image" (pixels in [-1, 1], written as PNG) or "latent" (no autoencoder: tensors only).
+  /// "image" (pixels in [-1, 1], written as PNG) or "latent" (what the backbone samples
+  /// is a latent: decoded to pixels when the model has an autoencoder, else tensors only).
   std::string dataKind = "latent";
+  /// With an autoencoder: its pixel channels and downsampling (an h×w latent is an
+  /// (h·f)×(w·f) picture). Sizes in requests stay in the backbone's cells.
+  bool decodes = false;
+  std::int64_t imageChannels = 0;
+  std::int64_t pixelFactor = 1;
+
+  /// Whether generation ends in pictures (pixel models, and latent ones with an autoencoder).
+  bool makesPictures() const { return dataKind == "image" || decodes; }
+  /// The channels of what generation returns: pixels when it makes pictures.
+  std::int64_t outputChannels() const { return decodes ? imageChannels : channels; }
 };
 /// The model's traits; fails when the description is malformed or names no process.
 Result<ModelTraits> modelTraits(const LoadedModel& model);

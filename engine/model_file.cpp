@@ -122,7 +122,9 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
   // the weights are never held twice.
   NamedTensors targets = stateDict(**backbone);
   TensorShapes present;
-  for (const auto& e : file->entries()) present.emplace_back(e.name, e.shape);
+  const std::string aePrefix = kAutoencoderTensorPrefix;
+  for (const auto& e : file->entries())
+    if (e.name.rfind(aePrefix, 0) != 0) present.emplace_back(e.name, e.shape);
   if (auto ok = checkStateDictShapes(shapesOf(targets), present); !ok) return fail(ok.error().withContext(path));
   {
     torch::NoGradGuard noGrad;
@@ -130,7 +132,17 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
       if (auto ok = file->readInto(name, target); !ok) return fail(ok.error());
   }
   (*backbone)->eval();
-  return LoadedModel{path, cfg.json(), *backbone, std::move(process)};
+  LoadedModel out{path, cfg.json(), *backbone, std::move(process), std::nullopt};
+  if (cfg.json().contains("autoencoder")) {
+    auto ae = loadAutoencoder(*file, cfg.json().at("autoencoder"), aePrefix, path + " [autoencoder]");
+    if (!ae) return fail(ae.error());
+    const std::int64_t latent = ae->network->latentChannels(), channels = (*backbone)->capabilities().inChannels;
+    if (latent != channels)
+      return fail(path + ": the autoencoder makes " + std::to_string(latent) + "-channel latents, but the backbone takes " +
+                  std::to_string(channels) + " channels");
+    out.autoencoder = std::move(*ae);
+  }
+  return out;
 }
 
 }  // namespace tessera

@@ -4,6 +4,7 @@
 #include "core/formats/safetensors.h"
 #include "core/process/process.h"
 #include "core/util/error.h"
+#include "models/autoencoders/autoencoder.h"
 #include "models/backbone.h"
 
 #include <nlohmann/json.hpp>
@@ -16,8 +17,10 @@ namespace tessera {
 /// Metadata key of a Tessera model file holding its pipeline description as JSON:
 /// {"format": 1, "backbone": {"kind", "config"}, "process": {...}, "classes": {...},
 ///  "source": {...}}, and optionally "data": {"kind": "image" | "latent", "channels",
-///  "size": [H, W]} (what `sample` writes: PNGs or tensors) and "defaults": {"sampler",
-///  "cfg"} (what `sample` uses when not told).
+///  "size": [H, W]} (what `sample` writes: PNGs or tensors), "defaults": {"sampler",
+///  "cfg"} (what `sample` uses when not told) and "autoencoder": {"kind", "config",
+///  "scale_factor", "shift_factor", "preview", "source"} (a latent model's first stage,
+///  its tensors stored in the same file under "autoencoder.").
 inline constexpr const char* kModelMetadataKey = "tessera.model";
 inline constexpr int kModelFormatVersion = 1;
 
@@ -26,6 +29,9 @@ struct LoadedModel {
   nlohmann::json description;             ///< the "tessera.model" JSON
   std::shared_ptr<BackboneImpl> backbone; ///< built from the registry, weights loaded, eval mode
   std::optional<Process> process;         ///< when the description names one
+  /// A latent model's autoencoder (the description's "autoencoder"): samples are decoded
+  /// to pixels with it.
+  std::optional<LoadedAutoencoder> autoencoder;
 };
 
 /// The sampling settings a model file recommends ("defaults" in its description, written

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// tessera-cli import [--from auto|KIND] --in FILE --out MODEL [--preset NAME | --heads N]
-// Which backbones import, how each recognises its checkpoints and what it derives from
-// them are the registry's (models/registry.h, BackboneImporter): this file names none.
+// tessera-cli import [--from auto|KIND|autoencoder] --in FILE --out MODEL [--preset NAME | --heads N]
+//                    [--autoencoder AE] [--scale-factor S] [--shift-factor S]
+// Which backbones and autoencoders import, how each recognises its checkpoints and what
+// it derives from them are the registries' (models/registry.h, BackboneImporter;
+// models/autoencoders/autoencoder.h): this file names none.
 #include "app/cli/command.h"
-#include "core/formats/tensor_file.h"
-#include "core/formats/torch_checkpoint.h"
+#include "engine/checkpoint_import.h"
 #include "engine/model_file.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
@@ -19,10 +20,14 @@ namespace tessera::cli {
 namespace {
 
 constexpr const char* kAuto = "auto";
+constexpr const char* kAutoencoder = "autoencoder";
 
 struct ImportOptions {
-  std::string from = kAuto, in, out, preset, key;
+  std::string from = kAuto, in, out, preset, key, autoencoder;
   std::int64_t heads = 0, numClasses = 0, inChannels = 0;
+  double scaleFactor = 0, shiftFactor = 0;
+  CLI::Option* scaleOption = nullptr;
+  CLI::Option* shiftOption = nullptr;
 };
 
 std::string joined(const std::vector<std::string>& words, const std::string& separator = ", ") {
@@ -31,30 +36,40 @@ std::string joined(const std::vector<std::string>& words, const std::string& sep
   return out;
 }
 
-/// auto, then every kind with an importer.
+/// auto, every kind with an importer, then autoencoder.
 std::string knownSources() {
   std::vector<std::string> names{kAuto};
   for (const auto& n : backboneRegistry().importerNames()) names.push_back(n);
+  names.push_back(kAutoencoder);
   return joined(names);
 }
 
-/// Reads a reference checkpoint: torch.save archives and safetensors files alike.
-Result<std::pair<NamedTensors, std::string>> readStateDict(const std::string& path, const std::string& key) {
-  const TensorFileFormat format = detectTensorFileFormat(path);
-  if (format == TensorFileFormat::TorchZip || format == TensorFileFormat::LegacyTorch) {
-    auto ckpt = readTorchCheckpoint(path);
-    if (!ckpt) return fail(ckpt.error());
-    auto container = chooseStateDict(*ckpt, key);
-    if (!container) return fail(container.error());
-    auto sd = extractStateDict(*ckpt, *container);
-    if (!sd) return fail(sd.error());
-    return std::make_pair(*sd, *container);
-  }
-  auto file = SafetensorsFile::open(path);
-  if (!file) return fail(file.error());
-  auto all = file->loadAll();
-  if (!all) return fail(all.error());
-  return std::make_pair(NamedTensors(all->begin(), all->end()), std::string());
+AutoencoderImportOptions autoencoderOptions(const ImportOptions& o) {
+  AutoencoderImportOptions a;
+  if (o.scaleOption && *o.scaleOption) a.scaleFactor = o.scaleFactor;
+  if (o.shiftOption && *o.shiftOption) a.shiftFactor = o.shiftFactor;
+  a.key = o.key;
+  return a;
+}
+
+/// --from autoencoder: an official autoencoder checkpoint → a Tessera autoencoder file.
+CommandResult runImportAutoencoder(const ImportOptions& o, const NamedTensors& tensors, const GlobalOptions& global) {
+  auto contents = importAutoencoder(o.in, tensors, autoencoderOptions(o));
+  if (!contents) return badInput(contents.error().message());
+  for (const auto& note : contents->notes) spdlog::info("{}", note);
+  std::int64_t parameters = 0;
+  for (const auto& [name, t] : contents->weights) parameters += t.numel();
+  if (auto ok = writeAutoencoderFile(o.out, contents->description, contents->weights); !ok)
+    return runtimeFailure(ok.error().message());
+  nlohmann::json summary{{"event", "imported"},
+                         {"out", o.out},
+                         {"autoencoder", contents->description["kind"]},
+                         {"layout", contents->description["source"]["layout"]},
+                         {"parameters", parameters},
+                         {"scale_factor", contents->description["scale_factor"]},
+                         {"config", contents->description["config"]}};
+  std::cout << summary.dump(global.json ? -1 : 2) << std::endl;
+  return {};
 }
 
 /// The kind --from names, or the one the registry recognises in the tensors.
@@ -79,7 +94,7 @@ tl::expected<std::string, CommandError> chooseKind(const ImportOptions& o, const
 
 CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   const BackboneRegistry& registry = backboneRegistry();
-  if (o.from != kAuto) {
+  if (o.from != kAuto && o.from != kAutoencoder) {
     const BackboneEntry* named = registry.find(o.from);
     if (!named || !named->importer)
       return badInput("import: --from '" + o.from +
@@ -88,8 +103,22 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   std::error_code ec;
   if (!std::filesystem::exists(o.in, ec)) return badInput(o.in + ": no such file");
   if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--in", o.in}}); !ok) return ok;
-  auto sd = readStateDict(o.in, o.key);
-  if (!sd) return badInput(sd.error().message());
+  if (!o.autoencoder.empty()) {
+    if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--autoencoder", o.autoencoder}}); !ok) return ok;
+    if (o.from == kAutoencoder) return badInput("--autoencoder goes with a backbone import (--from dit, sit, fit, nit or auto), not --from autoencoder");
+  }
+  auto read = readCheckpointStateDict(o.in, o.key);
+  if (!read) return badInput(read.error().message());
+  auto sd = std::make_optional(std::make_pair(std::move(read->tensors), read->container));
+  if (o.from == kAutoencoder) return runImportAutoencoder(o, sd->first, global);
+  if (o.from == kAuto && o.autoencoder.empty() &&
+      backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(sd->first))).empty() && holdsAutoencoder(sd->first)) {
+    spdlog::info("{}: recognised as an autoencoder (--from autoencoder)", std::filesystem::path(o.in).filename().string());
+    return runImportAutoencoder(o, sd->first, global);
+  }
+  if ((o.scaleOption && *o.scaleOption) || (o.shiftOption && *o.shiftOption)) {
+    if (o.autoencoder.empty()) return badInput("--scale-factor and --shift-factor belong to an autoencoder: give --autoencoder, or --from autoencoder");
+  }
   auto kind = chooseKind(o, sd->first);
   if (!kind) return tl::unexpected<CommandError>(kind.error());
   const BackboneEntry& entry = *registry.find(*kind);
@@ -101,6 +130,18 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   if (o.inChannels > 0) request.inChannels = o.inChannels;
   auto imported = entry.importer.convert(sd->first, request);
   if (!imported) return badInput(o.in + ": " + imported.error().message());
+  std::optional<AutoencoderContents> autoencoder;
+  if (!o.autoencoder.empty()) {
+    auto ae = readAutoencoder(o.autoencoder, autoencoderOptions(o));
+    if (!ae) return badInput("--autoencoder: " + ae.error().message());
+    for (const auto& note : ae->notes) spdlog::info("autoencoder: {}", note);
+    const std::int64_t latent = ae->description["config"].value("embed_dim", std::int64_t{0});
+    const std::int64_t channels = imported->config.value("in_channels", latent);
+    if (latent != channels)
+      return badInput("--autoencoder " + o.autoencoder + " makes " + std::to_string(latent) + "-channel latents, but the " +
+                      *kind + " backbone of " + o.in + " takes " + std::to_string(channels) + " channels");
+    autoencoder = std::move(*ae);
+  }
   for (const auto& note : imported->notes) spdlog::info("{}", note);
   std::int64_t parameters = 0;
   for (const auto& [name, t] : imported->weights) parameters += t.numel();
@@ -114,12 +155,24 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
                            {"state_dict", sd->second},
                            {"preset", o.preset},
                            {"notes", imported->notes}};
-  if (auto ok = writeModelFile(o.out, description, imported->weights); !ok) return runtimeFailure(ok.error().message());
+  NamedTensors weights = std::move(imported->weights);
+  if (autoencoder) {
+    // One file holds backbone and autoencoder: a model that is moved, copied or shared
+    // keeps working, as a Stable Diffusion checkpoint with its VAE does.
+    description["autoencoder"] = autoencoder->description;
+    description["data"] = {{"kind", "latent"}, {"channels", autoencoder->description["config"].value("embed_dim", 0)}};
+    for (auto& [name, t] : autoencoder->weights) weights.emplace_back(kAutoencoderTensorPrefix + name, std::move(t));
+  }
+  if (auto ok = writeModelFile(o.out, description, weights); !ok) return runtimeFailure(ok.error().message());
   nlohmann::json summary{{"event", "imported"},
                          {"out", o.out},
                          {"backbone", *kind},
                          {"parameters", parameters},
                          {"config", imported->config}};
+  if (autoencoder)
+    summary["autoencoder"] = {{"kind", autoencoder->description["kind"]},
+                              {"scale_factor", autoencoder->description["scale_factor"]},
+                              {"downsampling", std::int64_t{1} << (autoencoder->description["config"].value("ch_mult", nlohmann::json::array()).size() - 1)}};
   std::cout << summary.dump(global.json ? -1 : 2) << std::endl;
   return {};
 }
@@ -144,6 +197,13 @@ Command addImportCommand(CLI::App& app, const GlobalOptions& global) {
                   "Latent channels, for a backbone whose weights give only the token width p²·C (default 4)")
       ->check(CLI::Range(1, 1024));
   sub->add_option("--key", o->key, "State dict inside the checkpoint (default: top level, else ema, model, …)");
+  sub->add_option("--autoencoder", o->autoencoder,
+                  "A latent backbone's autoencoder, stored in the model file: a Tessera autoencoder file or an official one "
+                  "(LDM/Stable Diffusion .ckpt, diffusers .safetensors)");
+  o->scaleOption = sub->add_option("--scale-factor", o->scaleFactor,
+                                   "The autoencoder's latent scale (backbone latent = (z - shift) * scale; default: from the "
+                                   "checkpoint or config.json beside it, 0.18215 for Stable Diffusion's VAE)");
+  o->shiftOption = sub->add_option("--shift-factor", o->shiftFactor, "The autoencoder's latent shift (default 0)");
   return {sub, [o, &global]() { return runImport(*o, global); }};
 }
 

@@ -41,6 +41,8 @@ struct SampleOptions {
   SamplerOptions sampling;
   std::string gallery;
   std::string device = "cpu";
+  bool keepLatents = false;
+  std::int64_t decodeTile = 64;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -150,6 +152,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   if (auto ok = r.guidance.validate(); !ok) return badInput("--cfg: " + ok.error().message());
   r.seed = o.seed;
   r.batch = o.batch;
+  r.decodeTile = o.decodeTile;
   if (!o.noise.empty()) {
     auto z = loadTensor(o.noise, "z", "--noise");
     if (!z) return badInput(z.error().message());
@@ -169,7 +172,8 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
 
   std::optional<GalleryStore> gallery;  // opened first: a bad gallery fails before any work
   if (!o.gallery.empty()) {
-    if (traits->dataKind != "image") return badInput("--gallery: this model makes " + traits->dataKind + " tensors, not images");
+    if (!traits->makesPictures())
+      return badInput("--gallery: this model makes " + traits->dataKind + " tensors and has no autoencoder to decode them, not images");
     auto store = GalleryStore::open(o.gallery);
     if (!store) return badInput("--gallery: " + store.error().message());
     gallery.emplace(std::move(*store));
@@ -198,7 +202,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
                        {"size_bytes", std::filesystem::file_size(modelPath, ec)}};
   nlohmann::json summary{{"event", "done"}, {"out", o.out}, {"images", result->completed}, {"nfe", result->nfe},
                          {"steps", result->steps}, {"seconds", result->seconds}, {"settings", result->settings}};
-  if (traits->dataKind == "image" && (traits->channels == 1 || traits->channels == 3)) {
+  if (traits->makesPictures() && (traits->outputChannels() == 1 || traits->outputChannels() == 3)) {
     std::string modelHash;
     auto hash = sha256File(modelPath);
     if (!hash) return runtimeFailure(hash.error().message());
@@ -241,6 +245,21 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     summary["note"] = "no PNG written: this model's output is a " + traits->dataKind +
                       " tensor without an autoencoder to decode it; the samples are in " + path;
     spdlog::warn("{}", summary["note"].get<std::string>());
+  }
+  if (o.keepLatents && traits->decodes && result->completed > 0) {
+    // What the backbone sampled, in its own scale (the autoencoder's latent times its scale factor).
+    const std::string path = (std::filesystem::path(o.out) / "latents.safetensors").string();
+    NamedTensors tensors;
+    if (result->latentSamples.defined()) {
+      tensors.emplace_back("latents", result->latentSamples.contiguous());
+    } else {
+      for (std::size_t i = 0; i < result->latents.size(); ++i) tensors.emplace_back("latents." + std::to_string(i), result->latents[i].contiguous());
+    }
+    nlohmann::json meta = result->settings;
+    meta["model"] = model;
+    meta["autoencoder"] = {{"scale_factor", loaded->autoencoder->scaling.scale}, {"shift_factor", loaded->autoencoder->scaling.shift}};
+    if (auto ok = writeSafetensors(path, tensors, {{"tessera.sample", meta.dump()}}); !ok) return runtimeFailure(ok.error().message());
+    summary["latents"] = path;
   }
   if (r.recordTrajectory && result->trajectoryX.defined()) {
     const at::Tensor t = at::tensor(result->times, at::TensorOptions(at::kDouble));
@@ -296,6 +315,11 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--device", o->device, "cpu, cuda or cuda:N (the noise is drawn on the CPU either way)")->capture_default_str();
   sub->add_option("--gallery", o->gallery, "Also store every image in this gallery database (created if missing; the studio's is in its data folder)");
   sub->add_option("--out", o->out, "Output folder")->required();
+  sub->add_flag("--keep-latents", o->keepLatents,
+                "Latent models with an autoencoder: also write what the backbone sampled (before decoding) to latents.safetensors");
+  sub->add_option("--decode-tile", o->decodeTile,
+                  "Latent models: decode in tiles of this many latent cells (overlapping by 8), bounding memory for large pictures; 0 = whole")
+      ->check(CLI::Range(0, 4096))->capture_default_str();
   return {sub, [o, &global]() { return runSample(*o, global); }};
 }
 

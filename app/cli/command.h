@@ -74,5 +74,7 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global);
 /// train re-executes itself for --nproc, so it keeps the program's arguments.
 Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, char** argv);
 Command addEvalCommand(CLI::App& app, const GlobalOptions& global);
+Command addEncodeCommand(CLI::App& app, const GlobalOptions& global);
+Command addDecodeCommand(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace tessera::cli

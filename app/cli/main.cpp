@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
       addSampleCommand(app, global),
       addTrainCommand(app, global, argc, argv),
       addEvalCommand(app, global),
+      addEncodeCommand(app, global),
+      addDecodeCommand(app, global),
       addBenchCommand(app, global),
   };
 

@@ -385,8 +385,11 @@ class FrameObserver final : public StepObserver {
 public:
   /// `grids`: for a request of mixed sizes on a packed backbone, each image's token grid
   /// (the states are packs, split back into images here); empty otherwise.
-  FrameObserver(int batch, GridSizes grids, std::function<void(int, QVector<StepFrame>)> emitFrames)
-      : m_batch(batch), m_grids(std::move(grids)), m_emit(std::move(emitFrames)) {}
+  /// `autoencoder`: a latent model's, whose fitted preview map turns states and estimates
+  /// into pictures (a fast linear map per latent cell; the final images are fully decoded).
+  FrameObserver(int batch, GridSizes grids, std::function<void(int, QVector<StepFrame>)> emitFrames,
+                const LoadedAutoencoder* autoencoder = nullptr)
+      : m_batch(batch), m_grids(std::move(grids)), m_emit(std::move(emitFrames)), m_autoencoder(autoencoder) {}
   void onStart(const at::Tensor& x, double, double) override {
     m_base = m_batches++ * m_batch;
     if (!m_grids.empty()) {
@@ -398,7 +401,7 @@ public:
     for (std::size_t i = 0; i < xs.size(); ++i) {
       StepFrame f;
       f.image = static_cast<int>(m_base + static_cast<std::int64_t>(i));
-      f.x = toQImage(xs[i], kMaxSide);
+      f.x = picture(xs[i]);
       frames.push_back(f);
     }
     m_emit(0, frames);
@@ -415,8 +418,8 @@ public:
     for (std::size_t i = 0; i < xs.size(); ++i) {
       StepFrame f;
       f.image = static_cast<int>(m_base + static_cast<std::int64_t>(i));
-      f.x = toQImage(xs[i], kMaxSide);
-      if (!x0.empty()) f.x0 = toQImage(x0[i], kMaxSide);
+      f.x = picture(xs[i]);
+      if (!x0.empty()) f.x0 = picture(x0[i]);
       if (!pred.empty()) {
         // The prediction is not an image: stretch its own range of this image to [-1, 1].
         const at::Tensor p = pred[i].to(at::kFloat);
@@ -424,8 +427,8 @@ public:
         f.output = toQImage(hi > lo ? (p - lo) / (hi - lo) * 2.0 - 1.0 : at::zeros_like(p), kMaxSide);
       }
       if (!cond.empty()) {
-        f.x0Conditional = toQImage(cond[i], kMaxSide);
-        f.x0Unconditional = toQImage(uncond[i], kMaxSide);
+        f.x0Conditional = picture(cond[i]);
+        f.x0Unconditional = picture(uncond[i]);
       }
       frames.push_back(f);
     }
@@ -440,11 +443,26 @@ private:
     for (std::int64_t i = 0; i < x.size(0); ++i) out.push_back(x[i]);
     return out;
   }
+  /// A state or estimate as a picture: itself for pixel models, the preview map's colours
+  /// enlarged to the picture's size for latent ones.
+  QImage picture(const at::Tensor& chw) const {
+    if (!m_autoencoder || !m_autoencoder->preview.defined()) return toQImage(chw, kMaxSide);
+    const at::Tensor z = m_autoencoder->scaling.fromBackbone(chw.to(at::kCPU, at::kFloat).unsqueeze(0));
+    const std::int64_t f = m_autoencoder->network->downsampling();
+    const std::int64_t h = chw.size(1) * f, w = chw.size(2) * f;
+    const double shrink = std::min(1.0, static_cast<double>(kMaxSide) / static_cast<double>(std::max(h, w)));
+    const at::Tensor rgb = at::upsample_bilinear2d(previewDecode(m_autoencoder->preview, z),
+                                                   {std::max<std::int64_t>(1, std::llround(static_cast<double>(h) * shrink)),
+                                                    std::max<std::int64_t>(1, std::llround(static_cast<double>(w) * shrink))},
+                                                   false);
+    return toQImage(rgb[0].clamp(-1, 1), kMaxSide);
+  }
   static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
   int m_batch;
   GridSizes m_grids, m_current;
   std::int64_t m_base = 0, m_batches = 0;
   std::function<void(int, QVector<StepFrame>)> m_emit;
+  const LoadedAutoencoder* m_autoencoder = nullptr;
 };
 
 }  // namespace
@@ -507,9 +525,9 @@ void GenerationWorker::run(const GenerationJob& job) {
     }
     Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
 
-    FrameObserver observer(r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) {
-      Q_EMIT stepped(id, step, frames);
-    });
+    FrameObserver observer(
+        r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) { Q_EMIT stepped(id, step, frames); },
+        c.model->autoencoder ? &*c.model->autoencoder : nullptr);
     ObserverFanout observers;
     observers.targets.push_back(&observer);
     Probe probe;
@@ -526,7 +544,7 @@ void GenerationWorker::run(const GenerationJob& job) {
     if (!result) return failWith(qs(result.error().message()));
 
     for (std::int64_t i = 0; i < result->completed; ++i) {
-      if (c.traits->dataKind != "image") break;
+      if (!c.traits->makesPictures()) break;
       auto image = describeGeneratedImage(*c.model, *c.traits, *result, r.classes, r.seed, i, job.modelPath.toStdString(), c.hash);
       if (!image) return failWith(qs(image.error().message()));
       qint64 galleryId = 0;

@@ -42,7 +42,8 @@ namespace {
 std::optional<nlohmann::json> diffusersConfigBeside(const std::string& path) {
   const auto config = std::filesystem::path(path).parent_path() / "config.json";
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(config, ec) || std::filesystem::file_size(config, ec) > (1 << 20)) return std::nullopt;
+  if (!std::filesystem::is_regular_file(config, ec) || std::filesystem::file_size(config, ec) > (1 << 20))
+    return std::nullopt;
   std::ifstream in(config);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
@@ -66,14 +67,17 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
   const NamedTensors tensors = autoencoderTensors(raw, &dropped);
   const auto fits = autoencoderRegistry().recognise(shapesOf(tensors));
   if (fits.empty())
-    return fail(path + ": no autoencoder recognises these tensors (expected an LDM/Stable Diffusion autoencoder: "
-                       "encoder.down.N.block.M… in CompVis layout or encoder.down_blocks.N.resnets.M… in diffusers layout, "
-                       "alone or under first_stage_model.)");
+    return fail(path +
+                ": no autoencoder recognises these tensors (expected an LDM/Stable Diffusion autoencoder: "
+                "encoder.down.N.block.M… in CompVis layout or encoder.down_blocks.N.resnets.M… in diffusers layout, "
+                "alone or under first_stage_model.)");
   auto imported = fits.front()->importer.convert(tensors);
   if (!imported) return fail(imported.error().withContext(path));
   AutoencoderContents out;
   out.notes = imported->notes;
-  if (dropped > 0) out.notes.push_back("took the autoencoder (first_stage_model.*) out of a checkpoint holding " + std::to_string(dropped) + " other tensors");
+  if (dropped > 0)
+    out.notes.push_back("took the autoencoder (first_stage_model.*) out of a checkpoint holding " +
+                        std::to_string(dropped) + " other tensors");
 
   double scale = 1.0, shift = 0.0;
   std::string scaleFrom;
@@ -97,11 +101,13 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
   }
   const nlohmann::json& c = imported->config;
   if (scaleFrom.empty()) {
-    const bool sdVae = imported->kind == "kl" && c.value("embed_dim", 0) == 4 && c.value("ch_mult", nlohmann::json()).size() == 4;
+    const bool sdVae =
+        imported->kind == "kl" && c.value("embed_dim", 0) == 4 && c.value("ch_mult", nlohmann::json()).size() == 4;
     scale = sdVae ? 0.18215 : 1.0;
-    scaleFrom = sdVae ? "Stable Diffusion 1/2's value for its 4-channel f8 VAE, which DiT, SiT and FiT use (SDXL's VAE has "
-                        "the same shapes and 0.13025: give --scale-factor)"
-                      : "the default: the file does not say; give --scale-factor if its latents were scaled";
+    scaleFrom =
+        sdVae ? "Stable Diffusion 1/2's value for its 4-channel f8 VAE, which DiT, SiT and FiT use (SDXL's VAE has "
+                "the same shapes and 0.13025: give --scale-factor)"
+              : "the default: the file does not say; give --scale-factor if its latents were scaled";
   }
   if (options.shiftFactor) shift = *options.shiftFactor;
   if (auto ok = checkFactor(scale, "scale factor"); !ok) return fail(ok.error());

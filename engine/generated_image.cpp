@@ -25,8 +25,8 @@ Result<GeneratedImage> describeGeneratedImage(const LoadedModel& model, const Mo
   if (index < 0 || index >= result.completed)
     return fail("image " + std::to_string(index) + " of a generation that finished " + std::to_string(result.completed));
   if (!traits.makesPictures() || (traits.outputChannels() != 1 && traits.outputChannels() != 3))
-    return fail(modelPath + ": its output is a " + std::to_string(traits.outputChannels()) + "-channel " + traits.dataKind +
-                ", not an image that can be written as PNG");
+    return fail(modelPath + ": its output is a " + std::to_string(traits.outputChannels()) + "-channel " +
+                traits.dataKind + ", not an image that can be written as PNG");
   GeneratedImage out;
   const at::Tensor chw = static_cast<std::size_t>(index) < result.images.size() ? result.images[static_cast<std::size_t>(index)]
                                                                                 : result.samples[index];

@@ -348,7 +348,8 @@ Result<GenerationResult> runPlan(const RunContext& ctx, std::size_t& lastGroup) 
     if (image.defined()) result.images.push_back(image);  // cancelled: the finished ones, in order
   for (const at::Tensor& latent : placedLatents)
     if (latent.defined()) result.latents.push_back(latent);
-  if (!latentSamples.empty() && plan.sizeBatching == SizeBatching::OneSize) result.latentSamples = at::cat(latentSamples, 0);
+  if (!latentSamples.empty() && plan.sizeBatching == SizeBatching::OneSize)
+    result.latentSamples = at::cat(latentSamples, 0);
   // One stacked tensor only when every image has one size.
   if (!samples.empty() && plan.sizeBatching == SizeBatching::OneSize) result.samples = at::cat(samples, 0);
   if (!trajX.empty()) {

@@ -138,8 +138,8 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
     if (!ae) return fail(ae.error());
     const std::int64_t latent = ae->network->latentChannels(), channels = (*backbone)->capabilities().inChannels;
     if (latent != channels)
-      return fail(path + ": the autoencoder makes " + std::to_string(latent) + "-channel latents, but the backbone takes " +
-                  std::to_string(channels) + " channels");
+      return fail(path + ": the autoencoder makes " + std::to_string(latent) +
+                  "-channel latents, but the backbone takes " + std::to_string(channels) + " channels");
     out.autoencoder = std::move(*ae);
   }
   return out;

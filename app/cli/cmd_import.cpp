@@ -105,7 +105,9 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--in", o.in}}); !ok) return ok;
   if (!o.autoencoder.empty()) {
     if (auto ok = refuseOverwritingInputs({{"--out", o.out}}, {{"--autoencoder", o.autoencoder}}); !ok) return ok;
-    if (o.from == kAutoencoder) return badInput("--autoencoder goes with a backbone import (--from dit, sit, fit, nit or auto), not --from autoencoder");
+    if (o.from == kAutoencoder)
+      return badInput(
+          "--autoencoder goes with a backbone import (--from dit, sit, fit, nit or auto), not --from autoencoder");
   }
   auto read = readCheckpointStateDict(o.in, o.key);
   if (!read) return badInput(read.error().message());
@@ -113,11 +115,14 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   if (o.from == kAutoencoder) return runImportAutoencoder(o, sd->first, global);
   if (o.from == kAuto && o.autoencoder.empty() &&
       backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(sd->first))).empty() && holdsAutoencoder(sd->first)) {
-    spdlog::info("{}: recognised as an autoencoder (--from autoencoder)", std::filesystem::path(o.in).filename().string());
+    spdlog::info("{}: recognised as an autoencoder (--from autoencoder)",
+                 std::filesystem::path(o.in).filename().string());
     return runImportAutoencoder(o, sd->first, global);
   }
   if ((o.scaleOption && *o.scaleOption) || (o.shiftOption && *o.shiftOption)) {
-    if (o.autoencoder.empty()) return badInput("--scale-factor and --shift-factor belong to an autoencoder: give --autoencoder, or --from autoencoder");
+    if (o.autoencoder.empty())
+      return badInput(
+          "--scale-factor and --shift-factor belong to an autoencoder: give --autoencoder, or --from autoencoder");
   }
   auto kind = chooseKind(o, sd->first);
   if (!kind) return tl::unexpected<CommandError>(kind.error());
@@ -138,8 +143,9 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
     const std::int64_t latent = ae->description["config"].value("embed_dim", std::int64_t{0});
     const std::int64_t channels = imported->config.value("in_channels", latent);
     if (latent != channels)
-      return badInput("--autoencoder " + o.autoencoder + " makes " + std::to_string(latent) + "-channel latents, but the " +
-                      *kind + " backbone of " + o.in + " takes " + std::to_string(channels) + " channels");
+      return badInput("--autoencoder " + o.autoencoder + " makes " + std::to_string(latent) +
+                      "-channel latents, but the " + *kind + " backbone of " + o.in + " takes " +
+                      std::to_string(channels) + " channels");
     autoencoder = std::move(*ae);
   }
   for (const auto& note : imported->notes) spdlog::info("{}", note);
@@ -170,9 +176,11 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
                          {"parameters", parameters},
                          {"config", imported->config}};
   if (autoencoder)
-    summary["autoencoder"] = {{"kind", autoencoder->description["kind"]},
-                              {"scale_factor", autoencoder->description["scale_factor"]},
-                              {"downsampling", std::int64_t{1} << (autoencoder->description["config"].value("ch_mult", nlohmann::json::array()).size() - 1)}};
+    summary["autoencoder"] = {
+        {"kind", autoencoder->description["kind"]},
+        {"scale_factor", autoencoder->description["scale_factor"]},
+        {"downsampling",
+         std::int64_t{1} << (autoencoder->description["config"].value("ch_mult", nlohmann::json::array()).size() - 1)}};
   std::cout << summary.dump(global.json ? -1 : 2) << std::endl;
   return {};
 }
@@ -197,12 +205,14 @@ Command addImportCommand(CLI::App& app, const GlobalOptions& global) {
                   "Latent channels, for a backbone whose weights give only the token width p²·C (default 4)")
       ->check(CLI::Range(1, 1024));
   sub->add_option("--key", o->key, "State dict inside the checkpoint (default: top level, else ema, model, …)");
-  sub->add_option("--autoencoder", o->autoencoder,
-                  "A latent backbone's autoencoder, stored in the model file: a Tessera autoencoder file or an official one "
-                  "(LDM/Stable Diffusion .ckpt, diffusers .safetensors)");
-  o->scaleOption = sub->add_option("--scale-factor", o->scaleFactor,
-                                   "The autoencoder's latent scale (backbone latent = (z - shift) * scale; default: from the "
-                                   "checkpoint or config.json beside it, 0.18215 for Stable Diffusion's VAE)");
+  sub->add_option(
+      "--autoencoder", o->autoencoder,
+      "A latent backbone's autoencoder, stored in the model file: a Tessera autoencoder file or an official one "
+      "(LDM/Stable Diffusion .ckpt, diffusers .safetensors)");
+  o->scaleOption =
+      sub->add_option("--scale-factor", o->scaleFactor,
+                      "The autoencoder's latent scale (backbone latent = (z - shift) * scale; default: from the "
+                      "checkpoint or config.json beside it, 0.18215 for Stable Diffusion's VAE)");
   o->shiftOption = sub->add_option("--shift-factor", o->shiftFactor, "The autoencoder's latent shift (default 0)");
   return {sub, [o, &global]() { return runImport(*o, global); }};
 }

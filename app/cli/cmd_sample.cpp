@@ -173,7 +173,8 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
   std::optional<GalleryStore> gallery;  // opened first: a bad gallery fails before any work
   if (!o.gallery.empty()) {
     if (!traits->makesPictures())
-      return badInput("--gallery: this model makes " + traits->dataKind + " tensors and has no autoencoder to decode them, not images");
+      return badInput("--gallery: this model makes " + traits->dataKind +
+                      " tensors and has no autoencoder to decode them, not images");
     auto store = GalleryStore::open(o.gallery);
     if (!store) return badInput("--gallery: " + store.error().message());
     gallery.emplace(std::move(*store));
@@ -253,12 +254,15 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     if (result->latentSamples.defined()) {
       tensors.emplace_back("latents", result->latentSamples.contiguous());
     } else {
-      for (std::size_t i = 0; i < result->latents.size(); ++i) tensors.emplace_back("latents." + std::to_string(i), result->latents[i].contiguous());
+      for (std::size_t i = 0; i < result->latents.size(); ++i)
+        tensors.emplace_back("latents." + std::to_string(i), result->latents[i].contiguous());
     }
     nlohmann::json meta = result->settings;
     meta["model"] = model;
-    meta["autoencoder"] = {{"scale_factor", loaded->autoencoder->scaling.scale}, {"shift_factor", loaded->autoencoder->scaling.shift}};
-    if (auto ok = writeSafetensors(path, tensors, {{"tessera.sample", meta.dump()}}); !ok) return runtimeFailure(ok.error().message());
+    meta["autoencoder"] = {{"scale_factor", loaded->autoencoder->scaling.scale},
+                           {"shift_factor", loaded->autoencoder->scaling.shift}};
+    if (auto ok = writeSafetensors(path, tensors, {{"tessera.sample", meta.dump()}}); !ok)
+      return runtimeFailure(ok.error().message());
     summary["latents"] = path;
   }
   if (r.recordTrajectory && result->trajectoryX.defined()) {
@@ -316,10 +320,13 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--gallery", o->gallery, "Also store every image in this gallery database (created if missing; the studio's is in its data folder)");
   sub->add_option("--out", o->out, "Output folder")->required();
   sub->add_flag("--keep-latents", o->keepLatents,
-                "Latent models with an autoencoder: also write what the backbone sampled (before decoding) to latents.safetensors");
+                "Latent models with an autoencoder: also write what the backbone sampled (before decoding) to "
+                "latents.safetensors");
   sub->add_option("--decode-tile", o->decodeTile,
-                  "Latent models: decode in tiles of this many latent cells (overlapping by 8), bounding memory for large pictures; 0 = whole")
-      ->check(CLI::Range(0, 4096))->capture_default_str();
+                  "Latent models: decode in tiles of this many latent cells (overlapping by 8), bounding memory for "
+                  "large pictures; 0 = whole")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
   return {sub, [o, &global]() { return runSample(*o, global); }};
 }
 

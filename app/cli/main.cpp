@@ -71,15 +71,9 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
 
   const Command commands[] = {
-      addInfoCommand(app, global),
-      addImportCommand(app, global),
-      addForwardCommand(app, global),
-      addInspectCommand(app, global),
-      addSampleCommand(app, global),
-      addTrainCommand(app, global, argc, argv),
-      addEvalCommand(app, global),
-      addEncodeCommand(app, global),
-      addDecodeCommand(app, global),
+      addInfoCommand(app, global),    addImportCommand(app, global), addForwardCommand(app, global),
+      addInspectCommand(app, global), addSampleCommand(app, global), addTrainCommand(app, global, argc, argv),
+      addEvalCommand(app, global),    addEncodeCommand(app, global), addDecodeCommand(app, global),
       addBenchCommand(app, global),
   };
 

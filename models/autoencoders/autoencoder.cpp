@@ -46,7 +46,8 @@ Result<std::shared_ptr<AutoencoderImpl>> AutoencoderRegistry::create(const std::
   }
   nlohmann::json c = config;
   if (c.is_object() && !c.contains("kind")) c["kind"] = kind;
-  if (c.is_object() && c["kind"] != kind) return fail("autoencoder.config.kind " + c["kind"].dump() + " differs from the kind '" + kind + "'");
+  if (c.is_object() && c["kind"] != kind)
+    return fail("autoencoder.config.kind " + c["kind"].dump() + " differs from the kind '" + kind + "'");
   return entry->factory(c);
 }
 
@@ -129,7 +130,8 @@ Result<LoadedAutoencoder> loadAutoencoder(const SafetensorsFile& file, const nlo
     }
   if (minimumWeights(description["config"]) > 2 * held + 1e6)
     return fail(where + ": the autoencoder's config describes a network far larger than the " +
-                std::to_string(static_cast<std::int64_t>(held)) + " weights the file holds (a damaged or hostile description)");
+                std::to_string(static_cast<std::int64_t>(held)) +
+                " weights the file holds (a damaged or hostile description)");
   auto network = autoencoderRegistry().create(*kind, description["config"]);
   if (!network) return fail(network.error().withContext(where));
   NamedTensors targets = stateDict(**network);
@@ -154,9 +156,15 @@ Result<LoadedAutoencoder> loadAutoencoder(const SafetensorsFile& file, const nlo
     std::vector<float> values;
     bool ok = rows == (*network)->imageChannels();
     for (const auto& row : *it) {
-      if (!ok || !row.is_array() || static_cast<std::int64_t>(row.size()) != cols) { ok = false; break; }
+      if (!ok || !row.is_array() || static_cast<std::int64_t>(row.size()) != cols) {
+        ok = false;
+        break;
+      }
       for (const auto& v : row) {
-        if (!v.is_number()) { ok = false; break; }
+        if (!v.is_number()) {
+          ok = false;
+          break;
+        }
         values.push_back(v.get<float>());
       }
     }
@@ -180,7 +188,8 @@ Result<LoadedAutoencoder> loadAutoencoderFile(const std::string& path) {
   return loadAutoencoder(*file, description, "", path);
 }
 
-Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights) {
+Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json& description,
+                                  const NamedTensors& weights) {
   nlohmann::json d = description;
   d["format"] = 1;
   return writeSafetensors(path, weights, {{kAutoencoderMetadataKey, d.dump()}});
@@ -195,8 +204,8 @@ at::Tensor fitPreviewMap(AutoencoderImpl& ae, std::int64_t samples, std::uint64_
   at::Tensor coarse = at::rand({samples, c, 4, 4}, generator) * 2 - 1;
   at::Tensor x = at::upsample_bilinear2d(coarse, {side, side}, false).clamp(-1, 1);
   const Encoded encoded = ae.encode(x);
-  const at::Tensor z = ae.latentOf(encoded);                            // (n, C, 8, 8)
-  const at::Tensor target = at::avg_pool2d(x, {f, f}, {f, f});           // (n, c, 8, 8)
+  const at::Tensor z = ae.latentOf(encoded);                    // (n, C, 8, 8)
+  const at::Tensor target = at::avg_pool2d(x, {f, f}, {f, f});  // (n, c, 8, 8)
   const std::int64_t lc = z.size(1);
   at::Tensor design = at::cat({z.permute({0, 2, 3, 1}).reshape({-1, lc}), at::ones({z.numel() / lc, 1})}, 1);
   at::Tensor y = target.permute({0, 2, 3, 1}).reshape({-1, c});
@@ -234,7 +243,8 @@ at::Tensor ramp(std::int64_t length, std::int64_t fade, bool before, bool after)
 
 }  // namespace
 
-at::Tensor decodeTiled(AutoencoderImpl& ae, const at::Tensor& z, std::int64_t tile, std::int64_t overlap, bool quantize) {
+at::Tensor decodeTiled(AutoencoderImpl& ae, const at::Tensor& z, std::int64_t tile, std::int64_t overlap,
+                       bool quantize) {
   const std::int64_t h = z.size(2), w = z.size(3);
   if (tile <= 0 || (h <= tile && w <= tile)) return ae.decode(z, quantize);
   overlap = std::clamp<std::int64_t>(overlap, 0, tile / 2);
@@ -247,7 +257,8 @@ at::Tensor decodeTiled(AutoencoderImpl& ae, const at::Tensor& z, std::int64_t ti
       // Each tile is decoded with `overlap` latent cells of context on every side that has
       // them, which are cut off again: the decoder's zero padding at a tile's edge then
       // never reaches the pixels kept.
-      const std::int64_t y0 = std::max<std::int64_t>(0, ys[a] - overlap), x0 = std::max<std::int64_t>(0, xs[b] - overlap);
+      const std::int64_t y0 = std::max<std::int64_t>(0, ys[a] - overlap),
+                         x0 = std::max<std::int64_t>(0, xs[b] - overlap);
       const std::int64_t y1 = std::min(h, ys[a] + th + overlap), x1 = std::min(w, xs[b] + tw + overlap);
       const at::Tensor part = ae.decode(z.narrow(2, y0, y1 - y0).narrow(3, x0, x1 - x0), quantize)
                                   .narrow(2, (ys[a] - y0) * f, th * f)

@@ -129,7 +129,8 @@ Result<LoadedAutoencoder> loadAutoencoder(const SafetensorsFile& file, const nlo
 Result<LoadedAutoencoder> loadAutoencoderFile(const std::string& path);
 
 /// Writes an autoencoder file: weights + {"format", "kind", "config", "scale_factor", ...}.
-Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json& description, const NamedTensors& weights);
+Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json& description,
+                                  const NamedTensors& weights);
 
 /// Fits the fast preview map: least squares from latents to the decoded images averaged
 /// over each latent cell, on `samples` random-colour images encoded and decoded by `ae`.

@@ -47,8 +47,9 @@ class TestCliAutoencoders : public QObject {
 
 private Q_SLOTS:
   void importsBothLayoutsAndDetectsAutoencoders() {
-    tessera::test::Run r = cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("autoencoder"),
-                 QStringLiteral("--in"), ae("kl_diffusers.safetensors"), QStringLiteral("--out"), path("kl.safetensors")});
+    tessera::test::Run r = cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--from"),
+                                QStringLiteral("autoencoder"), QStringLiteral("--in"), ae("kl_diffusers.safetensors"),
+                                QStringLiteral("--out"), path("kl.safetensors")});
     QVERIFY2(r.code == 0, r.err.constData());
     QJsonObject s = json(r.out);
     QCOMPARE(s[QStringLiteral("autoencoder")].toString(), QStringLiteral("kl"));
@@ -60,15 +61,17 @@ private Q_SLOTS:
     QCOMPARE(json(r.out)[QStringLiteral("autoencoder")].toString(), QStringLiteral("vq"));
     // An LDM checkpoint: the autoencoder under first_stage_model., with a scale given.
     r = cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--in"), ae("kl_compvis.pt"),
-             QStringLiteral("--scale-factor"), QStringLiteral("0.5"), QStringLiteral("--out"), path("kl_compvis.safetensors")});
+             QStringLiteral("--scale-factor"), QStringLiteral("0.5"), QStringLiteral("--out"),
+             path("kl_compvis.safetensors")});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(json(r.out)[QStringLiteral("scale_factor")].toDouble(), 0.5);
   }
 
   void decodeMatchesTheOfficialDecoder() {
     QVERIFY(QFile::exists(path("kl.safetensors")));
-    tessera::test::Run r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("kl.safetensors"), QStringLiteral("--inputs"),
-                 ae("kl_io.safetensors"), QStringLiteral("--out"), path("x.safetensors"), QStringLiteral("--tile"), QStringLiteral("0")});
+    tessera::test::Run r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("kl.safetensors"),
+                                QStringLiteral("--inputs"), ae("kl_io.safetensors"), QStringLiteral("--out"),
+                                path("x.safetensors"), QStringLiteral("--tile"), QStringLiteral("0")});
     QVERIFY2(r.code == 0, r.err.constData());
     QVERIFY(relDiff(tensorOf(path("x.safetensors"), "x"), tensorOf(ae("kl_io.safetensors"), "decoded")) < 1e-5);
     r = cli({QStringLiteral("encode"), QStringLiteral("--model"), path("kl.safetensors"), QStringLiteral("--inputs"),
@@ -78,8 +81,9 @@ private Q_SLOTS:
     QVERIFY(relDiff(tensorOf(path("z.safetensors"), "std"), tensorOf(ae("kl_io.safetensors"), "std")) < 1e-5);
     // VQ, both decode paths.
     for (bool quantize : {true, false}) {
-      QStringList args{QStringLiteral("decode"), QStringLiteral("--model"), path("vq.safetensors"), QStringLiteral("--inputs"),
-                       ae("vq_io.safetensors"), QStringLiteral("--out"), path("vqx.safetensors")};
+      QStringList args{QStringLiteral("decode"),   QStringLiteral("--model"), path("vq.safetensors"),
+                       QStringLiteral("--inputs"), ae("vq_io.safetensors"),   QStringLiteral("--out"),
+                       path("vqx.safetensors")};
       if (!quantize) args << QStringLiteral("--no-quantize");
       r = cli(args);
       QVERIFY2(r.code == 0, r.err.constData());
@@ -90,12 +94,14 @@ private Q_SLOTS:
   }
 
   void picturesInAndOut() {
-    tessera::test::Run r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("kl.safetensors"), QStringLiteral("--inputs"),
-                 ae("kl_io.safetensors"), QStringLiteral("--out"), path("pic.png")});
+    tessera::test::Run r =
+        cli({QStringLiteral("decode"), QStringLiteral("--model"), path("kl.safetensors"), QStringLiteral("--inputs"),
+             ae("kl_io.safetensors"), QStringLiteral("--out"), path("pic.png")});
     QVERIFY2(r.code == 0, r.err.constData());
     QVERIFY(QFile::exists(path("pic_0.png")) && QFile::exists(path("pic_1.png")));
     r = cli({QStringLiteral("--json"), QStringLiteral("encode"), QStringLiteral("--model"), path("kl.safetensors"),
-             QStringLiteral("--inputs"), path("pic_0.png"), path("pic_1.png"), QStringLiteral("--out"), path("zp.safetensors")});
+             QStringLiteral("--inputs"), path("pic_0.png"), path("pic_1.png"), QStringLiteral("--out"),
+             path("zp.safetensors")});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(tensorOf(path("zp.safetensors"), "mean").sizes().vec(), (std::vector<std::int64_t>{2, 4, 8, 8}));
     // A picture whose size the autoencoder cannot take: exit 2, the nearest sizes named.
@@ -106,20 +112,22 @@ private Q_SLOTS:
     r = cli({QStringLiteral("encode"), QStringLiteral("--model"), path("kl.safetensors"), QStringLiteral("--inputs"),
              path("odd.png"), QStringLiteral("--out"), path("zo.safetensors")});
     QCOMPARE(r.code, 2);
-    QVERIFY2(r.err.contains("not a multiple of the autoencoder's downsampling 2 (nearest: 14x16 or 16x16)"), r.err.constData());
+    QVERIFY2(r.err.contains("not a multiple of the autoencoder's downsampling 2 (nearest: 14x16 or 16x16)"),
+             r.err.constData());
     QVERIFY(!QFile::exists(path("zo.safetensors")));
   }
 
   void aBackboneWithItsAutoencoderSamplesPictures() {
-    tessera::test::Run r = cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"),
-                 QStringLiteral("--in"), data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"), QStringLiteral("4"),
-                 QStringLiteral("--autoencoder"), ae("kl_diffusers.safetensors"), QStringLiteral("--scale-factor"),
-                 QStringLiteral("0.5"), QStringLiteral("--out"), path("dit_kl.safetensors")});
+    tessera::test::Run r =
+        cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"),
+             QStringLiteral("--in"), data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"), QStringLiteral("4"),
+             QStringLiteral("--autoencoder"), ae("kl_diffusers.safetensors"), QStringLiteral("--scale-factor"),
+             QStringLiteral("0.5"), QStringLiteral("--out"), path("dit_kl.safetensors")});
     QVERIFY2(r.code == 0, r.err.constData());
     QCOMPARE(json(r.out)[QStringLiteral("autoencoder")].toObject()[QStringLiteral("scale_factor")].toDouble(), 0.5);
     r = cli({QStringLiteral("--json"), QStringLiteral("sample"), QStringLiteral("--model"), path("dit_kl.safetensors"),
-             QStringLiteral("-n"), QStringLiteral("2"), QStringLiteral("--steps"), QStringLiteral("4"), QStringLiteral("--keep-latents"),
-             QStringLiteral("--out"), path("samples")});
+             QStringLiteral("-n"), QStringLiteral("2"), QStringLiteral("--steps"), QStringLiteral("4"),
+             QStringLiteral("--keep-latents"), QStringLiteral("--out"), path("samples")});
     QVERIFY2(r.code == 0, r.err.constData());
     QJsonObject done;
     for (const QByteArray& line : r.out.split('\n'))
@@ -131,8 +139,9 @@ private Q_SLOTS:
     QCOMPARE(png->image.width, std::int64_t{16});  // an 8×8 latent, f2
     QCOMPARE(png->image.channels, std::int64_t{3});
     // The kept latents decode to the same picture.
-    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("dit_kl.safetensors"), QStringLiteral("--inputs"),
-             path("samples/latents.safetensors"), QStringLiteral("--out"), path("again.png")});
+    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("dit_kl.safetensors"),
+             QStringLiteral("--inputs"), path("samples/latents.safetensors"), QStringLiteral("--out"),
+             path("again.png")});
     QVERIFY2(r.code == 0, r.err.constData());
     auto again = readPng(path("again_0.png").toStdString());
     QVERIFY(again);
@@ -145,9 +154,10 @@ private Q_SLOTS:
 
   void refusalsWriteNothing() {
     // An autoencoder whose latent does not fit the backbone: VQ makes 3 channels, the DiT takes 4.
-    tessera::test::Run r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"), QStringLiteral("--in"),
-                 data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"), QStringLiteral("4"), QStringLiteral("--autoencoder"),
-                 path("vq.safetensors"), QStringLiteral("--out"), path("bad.safetensors")});
+    tessera::test::Run r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"),
+                                QStringLiteral("--in"), data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"),
+                                QStringLiteral("4"), QStringLiteral("--autoencoder"), path("vq.safetensors"),
+                                QStringLiteral("--out"), path("bad.safetensors")});
     QCOMPARE(r.code, 2);
     QVERIFY2(r.err.contains("makes 3-channel latents, but the dit backbone"), r.err.constData());
     QVERIFY(!QFile::exists(path("bad.safetensors")));
@@ -174,14 +184,15 @@ private Q_SLOTS:
     QVERIFY(corrupt.open(QIODevice::WriteOnly));
     corrupt.write("\x40\x00\x00\x00\x00\x00\x00\x00{\"a\": nonsense", 23);
     corrupt.close();
-    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("corrupt.safetensors"), QStringLiteral("--inputs"),
-             ae("kl_io.safetensors"), QStringLiteral("--out"), path("bad.safetensors")});
+    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("corrupt.safetensors"),
+             QStringLiteral("--inputs"), ae("kl_io.safetensors"), QStringLiteral("--out"), path("bad.safetensors")});
     QCOMPARE(r.code, 2);
     QVERIFY(!QFile::exists(path("bad.safetensors")));
     // A scale factor without an autoencoder to scale.
     r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"), QStringLiteral("--in"),
-             data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"), QStringLiteral("4"), QStringLiteral("--scale-factor"),
-             QStringLiteral("0.3"), QStringLiteral("--out"), path("bad.safetensors")});
+             data("dit/dit_p2_sigma.pt"), QStringLiteral("--heads"), QStringLiteral("4"),
+             QStringLiteral("--scale-factor"), QStringLiteral("0.3"), QStringLiteral("--out"),
+             path("bad.safetensors")});
     QCOMPARE(r.code, 2);
     QVERIFY(!QFile::exists(path("bad.safetensors")));
   }

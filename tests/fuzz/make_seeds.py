@@ -209,6 +209,37 @@ def seeds_plugin():
     write(out, "no_strings.bin", descriptor(2, 64, 0, 0, []))
 
 
+def seeds_autoencoders(cli):
+    """The names and shapes of the autoencoder fixtures (both layouts, KL and VQ) and the
+    descriptions tessera-cli writes when it imports them."""
+    import torch  # Debian's python3-torch
+    data = os.path.join(SOURCE, "tests", "data", "autoencoders")
+    shapes = corpus("autoencoder_import")
+    for name in ("kl_compvis.pt", "vq_compvis.pt", "kl_diffusers.safetensors"):
+        path = os.path.join(data, name)
+        if name.endswith(".pt"):
+            sd = torch.load(path, map_location="cpu")
+            sd = sd.get("state_dict", sd)
+            items = [(k, list(v.shape)) for k, v in sd.items()]
+        else:
+            with open(path, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = json.loads(f.read(n))
+            items = [(k, v["shape"]) for k, v in header.items() if k != "__metadata__"]
+        lines = "".join(k + "".join(" %d" % d for d in shape) + "\n" for k, shape in items)
+        write(shapes, name.split(".")[0] + ".txt", lines.encode())
+    described = corpus("autoencoder_description")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("kl_diffusers.safetensors", "vq_compvis.pt"):
+            out = os.path.join(tmp, "ae.safetensors")
+            subprocess.run([cli, "-q", "import", "--from", "autoencoder", "--in", os.path.join(data, name), "--out", out],
+                           check=True)
+            with open(out, "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                header = json.loads(f.read(n))
+            write(described, name.split("_")[0] + ".json", header["__metadata__"]["tessera.autoencoder"].encode())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cli", help="path of a built tessera-cli")
@@ -220,6 +251,7 @@ def main():
     seeds_cli(os.path.abspath(args.cli))
     seeds_configs()
     seeds_plugin()
+    seeds_autoencoders(os.path.abspath(args.cli))
 
 
 if __name__ == "__main__":

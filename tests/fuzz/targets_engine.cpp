@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 // Targets for what the engine reads: a model file's description, training and job
-// configurations, the gallery database and a plugin's descriptor.
+// configurations, the gallery database, a plugin's descriptor, and autoencoders (a
+// Tessera autoencoder file's description, official checkpoints' names and shapes).
 #include "tests/fuzz/fuzz_support.h"
 
 #include "core/config/config.h"
 #include "core/gallery/gallery_store.h"
+#include "engine/checkpoint_import.h"
 #include "engine/generation.h"
 #include "engine/generation_plan.h"
 #include "engine/model_file.h"
 #include "engine/plugin_loader.h"
 #include "plugins/tessera_plugin.h"
 #include "engine/training.h"
+#include "models/autoencoders/autoencoder.h"
 #include "models/registry.h"
 #include "models/state_dict.h"
+
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <cstring>
@@ -91,6 +96,79 @@ TESSERA_FUZZ_TARGET(gallery, "a gallery database file, damaged: open, then read 
     for (const auto& c : *comparisons) (void)store->comparison(c.id);
   (void)store->trainingJobs();
   (void)store->integrityCheck();
+}
+
+/// The weights of every autoencoder kind's tiny configuration (as tinyWeights for backbones).
+const tessera::NamedTensors* tinyAutoencoderWeights(const std::string& kind) {
+  static const auto weights = [] {
+    std::map<std::string, tessera::NamedTensors> all;
+    const auto& registry = tessera::autoencoderRegistry();
+    for (const auto& name : registry.names())
+      if (auto ae = registry.create(name, registry.find(name)->tiny); ae) all[name] = tessera::stateDict(**ae);
+    return all;
+  }();
+  const auto it = weights.find(kind);
+  return it == weights.end() ? nullptr : &it->second;
+}
+
+TESSERA_FUZZ_TARGET(autoencoder_description,
+                    "an autoencoder file's description (tessera.autoencoder JSON): load, encode, decode, preview") {
+  const std::string description(bytes);
+  const auto json = nlohmann::json::parse(description, nullptr, /*allow_exceptions=*/false);
+  const tessera::NamedTensors* weights = nullptr;
+  if (json.is_object() && json.contains("kind") && json["kind"].is_string())
+    weights = tinyAutoencoderWeights(json["kind"].get<std::string>());
+  const tessera::NamedTensors none;
+  auto encoded =
+      tessera::serializeSafetensors(weights ? *weights : none, {{tessera::kAutoencoderMetadataKey, description}});
+  if (!encoded) return;
+  auto ae = tessera::loadAutoencoderFile(scratchFile("ae.safetensors", *encoded));
+  if (!ae) return;
+  tessera::AutoencoderImpl& net = *ae->network;
+  const std::int64_t side = 4 * net.downsampling();
+  if (side > 64) return;
+  const at::Tensor x = at::zeros({1, net.imageChannels(), side, side});
+  const at::Tensor z = ae->scaling.fromBackbone(ae->scaling.toBackbone(net.latentOf(net.encode(x))));
+  (void)net.decode(z);
+  if (ae->preview.defined()) (void)tessera::previewDecode(ae->preview, z);
+}
+
+TESSERA_FUZZ_TARGET(autoencoder_import,
+                    "an official autoencoder's tensor names and shapes (one 'name d0 d1 ...' a line): layout, "
+                    "configuration, checks") {
+  // Zero tensors of the shapes given, at most 4 dimensions each and 2·10⁶ elements in all:
+  // what is fuzzed is the reading of names and shapes, not the parsers of tensor files
+  // (the safetensors and torch_checkpoint targets have those).
+  tessera::NamedTensors tensors;
+  std::int64_t total = 0;
+  std::size_t begin = 0;
+  while (begin < bytes.size() && tensors.size() < 1000) {
+    std::size_t end = bytes.find('\n', begin);
+    if (end == std::string_view::npos) end = bytes.size();
+    const std::string line(bytes.substr(begin, end - begin));
+    begin = end + 1;
+    std::vector<std::string> words;
+    std::size_t p = 0;
+    while (p < line.size()) {
+      const std::size_t q = std::min(line.find(' ', p), line.size());
+      if (q > p) words.push_back(line.substr(p, q - p));
+      p = q + 1;
+    }
+    if (words.empty() || words.size() > 5) continue;
+    std::vector<std::int64_t> shape;
+    std::int64_t n = 1;
+    bool ok = true;
+    for (std::size_t i = 1; i < words.size() && ok; ++i) {
+      const std::string& w = words[i];
+      ok = !w.empty() && w.size() <= 5 && std::all_of(w.begin(), w.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (ok) shape.push_back(std::stoll(w)), n *= std::max<std::int64_t>(1, shape.back());
+    }
+    if (!ok || total + n > 2'000'000) continue;
+    total += n;
+    tensors.emplace_back(words[0], at::zeros(shape));
+  }
+  (void)tessera::holdsAutoencoder(tensors);
+  (void)tessera::importAutoencoder("fuzz.safetensors", tensors, {});
 }
 
 const char* registerNothing(tessera::PluginRegistrar&) { return nullptr; }

@@ -198,11 +198,13 @@ private Q_SLOTS:
     NamedTensors missing;
     for (const auto& [n, t] : w)
       if (n != "decoder.up.0.block.1.conv2.weight") missing.emplace_back(n, t);
-    QVERIFY2(importError(missing).find("decoder.up.0.block.1.conv2.weight") != std::string::npos, importError(missing).c_str());
+    QVERIFY2(importError(missing).find("decoder.up.0.block.1.conv2.weight") != std::string::npos,
+             importError(missing).c_str());
     // Extra.
     NamedTensors extra = w;
     extra.emplace_back("decoder.up.0.block.9.conv1.weight", at::zeros({32, 32, 3, 3}));
-    QVERIFY2(importError(extra).find("decoder.up.0.block.9.conv1.weight") != std::string::npos, importError(extra).c_str());
+    QVERIFY2(importError(extra).find("decoder.up.0.block.9.conv1.weight") != std::string::npos,
+             importError(extra).c_str());
     // Mis-shaped.
     NamedTensors shaped = w;
     for (auto& [n, t] : shaped)
@@ -214,7 +216,8 @@ private Q_SLOTS:
     NamedTensors noCodebook;
     for (const auto& [n, t] : vq->tensors)
       if (n != "quantize.embedding.weight") noCodebook.emplace_back(n, t);
-    QVERIFY2(importError(noCodebook).find("quantize.embedding.weight") != std::string::npos, importError(noCodebook).c_str());
+    QVERIFY2(importError(noCodebook).find("quantize.embedding.weight") != std::string::npos,
+             importError(noCodebook).c_str());
     // Not an autoencoder at all.
     NamedTensors other{{"blocks.0.attn.qkv.weight", at::zeros({3, 3})}};
     QVERIFY2(importError(other).find("no autoencoder recognises") != std::string::npos, importError(other).c_str());
@@ -223,7 +226,8 @@ private Q_SLOTS:
     auto all = diffusers->loadAll();
     NamedTensors odd(all->begin(), all->end());
     odd.emplace_back("decoder.up_blocks.0.mystery.weight", at::zeros({1}));
-    QVERIFY2(importError(odd).find("decoder.up_blocks.0.mystery.weight") != std::string::npos, importError(odd).c_str());
+    QVERIFY2(importError(odd).find("decoder.up_blocks.0.mystery.weight") != std::string::npos,
+             importError(odd).c_str());
   }
 
   void autoencoderFileRoundTrip() {
@@ -266,7 +270,8 @@ private Q_SLOTS:
       const at::Tensor z = at::randn({2, 4, h, w}, g);
       const at::Tensor whole = ae.decode(z, true), tiled = decodeTiled(ae, z, 16, 4);
       QCOMPARE(tiled.sizes(), whole.sizes());
-      QVERIFY2((tiled - whole).abs().max().item<double>() < 1e-5, (std::to_string(h) + "x" + std::to_string(w)).c_str());
+      QVERIFY2((tiled - whole).abs().max().item<double>() < 1e-5,
+               (std::to_string(h) + "x" + std::to_string(w)).c_str());
     }
   }
 

@@ -451,10 +451,11 @@ private:
     const std::int64_t f = m_autoencoder->network->downsampling();
     const std::int64_t h = chw.size(1) * f, w = chw.size(2) * f;
     const double shrink = std::min(1.0, static_cast<double>(kMaxSide) / static_cast<double>(std::max(h, w)));
-    const at::Tensor rgb = at::upsample_bilinear2d(previewDecode(m_autoencoder->preview, z),
-                                                   {std::max<std::int64_t>(1, std::llround(static_cast<double>(h) * shrink)),
-                                                    std::max<std::int64_t>(1, std::llround(static_cast<double>(w) * shrink))},
-                                                   false);
+    const at::Tensor rgb =
+        at::upsample_bilinear2d(previewDecode(m_autoencoder->preview, z),
+                                {std::max<std::int64_t>(1, std::llround(static_cast<double>(h) * shrink)),
+                                 std::max<std::int64_t>(1, std::llround(static_cast<double>(w) * shrink))},
+                                false);
     return toQImage(rgb[0].clamp(-1, 1), kMaxSide);
   }
   static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
@@ -526,7 +527,8 @@ void GenerationWorker::run(const GenerationJob& job) {
     Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
 
     FrameObserver observer(
-        r.batch, packGrids, [this, id = job.id](int step, QVector<StepFrame> frames) { Q_EMIT stepped(id, step, frames); },
+        r.batch, packGrids,
+        [this, id = job.id](int step, QVector<StepFrame> frames) { Q_EMIT stepped(id, step, frames); },
         c.model->autoencoder ? &*c.model->autoencoder : nullptr);
     ObserverFanout observers;
     observers.targets.push_back(&observer);

@@ -83,8 +83,11 @@ Result<void> LdmAutoencoderConfig::validate() const {
   auto positive = [](std::int64_t v, std::int64_t most) { return v >= 1 && v <= most; };
   if (!positive(inChannels, 64) || !positive(outChannels, 64)) return fail("in/out channels must be 1-64");
   if (!positive(normGroups, 1024)) return fail("norm_groups must be 1-1024");
-  if (!positive(ch, 4096) || ch % normGroups) return fail("ch " + std::to_string(ch) + " must be a positive multiple of norm_groups " + std::to_string(normGroups));
-  if (chMult.empty() || chMult.size() > 8) return fail("ch_mult must have 1-8 levels, has " + std::to_string(chMult.size()));
+  if (!positive(ch, 4096) || ch % normGroups)
+    return fail("ch " + std::to_string(ch) + " must be a positive multiple of norm_groups " +
+                std::to_string(normGroups));
+  if (chMult.empty() || chMult.size() > 8)
+    return fail("ch_mult must have 1-8 levels, has " + std::to_string(chMult.size()));
   for (auto m : chMult)
     if (!positive(m, 64)) return fail("ch_mult " + list(chMult) + ": every multiplier must be 1-64");
   if (!positive(numResBlocks, 16)) return fail("num_res_blocks must be 1-16");
@@ -115,11 +118,11 @@ nlohmann::json LdmAutoencoderConfig::toJson() const {
 Result<LdmAutoencoderConfig> LdmAutoencoderConfig::fromJson(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) return fail(where + ": expected an object");
   LdmAutoencoderConfig c;
-  static const std::vector<std::string> known{"kind", "in_channels", "out_channels", "ch", "ch_mult", "num_res_blocks",
-                                              "attn_levels", "z_channels", "embed_dim", "num_embeddings", "norm_groups"};
+  static const std::vector<std::string> known{"kind",      "in_channels",    "out_channels", "ch",
+                                              "ch_mult",   "num_res_blocks", "attn_levels",  "z_channels",
+                                              "embed_dim", "num_embeddings", "norm_groups"};
   for (const auto& [key, value] : j.items())
-    if (std::find(known.begin(), known.end(), key) == known.end())
-      return fail(where + ": unknown field '" + key + "'");
+    if (std::find(known.begin(), known.end(), key) == known.end()) return fail(where + ": unknown field '" + key + "'");
   auto integer = [&](const char* key, std::int64_t& out) -> Result<void> {
     if (!j.contains(key)) return {};
     if (!j[key].is_number_integer()) return fail(where + ": field '" + key + "': expected an integer");
@@ -128,7 +131,8 @@ Result<LdmAutoencoderConfig> LdmAutoencoderConfig::fromJson(const nlohmann::json
   };
   auto integers = [&](const char* key, std::vector<std::int64_t>& out) -> Result<void> {
     if (!j.contains(key)) return {};
-    if (!j[key].is_array() || j[key].size() > 64) return fail(where + ": field '" + key + "': expected a list of integers");
+    if (!j[key].is_array() || j[key].size() > 64)
+      return fail(where + ": field '" + key + "': expected a list of integers");
     out.clear();
     for (const auto& v : j[key]) {
       if (!v.is_number_integer()) return fail(where + ": field '" + key + "': expected a list of integers");
@@ -141,19 +145,21 @@ Result<LdmAutoencoderConfig> LdmAutoencoderConfig::fromJson(const nlohmann::json
     c.kind = j["kind"].get<std::string>();
   }
   for (auto [key, field] : std::vector<std::pair<const char*, std::int64_t*>>{{"in_channels", &c.inChannels},
-                                                                                {"out_channels", &c.outChannels},
-                                                                                {"ch", &c.ch},
-                                                                                {"num_res_blocks", &c.numResBlocks},
-                                                                                {"z_channels", &c.zChannels},
-                                                                                {"embed_dim", &c.embedDim},
-                                                                                {"num_embeddings", &c.numEmbeddings},
-                                                                                {"norm_groups", &c.normGroups}})
+                                                                              {"out_channels", &c.outChannels},
+                                                                              {"ch", &c.ch},
+                                                                              {"num_res_blocks", &c.numResBlocks},
+                                                                              {"z_channels", &c.zChannels},
+                                                                              {"embed_dim", &c.embedDim},
+                                                                              {"num_embeddings", &c.numEmbeddings},
+                                                                              {"norm_groups", &c.normGroups}})
     if (auto ok = integer(key, *field); !ok) return fail(ok.error());
   if (auto ok = integers("ch_mult", c.chMult); !ok) return fail(ok.error());
   if (auto ok = integers("attn_levels", c.attnLevels); !ok) return fail(ok.error());
   if (auto ok = c.validate(); !ok) return fail(ok.error().withContext(where));
   for (std::int64_t m : c.chMult)
-    if ((c.ch * m) % c.normGroups) return fail(where + ": channels " + std::to_string(c.ch * m) + " are not a multiple of norm_groups " + std::to_string(c.normGroups));
+    if ((c.ch * m) % c.normGroups)
+      return fail(where + ": channels " + std::to_string(c.ch * m) + " are not a multiple of norm_groups " +
+                  std::to_string(c.normGroups));
   return c;
 }
 
@@ -185,7 +191,7 @@ at::Tensor LdmAttnBlockImpl::forward(const at::Tensor& x) {
   const at::Tensor h = norm(x);
   const std::int64_t b = x.size(0), c = x.size(1), hh = x.size(2), ww = x.size(3), n = hh * ww;
   const at::Tensor qs = q(h).reshape({b, c, n}).transpose(1, 2);  // (b, n, c)
-  const at::Tensor ks = k(h).reshape({b, c, n});                   // (b, c, n)
+  const at::Tensor ks = k(h).reshape({b, c, n});                  // (b, c, n)
   const at::Tensor vs = v(h).reshape({b, c, n}).transpose(1, 2);  // (b, n, c)
   const double scale = 1.0 / std::sqrt(static_cast<double>(c));
   // Queries in chunks: a 128×128 latent has 16 384 positions, whose full attention
@@ -240,8 +246,8 @@ LdmDecoderImpl::LdmDecoderImpl(const LdmAutoencoderConfig& c) : m_config(c) {
   for (std::int64_t i = levels - 1; i >= 0; --i) {
     const std::int64_t out = c.ch * c.chMult[i];
     const bool attention = std::count(c.attnLevels.begin(), c.attnLevels.end(), i) > 0;
-    built[i] = std::make_shared<LevelImpl>(in, out, c.numResBlocks + 1, attention, i > 0 ? "upsample" : nullptr,
-                                           c.normGroups);
+    built[i] =
+        std::make_shared<LevelImpl>(in, out, c.numResBlocks + 1, attention, i > 0 ? "upsample" : nullptr, c.normGroups);
     in = out;
   }
   up = register_module("up", torch::nn::ModuleList());

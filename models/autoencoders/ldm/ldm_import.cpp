@@ -20,8 +20,9 @@ bool startsWith(const std::string& s, const std::string& prefix) { return s.rfin
 /// The attention sub-module names of diffusers (current and deprecated) → CompVis.
 const std::map<std::string, std::string>& attentionNames() {
   static const std::map<std::string, std::string> names{
-      {"group_norm", "norm"}, {"to_q", "q"},   {"to_k", "k"},         {"to_v", "v"},         {"to_out.0", "proj_out"},
-      {"query", "q"},         {"key", "k"},    {"value", "v"},        {"proj_attn", "proj_out"}};
+      {"group_norm", "norm"},   {"to_q", "q"},  {"to_k", "k"}, {"to_v", "v"},
+      {"to_out.0", "proj_out"}, {"query", "q"}, {"key", "k"},  {"value", "v"},
+      {"proj_attn", "proj_out"}};
   return names;
 }
 
@@ -74,17 +75,24 @@ Result<NamedTensors> ldmFromDiffusers(const NamedTensors& tensors) {
       if (value.dim() == 2) value = value.unsqueeze(-1).unsqueeze(-1);
     };
     if (std::regex_match(name, m, downRe)) {
-      const std::string level = "encoder.down." + m[1].str() + ".", kind = m[2].str(), j = m[3].str(), rest = m[4].str();
-      if (kind == "resnets") key = level + "block." + j + "." + resnetKey(rest);
-      else if (kind == "attentions") attention(level + "attn." + j + ".", rest);
-      else if (j == "0" && startsWith(rest, "conv.")) key = level + "downsample." + rest;
+      const std::string level = "encoder.down." + m[1].str() + ".", kind = m[2].str(), j = m[3].str(),
+                        rest = m[4].str();
+      if (kind == "resnets")
+        key = level + "block." + j + "." + resnetKey(rest);
+      else if (kind == "attentions")
+        attention(level + "attn." + j + ".", rest);
+      else if (j == "0" && startsWith(rest, "conv."))
+        key = level + "downsample." + rest;
     } else if (std::regex_match(name, m, upRe)) {
       const std::int64_t i = std::stoll(m[1].str().substr(0, 6));
       const std::string level = "decoder.up." + std::to_string(upLevels - 1 - i) + ".", kind = m[2].str(),
                         j = m[3].str(), rest = m[4].str();
-      if (kind == "resnets") key = level + "block." + j + "." + resnetKey(rest);
-      else if (kind == "attentions") attention(level + "attn." + j + ".", rest);
-      else if (j == "0" && startsWith(rest, "conv.")) key = level + "upsample." + rest;
+      if (kind == "resnets")
+        key = level + "block." + j + "." + resnetKey(rest);
+      else if (kind == "attentions")
+        attention(level + "attn." + j + ".", rest);
+      else if (j == "0" && startsWith(rest, "conv."))
+        key = level + "upsample." + rest;
     } else if (std::regex_match(name, m, midRe)) {
       const std::string side = m[1].str(), kind = m[2].str(), j = m[3].str(), rest = m[4].str();
       if (kind == "resnets" && (j == "0" || j == "1"))
@@ -121,8 +129,10 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   std::int64_t lossTensors = 0;
   for (const auto& [name, t] : raw) {
     // Training-only parts of LDM's first-stage checkpoints (discriminator, LPIPS, logvar).
-    if (startsWith(name, "loss.")) ++lossTensors;
-    else sd.emplace_back(name, t);
+    if (startsWith(name, "loss."))
+      ++lossTensors;
+    else
+      sd.emplace_back(name, t);
   }
   if (lossTensors) out.notes.push_back("left out " + std::to_string(lossTensors) + " training-loss tensors (loss.*)");
   TensorShapes shapes = shapesOf(sd);
@@ -137,7 +147,9 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   auto need = [&](const std::string& key, std::size_t dims) -> Result<std::vector<std::int64_t>> {
     const auto* s = findShape(shapes, key);
     if (!s) return fail("not an LDM autoencoder: tensor '" + key + "' is missing");
-    if (s->size() != dims) return fail("tensor '" + key + "' has " + std::to_string(s->size()) + " dimensions, expected " + std::to_string(dims));
+    if (s->size() != dims)
+      return fail("tensor '" + key + "' has " + std::to_string(s->size()) + " dimensions, expected " +
+                  std::to_string(dims));
     for (auto d : *s)
       if (d < 1) return fail("tensor '" + key + "' has an empty dimension");
     return *s;
@@ -154,7 +166,9 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   for (std::int64_t i = 0; i < levels; ++i) {
     auto first = need("encoder.down." + std::to_string(i) + ".block.0.conv1.weight", 4);
     if (!first) return fail(first.error());
-    if ((*first)[0] % c.ch) return fail("encoder.down." + std::to_string(i) + ".block.0.conv1.weight: " + std::to_string((*first)[0]) + " channels, not a multiple of ch " + std::to_string(c.ch));
+    if ((*first)[0] % c.ch)
+      return fail("encoder.down." + std::to_string(i) + ".block.0.conv1.weight: " + std::to_string((*first)[0]) +
+                  " channels, not a multiple of ch " + std::to_string(c.ch));
     c.chMult.push_back((*first)[0] / c.ch);
     if (findShape(shapes, "encoder.down." + std::to_string(i) + ".attn.0.q.weight")) c.attnLevels.push_back(i);
   }
@@ -174,7 +188,9 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   } else if ((*qc)[1] == c.zChannels && (*qc)[0] == c.embedDim) {
     c.kind = "vq";
     auto codebook = need("quantize.embedding.weight", 2);
-    if (!codebook) return fail("a VQ autoencoder (quant_conv " + std::to_string(c.zChannels) + " → " + std::to_string(c.embedDim) + ") without its codebook: " + codebook.error().message());
+    if (!codebook)
+      return fail("a VQ autoencoder (quant_conv " + std::to_string(c.zChannels) + " → " + std::to_string(c.embedDim) +
+                  ") without its codebook: " + codebook.error().message());
     c.numEmbeddings = (*codebook)[0];
   } else {
     return fail("quant_conv.weight is " + std::to_string((*qc)[0]) + "×" + std::to_string((*qc)[1]) +
@@ -187,18 +203,39 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   if (auto ok = c.validate(); !ok) return fail("the shapes give an unusable configuration: " + ok.error().message());
   for (std::int64_t m : c.chMult)
     if ((c.ch * m) % c.normGroups)
-      return fail("channels " + std::to_string(c.ch * m) + " are not a multiple of 32, the group count of LDM's GroupNorm");
+      return fail("channels " + std::to_string(c.ch * m) +
+                  " are not a multiple of 32, the group count of LDM's GroupNorm");
 
+  // The network is built before its tensors are compared: refuse first a configuration
+  // whose blocks alone need far more weights than the checkpoint holds (the levels and
+  // blocks are read from names, which a damaged file can make up).
+  double held = 0, needed = 0;
+  for (const auto& [name, shape] : shapes) {
+    double n = 1;
+    for (auto d : shape) n *= static_cast<double>(d);
+    held += n;
+  }
+  for (std::int64_t m : c.chMult) {
+    const double width = static_cast<double>(c.ch * m);
+    needed += static_cast<double>(2 * c.numResBlocks + 1) * 2 * 9 * width * width;
+  }
+  if (needed > 2 * held + 1e6)
+    return fail("the names describe " + std::to_string(c.chMult.size()) + " levels of " +
+                std::to_string(c.numResBlocks) + " blocks, at least " +
+                std::to_string(static_cast<std::int64_t>(needed / 1e6)) + " M weights, but the file holds " +
+                std::to_string(static_cast<std::int64_t>(held / 1e6)) + " M: tensors are missing");
   LdmAutoencoderImpl network(c);
   if (auto ok = loadStateDict(network, sd); !ok) return fail(ok.error());
   out.kind = c.kind;
   out.config = c.toJson();
-  for (const auto& [name, t] : stateDict(network)) out.weights.emplace_back(name, t.detach().to(at::kFloat).contiguous());
+  for (const auto& [name, t] : stateDict(network))
+    out.weights.emplace_back(name, t.detach().to(at::kFloat).contiguous());
   std::string attn;
   for (auto l : c.attnLevels) attn += (attn.empty() ? "" : ",") + std::to_string(l);
-  out.notes.push_back("inferred from shapes (" + out.layout + " layout): " + c.kind + ", f" + std::to_string(c.downsampling()) +
-                      ", " + std::to_string(c.embedDim) + " latent channels, ch " + std::to_string(c.ch) + " × " +
-                      nlohmann::json(c.chMult).dump() + ", " + std::to_string(c.numResBlocks) + " blocks per level" +
+  out.notes.push_back("inferred from shapes (" + out.layout + " layout): " + c.kind + ", f" +
+                      std::to_string(c.downsampling()) + ", " + std::to_string(c.embedDim) + " latent channels, ch " +
+                      std::to_string(c.ch) + " × " + nlohmann::json(c.chMult).dump() + ", " +
+                      std::to_string(c.numResBlocks) + " blocks per level" +
                       (attn.empty() ? "" : ", attention at levels " + attn) +
                       (c.kind == "vq" ? ", codebook " + std::to_string(c.numEmbeddings) : ""));
   return out;
@@ -213,9 +250,9 @@ void registerAutoencoder_ldm(AutoencoderRegistry& registry) {
     if (!c) return fail(c.error());
     return std::shared_ptr<AutoencoderImpl>(std::make_shared<LdmAutoencoderImpl>(*c));
   };
-  nlohmann::json tinyKl{{"kind", "kl"}, {"ch", 32}, {"ch_mult", {1, 2}}, {"num_res_blocks", 1}, {"attn_levels", {1}},
-                        {"z_channels", 4}, {"embed_dim", 4}};
-  nlohmann::json tinyVq{{"kind", "vq"}, {"ch", 32}, {"ch_mult", {1, 2}}, {"num_res_blocks", 1},
+  nlohmann::json tinyKl{{"kind", "kl"},       {"ch", 32},        {"ch_mult", {1, 2}}, {"num_res_blocks", 1},
+                        {"attn_levels", {1}}, {"z_channels", 4}, {"embed_dim", 4}};
+  nlohmann::json tinyVq{{"kind", "vq"},    {"ch", 32},       {"ch_mult", {1, 2}},   {"num_res_blocks", 1},
                         {"z_channels", 3}, {"embed_dim", 3}, {"num_embeddings", 16}};
   (void)registry.add({"kl", "ldm",
                       "LDM AutoencoderKL (Stable Diffusion's VAE): Gaussian posterior, CompVis or diffusers layout",

@@ -54,7 +54,7 @@ struct GenerationRequest {
   std::function<void(std::int64_t done, std::int64_t total)> onImages;  ///< after each batch
   /// Decoding a latent model's samples: tiles of this many latent cells (overlapping by
   /// decodeOverlap), so that memory stays bounded for large pictures; ≤ 0 decodes whole.
-  std::int64_t decodeTile = 64, decodeOverlap = 8;
+  std::int64_t decodeTile = 96, decodeOverlap = 8;
 };
 
 struct GenerationResult {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // tessera-cli bench blas: matrix-product throughput as JSON lines, one per size and kernel.
+// bench sample, train and decode live in cmd_bench_*.cpp.
 #include "app/cli/command.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
@@ -18,6 +19,7 @@ namespace tessera::cli {
 /// Adds `bench sample` (cmd_bench_sample.cpp); run() is called when it was chosen.
 Command addBenchSample(CLI::App& bench, const GlobalOptions& global);
 Command addBenchTrain(CLI::App& bench, const GlobalOptions& global);
+Command addBenchDecode(CLI::App& bench, const GlobalOptions& global);
 
 namespace {
 
@@ -97,11 +99,13 @@ Command addBenchCommand(CLI::App& app, const GlobalOptions& global) {
   blasCmd->add_option("--seconds", options->seconds, "Minimum measuring time per size")->capture_default_str();
   const Command sample = addBenchSample(*sub, global);
   const Command train = addBenchTrain(*sub, global);
-  return {sub, [options, blasCmd, sample, train, &global]() -> CommandResult {
+  const Command decode = addBenchDecode(*sub, global);
+  return {sub, [options, blasCmd, sample, train, decode, &global]() -> CommandResult {
             if (blasCmd->parsed()) return runBlas(*options, global);
             if (sample.node->parsed()) return sample.run();
             if (train.node->parsed()) return train.run();
-            return badInput("bench: name a benchmark (blas, sample, train)");
+            if (decode.node->parsed()) return decode.run();
+            return badInput("bench: name a benchmark (blas, sample, train, decode)");
           }};
 }
 

@@ -42,7 +42,7 @@ struct SampleOptions {
   std::string gallery;
   std::string device = "cpu";
   bool keepLatents = false;
-  std::int64_t decodeTile = 64;
+  std::int64_t decodeTile = 96;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {

@@ -222,11 +222,19 @@ at::Tensor previewDecode(const at::Tensor& map, const at::Tensor& z) {
 
 namespace {
 
-/// Tile starts covering [0, size) with tiles of `tile` that overlap by at least `overlap`.
-std::vector<std::int64_t> tileStarts(std::int64_t size, std::int64_t tile, std::int64_t overlap) {
-  std::vector<std::int64_t> starts{0};
-  const std::int64_t step = std::max<std::int64_t>(1, tile - overlap);
-  while (starts.back() + tile < size) starts.push_back(std::min(starts.back() + step, size - tile));
+/// The fewest tiles of at most `tile` cells that cover [0, size) with neighbours
+/// overlapping by at least `overlap`, all of one length and evenly placed (a last tile
+/// squeezed against the end would redo most of its neighbour's work). Returns the starts
+/// and sets `length`.
+std::vector<std::int64_t> tileStarts(std::int64_t size, std::int64_t tile, std::int64_t overlap, std::int64_t& length) {
+  if (size <= tile) {
+    length = size;
+    return {0};
+  }
+  const std::int64_t n = (size - overlap + (tile - overlap) - 1) / (tile - overlap);
+  length = std::min(tile, (size + (n - 1) * overlap + n - 1) / n);
+  std::vector<std::int64_t> starts;
+  for (std::int64_t i = 0; i < n; ++i) starts.push_back(i * (size - length) / (n - 1));
   return starts;
 }
 
@@ -249,8 +257,8 @@ at::Tensor decodeTiled(AutoencoderImpl& ae, const at::Tensor& z, std::int64_t ti
   if (tile <= 0 || (h <= tile && w <= tile)) return ae.decode(z, quantize);
   overlap = std::clamp<std::int64_t>(overlap, 0, tile / 2);
   const std::int64_t f = ae.downsampling();
-  const auto ys = tileStarts(h, std::min(tile, h), overlap), xs = tileStarts(w, std::min(tile, w), overlap);
-  const std::int64_t th = std::min(tile, h), tw = std::min(tile, w);
+  std::int64_t th = 0, tw = 0;
+  const auto ys = tileStarts(h, tile, overlap, th), xs = tileStarts(w, tile, overlap, tw);
   at::Tensor out, weight = at::zeros({1, 1, h * f, w * f}, z.options());
   for (std::size_t a = 0; a < ys.size(); ++a) {
     for (std::size_t b = 0; b < xs.size(); ++b) {

@@ -4,10 +4,13 @@
 #include "core/config/config.h"
 #include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
+#include "engine/model_file.h"
+#include "models/registry.h"
 #include "models/state_dict.h"
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -177,6 +180,153 @@ Result<LoadedAutoencoder> buildAutoencoder(const AutoencoderContents& contents) 
   out.scaling = {contents.description.value("scale_factor", 1.0), contents.description.value("shift_factor", 0.0)};
   out.description = contents.description;
   return out;
+}
+
+namespace {
+
+std::string joinedWords(const std::vector<std::string>& words, const std::string& separator = ", ") {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : separator) + w;
+  return out;
+}
+
+std::int64_t countParameters(const NamedTensors& weights) {
+  std::int64_t n = 0;
+  for (const auto& [name, t] : weights) n += t.numel();
+  return n;
+}
+
+/// The kind request.from names, or the one the backbone registry recognises in the tensors.
+Result<std::string> chooseKind(const ModelImportRequest& r, const NamedTensors& sd, std::string& recognisedAs) {
+  if (r.from != "auto") return r.from;
+  const std::string file = std::filesystem::path(r.in).filename().string();
+  const auto fits = backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(sd)), file);
+  if (fits.empty())
+    return fail(r.in + ": no backbone recognises these tensors as its reference's state dict; give --from (one of " +
+                joinedWords(backboneRegistry().importerNames()) + ") to see what is missing");
+  if (fits.size() > 1) {
+    std::vector<std::string> choices;
+    for (const auto& n : fits) choices.push_back("--from " + n);
+    return fail(r.in + ": the tensors fit " + joinedWords(fits, " and ") +
+                " alike (one network: its weights cannot tell how it was trained, nor does the file name); give " +
+                joinedWords(choices, " or "));
+  }
+  recognisedAs = fits.front();
+  return fits.front();
+}
+
+}  // namespace
+
+std::vector<std::string> importSources() {
+  std::vector<std::string> names{"auto"};
+  for (const auto& n : backboneRegistry().importerNames()) names.push_back(n);
+  names.push_back("autoencoder");
+  return names;
+}
+
+nlohmann::json ModelImport::summary() const {
+  if (autoencoderOnly)
+    return {{"event", "imported"},
+            {"autoencoder", description.value("kind", std::string())},
+            {"layout",
+             description.contains("source") ? description["source"].value("layout", std::string()) : std::string()},
+            {"parameters", parameters},
+            {"scale_factor", description.value("scale_factor", 1.0)},
+            {"config", description.value("config", nlohmann::json::object())}};
+  nlohmann::json j{{"event", "imported"},
+                   {"backbone", kind},
+                   {"parameters", parameters},
+                   {"config", description["backbone"]["config"]}};
+  if (description.contains("autoencoder")) {
+    const nlohmann::json& ae = description["autoencoder"];
+    j["autoencoder"] = {
+        {"kind", ae.value("kind", std::string())},
+        {"scale_factor", ae.value("scale_factor", 1.0)},
+        {"parameters", autoencoderParameters},
+        {"downsampling", std::int64_t{1} << (ae["config"].value("ch_mult", nlohmann::json::array()).size() - 1)}};
+  }
+  return j;
+}
+
+Result<ModelImport> importModel(const ModelImportRequest& r) {
+  const auto sources = importSources();
+  if (std::find(sources.begin(), sources.end(), r.from) == sources.end())
+    return fail("--from '" + r.from + "' is not a backbone that imports checkpoints (known: " + joinedWords(sources) +
+                ")");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(r.in, ec)) return fail(r.in + ": no such file");
+  if (!r.autoencoder.empty() && r.from == "autoencoder")
+    return fail("--autoencoder goes with a backbone import (--from auto or a backbone), not --from autoencoder");
+  AutoencoderImportOptions aeOptions;
+  aeOptions.scaleFactor = r.scaleFactor;
+  aeOptions.shiftFactor = r.shiftFactor;
+  aeOptions.key = r.key;
+  auto read = readCheckpointStateDict(r.in, r.key);
+  if (!read) return fail(read.error());
+  ModelImport out;
+  const bool autoencoderHere =
+      r.from == "autoencoder" || (r.from == "auto" && r.autoencoder.empty() &&
+                                  backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(read->tensors))).empty() &&
+                                  holdsAutoencoder(read->tensors));
+  if (autoencoderHere) {
+    if (r.from == "auto") out.recognisedAs = "autoencoder";
+    auto contents = importAutoencoder(r.in, read->tensors, aeOptions);
+    if (!contents) return fail(contents.error());
+    out.autoencoderOnly = true;
+    out.kind = contents->description.value("kind", std::string());
+    out.description = std::move(contents->description);
+    out.weights = std::move(contents->weights);
+    out.notes = std::move(contents->notes);
+    out.parameters = countParameters(out.weights);
+    return out;
+  }
+  if ((r.scaleFactor || r.shiftFactor) && r.autoencoder.empty())
+    return fail(
+        "--scale-factor and --shift-factor belong to an autoencoder: give --autoencoder, or --from autoencoder");
+  auto kind = chooseKind(r, read->tensors, out.recognisedAs);
+  if (!kind) return fail(kind.error());
+  const BackboneEntry& entry = *backboneRegistry().find(*kind);
+  ImportRequest request;
+  if (!r.preset.empty()) request.preset = r.preset;
+  if (r.heads > 0) request.heads = r.heads;
+  if (r.numClasses > 0) request.numClasses = r.numClasses;
+  if (r.inChannels > 0) request.inChannels = r.inChannels;
+  auto imported = entry.importer.convert(read->tensors, request);
+  if (!imported) return fail(r.in + ": " + imported.error().message());
+  out.kind = *kind;
+  out.notes = imported->notes;
+  out.parameters = countParameters(imported->weights);
+  out.description["backbone"] = {{"kind", *kind}, {"config", imported->config}};
+  out.description["process"] = imported->process;
+  out.description["classes"] = {{"count", imported->numClasses}, {"null_class", imported->nullClass}};
+  out.description["source"] = {{"imported_from", *kind},
+                               {"file", std::filesystem::path(r.in).filename().string()},
+                               {"state_dict", read->container},
+                               {"preset", r.preset},
+                               {"notes", imported->notes}};
+  out.weights = std::move(imported->weights);
+  if (!r.autoencoder.empty()) {
+    auto ae = readAutoencoder(r.autoencoder, aeOptions);
+    if (!ae) return fail("--autoencoder: " + ae.error().message());
+    for (const auto& note : ae->notes) out.notes.push_back("autoencoder: " + note);
+    const std::int64_t latent = ae->description["config"].value("embed_dim", std::int64_t{0});
+    const std::int64_t channels = imported->config.value("in_channels", latent);
+    if (latent != channels)
+      return fail("--autoencoder " + r.autoencoder + " makes " + std::to_string(latent) + "-channel latents, but the " +
+                  *kind + " backbone of " + r.in + " takes " + std::to_string(channels) + " channels");
+    // One file holds backbone and autoencoder: a model that is moved, copied or shared
+    // keeps working, as a Stable Diffusion checkpoint with its VAE does.
+    out.description["autoencoder"] = ae->description;
+    out.description["data"] = {{"kind", "latent"}, {"channels", latent}};
+    out.autoencoderParameters = countParameters(ae->weights);
+    for (auto& [name, t] : ae->weights) out.weights.emplace_back(kAutoencoderTensorPrefix + name, std::move(t));
+  }
+  return out;
+}
+
+Result<void> writeImport(const std::string& path, const ModelImport& import) {
+  if (import.autoencoderOnly) return writeAutoencoderFile(path, import.description, import.weights);
+  return writeModelFile(path, import.description, import.weights);
 }
 
 }  // namespace tessera

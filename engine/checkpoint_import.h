@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,5 +57,41 @@ Result<AutoencoderContents> readAutoencoder(const std::string& path, const Autoe
 
 /// Builds the network of `contents` with its weights (to check it, or to use it at once).
 Result<LoadedAutoencoder> buildAutoencoder(const AutoencoderContents& contents);
+
+/// What `tessera-cli import` and the studio's import dialog ask for.
+struct ModelImportRequest {
+  std::string in;             ///< the official checkpoint
+  std::string from = "auto";  ///< a backbone kind with an importer, "autoencoder", or "auto"
+  std::string key;            ///< the state dict inside a torch.save archive
+  std::string preset;         ///< for what the shapes cannot tell (heads)
+  std::int64_t heads = 0, numClasses = 0, inChannels = 0;
+  std::string autoencoder;  ///< a latent backbone's autoencoder: a Tessera file or an official one
+  std::optional<double> scaleFactor, shiftFactor;  ///< the autoencoder's
+};
+
+/// An import done in memory: a model file's or an autoencoder file's contents.
+struct ModelImport {
+  bool autoencoderOnly = false;  ///< an autoencoder file, not a model
+  std::string kind;              ///< the backbone's kind (or the autoencoder's, for autoencoderOnly)
+  std::string recognisedAs;      ///< non-empty when `from` was auto: what the tensors were recognised as
+  nlohmann::json description;    ///< the model's (or the autoencoder's)
+  NamedTensors weights;
+  std::vector<std::string> notes;
+  std::int64_t parameters = 0;  ///< the backbone's (or the autoencoder's)
+  std::int64_t autoencoderParameters = 0;
+
+  /// The "imported" event `tessera-cli import` prints (without "out").
+  nlohmann::json summary() const;
+};
+
+/// The kinds `from` may name: "auto", every backbone with an importer, "autoencoder".
+std::vector<std::string> importSources();
+
+/// Reads and converts `request.in` (and its autoencoder), checking every tensor; writes
+/// nothing. Every failure is the input's (a message naming the file, tensor or option).
+Result<ModelImport> importModel(const ModelImportRequest& request);
+
+/// Writes an import atomically to `path`.
+Result<void> writeImport(const std::string& path, const ModelImport& import);
 
 }  // namespace tessera

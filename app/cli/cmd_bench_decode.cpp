@@ -54,14 +54,17 @@ CommandResult runBenchDecode(const BenchDecodeOptions& o) {
   c10::InferenceMode inference;
   for (const auto& size : o.sizes) {
     std::smatch m;
-    if (!std::regex_match(size, m, sizeRe)) return badInput("bench decode: --size " + size + ": expected WxH in pixels");
+    if (!std::regex_match(size, m, sizeRe))
+      return badInput("bench decode: --size " + size + ": expected WxH in pixels");
     const std::int64_t w = std::stoll(m[1].str()), h = std::stoll(m[2].str());
     if (w % f || h % f || w < f || h < f)
-      return badInput("bench decode: --size " + size + " is not a multiple of the autoencoder's downsampling " + std::to_string(f));
+      return badInput("bench decode: --size " + size + " is not a multiple of the autoencoder's downsampling " +
+                      std::to_string(f));
     auto g = at::make_generator<at::CPUGeneratorImpl>(0);
     const at::Tensor z = at::randn({o.batch, net.latentChannels(), h / f, w / f}, g);
-    (void)decodeTiled(net, z.narrow(2, 0, std::min<std::int64_t>(z.size(2), 4)).narrow(3, 0, std::min<std::int64_t>(z.size(3), 4)),
-                      0, 0);  // warm-up: first-call allocations and kernel choice
+    (void)decodeTiled(
+        net, z.narrow(2, 0, std::min<std::int64_t>(z.size(2), 4)).narrow(3, 0, std::min<std::int64_t>(z.size(3), 4)), 0,
+        0);  // warm-up: first-call allocations and kernel choice
     std::vector<double> times;
     resetPeakRss();
     for (std::int64_t r = 0; r < o.repeats; ++r) {
@@ -99,9 +102,15 @@ Command addBenchDecode(CLI::App& bench, const GlobalOptions&) {
                   "Autoencoder file, model file with one, official checkpoint, or sd-kl-f8 (SD's VAE, random weights)")
       ->required();
   sub->add_option("--size", o->sizes, "Picture sizes WxH in pixels")->delimiter(',')->capture_default_str();
-  sub->add_option("--tile", o->tile, "Decode in tiles of this many latent cells (0 = whole)")->check(CLI::Range(0, 4096))->capture_default_str();
-  sub->add_option("--overlap", o->overlap, "Tile overlap in latent cells")->check(CLI::Range(0, 1024))->capture_default_str();
-  sub->add_option("--repeats", o->repeats, "Timed decodes per size (after one small warm-up)")->check(CLI::Range(1, 100))->capture_default_str();
+  sub->add_option("--tile", o->tile, "Decode in tiles of this many latent cells (0 = whole)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  sub->add_option("--overlap", o->overlap, "Tile overlap in latent cells")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  sub->add_option("--repeats", o->repeats, "Timed decodes per size (after one small warm-up)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   sub->add_option("--batch", o->batch, "Pictures per decode")->check(CLI::Range(1, 64))->capture_default_str();
   return {sub, [o]() { return runBenchDecode(*o); }};
 }

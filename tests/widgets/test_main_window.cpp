@@ -2,14 +2,21 @@
 // The main window, driven offscreen: menus, status bar facts, dialogs, settings.
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/system/system_info.h"
+#include "widgets/generate/generate_panel.h"
+#include "widgets/import/import_dialog.h"
 #include "widgets/main_window/main_window.h"
+#include "widgets/studio/studio_service.h"
 #include "widgets/system/system_page.h"
 #include "widgets/preferences/preferences_dialog.h"
 #include "widgets/settings.h"
 #include "tests/support/test_main.h"
 
 #include <QDockWidget>
+#include <QDoubleSpinBox>
+#include <QFile>
 #include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
 #include <QMenuBar>
 #include <QSettings>
 #include <QSignalSpy>
@@ -58,6 +65,7 @@ private Q_SLOTS:
     MainWindow w;
     w.show();
     QCOMPARE(menuTitles(w), (QStringList{QStringLiteral("File"), QStringLiteral("View"), QStringLiteral("Help")}));
+    QVERIFY(w.findChild<QAction*>(QStringLiteral("actionImport")));
     auto* torch = w.findChild<QLabel*>(QStringLiteral("statusTorch"));
     auto* threads = w.findChild<QLabel*>(QStringLiteral("statusThreads"));
     auto* device = w.findChild<QLabel*>(QStringLiteral("statusDevice"));
@@ -110,6 +118,57 @@ private Q_SLOTS:
     QVERIFY(text.contains(QStringLiteral(TESSERA_VERSION_STRING)));
     QVERIFY(text.contains(QStringLiteral(TORCH_VERSION)));
     QVERIFY(text.contains(QString::fromLatin1(qVersion())));
+  }
+
+  void importDialogMakesAModelThePickerSelects() {
+    MainWindow w;
+    const QString dit = QStringLiteral(TESSERA_TEST_DATA_DIR "/dit/dit_p2_sigma.pt");
+    const QString vae = QStringLiteral(TESSERA_TEST_DATA_DIR "/autoencoders/kl_diffusers.safetensors");
+    ImportDialog* dialog = w.showImport(dit);  // as a dropped file
+    QSignalSpy previewed(dialog, &ImportDialog::previewed);
+    const int wait = 60000 * tessera::testing::timeScale();
+    auto summary = [dialog] { return dialog->findChild<QLabel*>(QStringLiteral("importSummary"))->text(); };
+    auto button = dialog->findChild<QPushButton*>(QStringLiteral("importButton"));
+    QVERIFY(previewed.wait(wait));
+    // The heads are what a DiT checkpoint cannot tell: said, and the import held back.
+    QVERIFY2(summary().contains(QStringLiteral("attention heads")), qPrintable(summary()));
+    QVERIFY(!button->isEnabled());
+    dialog->findChild<QSpinBox*>(QStringLiteral("importHeads"))->setValue(4);
+    QVERIFY(previewed.wait(wait));
+    // A 4-channel backbone: asked for its autoencoder.
+    QVERIFY2(summary().contains(QStringLiteral("4-channel latents: choose its autoencoder")), qPrintable(summary()));
+    QVERIFY(button->isEnabled());
+    dialog->findChild<QLineEdit*>(QStringLiteral("importAutoencoder"))->setText(vae);
+    dialog->findChild<QDoubleSpinBox*>(QStringLiteral("importScale"))->setValue(0.5);
+    QVERIFY(previewed.wait(wait));
+    QVERIFY2(summary().contains(QStringLiteral("with an autoencoder of 0.7 M")), qPrintable(summary()));
+    QCOMPARE(dialog->preview().parameters, qint64{51680});
+    dialog->findChild<QLineEdit*>(QStringLiteral("importName"))->setText(QStringLiteral("imported-dit"));
+    const QString out = dialog->outputPath();
+    QCOMPARE(out, userModelFolder() + QStringLiteral("/imported-dit.safetensors"));
+    QFile::remove(out);
+    QSignalSpy imported(dialog, &ImportDialog::imported);
+    button->click();
+    QVERIFY(imported.wait(wait));
+    QVERIFY(QFile::exists(out));
+    // The picker rescans and selects it: a latent model, pictures twice its latent's size.
+    GeneratePanel* generate = w.generatePanel();
+    QTRY_VERIFY_WITH_TIMEOUT(
+        generate->currentModel() && generate->currentModel()->path == QFileInfo(out).canonicalFilePath(), wait);
+    QCOMPARE(generate->currentModel()->pixelFactor, 2);
+    QCOMPARE(generate->currentModel()->autoencoder, QStringLiteral("kl"));
+    QFile::remove(out);
+
+    // An autoencoder alone is recognised as one and saved as an autoencoder file.
+    ImportDialog* second = w.showImport(QStringLiteral(TESSERA_TEST_DATA_DIR "/autoencoders/vq_compvis.pt"));
+    QSignalSpy secondPreview(second, &ImportDialog::previewed);
+    QVERIFY(secondPreview.wait(wait));
+    QVERIFY(second->preview().autoencoderOnly);
+    QCOMPARE(second->preview().kind, QStringLiteral("vq"));
+    QVERIFY(second->findChild<QLabel*>(QStringLiteral("importSummary"))
+                ->text()
+                .startsWith(QStringLiteral("An autoencoder (vq)")));
+    second->close();
   }
 
   void preferencesPersistThreads() {

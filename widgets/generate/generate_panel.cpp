@@ -341,7 +341,8 @@ void GeneratePanel::buildUi() {
   connect(m_cancel, &QPushButton::clicked, this, &GeneratePanel::cancelRequested);
 }
 
-void GeneratePanel::refreshModels() {
+void GeneratePanel::refreshModels(const QString& select) {
+  if (!select.isEmpty()) m_pendingModel = QFileInfo(select).canonicalFilePath();
   if (m_scan.isRunning()) return;
   m_modelInfo->setText(tr("Reading models…"));
   const QStringList files = m_openedFiles;
@@ -386,6 +387,14 @@ void GeneratePanel::onModelChanged() {
   if (m->trainedSizes.size() > 1)
     info.replace(QStringLiteral("trained at %1×%2").arg(m->trainedWidth).arg(m->trainedHeight),
                  tr("trained at native sizes (%1 shapes, up to %2×%3)").arg(m->trainedSizes.size()).arg(m->trainedWidth).arg(m->trainedHeight));
+  if (m->pixelFactor > 1)
+    info += QStringLiteral("<br>") + tr("latent model: a %1×%2 latent is a %3×%4 picture (%5 autoencoder, f%6)")
+                                         .arg(m->trainedWidth)
+                                         .arg(m->trainedHeight)
+                                         .arg(m->trainedWidth * m->pixelFactor)
+                                         .arg(m->trainedHeight * m->pixelFactor)
+                                         .arg(m->autoencoder.toUpper())
+                                         .arg(m->pixelFactor);
   if (!m->evaluation.isEmpty()) info += QStringLiteral("<br><small>%1</small>").arg(m->evaluation.toHtmlEscaped());
   m_modelInfo->setText(info);
   m_modelInfo->setToolTip(m->path);

@@ -28,8 +28,9 @@ class GeneratePanel final : public QWidget {
 public:
   explicit GeneratePanel(QWidget* parent = nullptr);
 
-  /// Re-reads the model folders (and the models opened by hand) off the GUI thread.
-  void refreshModels();
+  /// Re-reads the model folders (and the models opened by hand) off the GUI thread, then
+  /// selects `select` (a path) when given, else keeps the current model.
+  void refreshModels(const QString& select = QString());
   const QVector<ModelInfo>& models() const { return m_models; }
   const ModelInfo* currentModel() const;
   bool selectModel(const QString& pathOrName);

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "widgets/main_window/main_window.h"
 
+#include "widgets/import/import_dialog.h"
+
 #include "widgets/about/about_dialog.h"
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
@@ -310,8 +312,15 @@ void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
 }
 
 void MainWindow::dropEvent(QDropEvent* event) {
+  static const QStringList checkpoints{QStringLiteral("pt"), QStringLiteral("pth"), QStringLiteral("ckpt"),
+                                       QStringLiteral("safetensors"), QStringLiteral("bin")};
   for (const QUrl& url : event->mimeData()->urls()) {
     if (!url.isLocalFile()) continue;
+    if (checkpoints.contains(QFileInfo(url.toLocalFile()).suffix().toLower())) {
+      showImport(url.toLocalFile());
+      event->acceptProposedAction();
+      return;
+    }
     const QString problem = openImage(url.toLocalFile());
     if (!problem.isEmpty()) statusBar()->showMessage(problem);
     event->acceptProposedAction();
@@ -321,6 +330,11 @@ void MainWindow::dropEvent(QDropEvent* event) {
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
+  QAction* import = file->addAction(tr("&Import…"), this, [this] { showImport(); });
+  import->setObjectName(QStringLiteral("actionImport"));
+  import->setShortcut(QKeySequence(tr("Ctrl+I")));
+  import->setToolTip(tr("Convert an official checkpoint (DiT, SiT, FiT, NiT, or an autoencoder) into a model"));
+  file->addSeparator();
   QAction* prefs = file->addAction(tr("&Preferences…"), this, &MainWindow::showPreferences);
   prefs->setObjectName(QStringLiteral("actionPreferences"));
   prefs->setShortcut(QKeySequence::Preferences);
@@ -393,6 +407,17 @@ void MainWindow::addPanel(QDockWidget* panel, Qt::DockWidgetArea area) {
 void MainWindow::showAbout() {
   AboutDialog dialog(m_info, this);
   dialog.exec();
+}
+
+ImportDialog* MainWindow::showImport(const QString& file) {
+  auto* dialog = new ImportDialog(file, this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  connect(dialog, &ImportDialog::imported, this, [this](const QString& path) {
+    m_generate->refreshModels(path);
+    statusBar()->showMessage(tr("Imported %1").arg(QFileInfo(path).fileName()));
+  });
+  dialog->show();
+  return dialog;
 }
 
 void MainWindow::showPreferences() {

@@ -64,6 +64,10 @@ public:
   /// Puts a Tessera PNG's settings into the Generate panel and shows the image; returns
   /// the problem, if any.
   QString openImage(const QString& path);
+  /// File ▸ Import…: the import dialog, starting from `file` (a dropped checkpoint) when
+  /// given; non-modal, so the studio stays usable while a large checkpoint converts.
+  /// The imported model is selected in the Generate panel.
+  class ImportDialog* showImport(const QString& file = QString());
 
 Q_SIGNALS:
   /// Everything shown at start-up is loaded: the window is worth a screenshot.

@@ -83,6 +83,10 @@ ModelInfo describe(const QString& path, const QString& origin) {
   info.trainedHeight = static_cast<int>(traits->trainedHeight);
   info.sizeMultiple = static_cast<int>(traits->sizeMultiple);
   info.channels = static_cast<int>(traits->channels);
+  if (loaded->autoencoder) {
+    info.autoencoder = qs(loaded->autoencoder->network->kind());
+    info.pixelFactor = static_cast<int>(traits->pixelFactor);
+  }
   const auto caps = loaded->backbone->capabilities();
   info.anySize = caps.anyGrid || caps.packed;
   info.packed = caps.packed;

@@ -29,6 +29,10 @@ struct ModelInfo {
   int trainedWidth = 0, trainedHeight = 0, sizeMultiple = 1, channels = 0;
   bool anySize = false;  ///< the backbone takes other grids than the trained one
   bool packed = false;   ///< one forward per step for images of mixed sizes (NiT, FiT)
+  /// A latent model's autoencoder kind ("kl", "vq"; empty for pixel models) and its
+  /// downsampling: sizes are latent cells, pictures pixelFactor times larger.
+  QString autoencoder;
+  int pixelFactor = 1;
   /// The sizes (W × H) the model saw in training, with how many images had each.
   QVector<QPair<QSize, int>> trainedSizes;
   QStringList classNames;

@@ -143,6 +143,9 @@ private Q_SLOTS:
     QVERIFY(previewed.wait(wait));
     QVERIFY2(summary().contains(QStringLiteral("with an autoencoder of 0.7 M")), qPrintable(summary()));
     QCOMPARE(dialog->preview().parameters, qint64{51680});
+    // TESSERA_SCREENSHOTS=DIR keeps a picture of the dialog (how docs/screenshots/import-dialog.png is made).
+    if (const QString shots = qEnvironmentVariable("TESSERA_SCREENSHOTS"); !shots.isEmpty())
+      QVERIFY(dialog->grab().save(shots + QStringLiteral("/import-dialog.png")));
     dialog->findChild<QLineEdit*>(QStringLiteral("importName"))->setText(QStringLiteral("imported-dit"));
     const QString out = dialog->outputPath();
     QCOMPARE(out, userModelFolder() + QStringLiteral("/imported-dit.safetensors"));

@@ -228,6 +228,11 @@ private Q_SLOTS:
       if (n != "quantize.embedding.weight") noCodebook.emplace_back(n, t);
     QVERIFY2(importError(noCodebook).find("quantize.embedding.weight") != std::string::npos,
              importError(noCodebook).c_str());
+    // Names that describe far more network than the file holds (16 blocks a level):
+    // refused before anything that size is built.
+    NamedTensors madeUp = w;
+    madeUp.emplace_back("encoder.down.0.block.15.conv1.weight", at::zeros({32, 32, 3, 3}));
+    QVERIFY2(importError(madeUp).find("tensors are missing") != std::string::npos, importError(madeUp).c_str());
     // Not an autoencoder at all.
     NamedTensors other{{"blocks.0.attn.qkv.weight", at::zeros({3, 3})}};
     QVERIFY2(importError(other).find("no autoencoder recognises") != std::string::npos, importError(other).c_str());

@@ -182,6 +182,33 @@ Result<LoadedAutoencoder> buildAutoencoder(const AutoencoderContents& contents) 
   return out;
 }
 
+Result<LoadedAutoencoder> loadAnyAutoencoder(const std::string& path, std::vector<std::string>* notes) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return fail(path + ": no such file");
+  if (detectTensorFileFormat(path) == TensorFileFormat::Safetensors) {
+    auto file = SafetensorsFile::open(path);
+    if (!file) return fail(file.error());
+    if (file->metadata().count(kAutoencoderMetadataKey)) return loadAutoencoderFile(path);
+    if (file->metadata().count(kModelMetadataKey)) {
+      auto model = loadModelFile(path);
+      if (!model) return fail(model.error());
+      if (!model->autoencoder)
+        return fail(
+            path +
+            ": this model has no autoencoder (a pixel-space model, or a latent one imported without --autoencoder)");
+      return *model->autoencoder;
+    }
+  }
+  auto contents = readAutoencoder(path, {});
+  if (!contents) return fail(contents.error());
+  if (notes) *notes = contents->notes;
+  auto built = buildAutoencoder(*contents);
+  if (!built) return fail(built.error());
+  if (auto it = contents->description.find("preview"); it != contents->description.end())
+    built->description["preview"] = *it;
+  return built;
+}
+
 namespace {
 
 std::string joinedWords(const std::vector<std::string>& words, const std::string& separator = ", ") {

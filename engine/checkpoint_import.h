@@ -58,6 +58,10 @@ Result<AutoencoderContents> readAutoencoder(const std::string& path, const Autoe
 /// Builds the network of `contents` with its weights (to check it, or to use it at once).
 Result<LoadedAutoencoder> buildAutoencoder(const AutoencoderContents& contents);
 
+/// What the commands take as an autoencoder: a Tessera autoencoder file, a model file that
+/// holds one, or an official checkpoint (imported in memory; `notes` gets what was inferred).
+Result<LoadedAutoencoder> loadAnyAutoencoder(const std::string& path, std::vector<std::string>* notes = nullptr);
+
 /// What `tessera-cli import` and the studio's import dialog ask for.
 struct ModelImportRequest {
   std::string in;             ///< the official checkpoint

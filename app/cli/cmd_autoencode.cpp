@@ -6,7 +6,6 @@
 #include "app/cli/command.h"
 #include "core/formats/png.h"
 #include "core/formats/safetensors.h"
-#include "core/formats/tensor_file.h"
 #include "engine/checkpoint_import.h"
 #include "engine/generated_image.h"
 #include "engine/model_file.h"
@@ -35,30 +34,10 @@ bool endsWith(const std::string& s, const std::string& suffix) {
 
 /// The autoencoder `--model` names (see the file comment).
 Result<LoadedAutoencoder> loadAutoencoderArgument(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return fail(path + ": no such file");
-  if (detectTensorFileFormat(path) == TensorFileFormat::Safetensors) {
-    auto file = SafetensorsFile::open(path);
-    if (!file) return fail(file.error());
-    if (file->metadata().count(kAutoencoderMetadataKey)) return loadAutoencoderFile(path);
-    if (file->metadata().count(kModelMetadataKey)) {
-      auto model = loadModelFile(path);
-      if (!model) return fail(model.error());
-      if (!model->autoencoder)
-        return fail(
-            path +
-            ": this model has no autoencoder (a pixel-space model, or a latent one imported without --autoencoder)");
-      return *model->autoencoder;
-    }
-  }
-  auto contents = readAutoencoder(path, {});
-  if (!contents) return fail(contents.error());
-  for (const auto& note : contents->notes) spdlog::info("{}", note);
-  auto built = buildAutoencoder(*contents);
-  if (!built) return fail(built.error());
-  if (auto it = contents->description.find("preview"); it != contents->description.end())
-    built->description["preview"] = *it;
-  return built;
+  std::vector<std::string> notes;
+  auto ae = loadAnyAutoencoder(path, &notes);
+  for (const auto& note : notes) spdlog::info("{}", note);
+  return ae;
 }
 
 /// PNG → (C, H, W) in [-1, 1] with the channels the autoencoder takes (grey repeated to
@@ -229,6 +208,15 @@ void addCommon(CLI::App* sub, AutoencodeOptions& o) {
 
 }  // namespace
 
+void addDecodeTileOptions(CLI::App* sub, std::int64_t& tile, std::int64_t& overlap) {
+  sub->add_option("--tile", tile, "Decode in tiles of this many latent cells (0 = whole)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  sub->add_option("--overlap", overlap, "Tile overlap in latent cells")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+}
+
 Command addEncodeCommand(CLI::App& app, const GlobalOptions& global) {
   auto* sub =
       app.add_subcommand("encode", "Encode pictures with an autoencoder (KL: mean, std; VQ: h, quant, indices)");
@@ -251,12 +239,7 @@ Command addDecodeCommand(CLI::App& app, const GlobalOptions& global) {
       ->required();
   sub->add_option("--out", o->out, "x.safetensors (tensor x) or NAME.png (NAME_i.png for several)")->required();
   sub->add_flag("--no-quantize", o->noQuantize, "VQ: decode z as it is instead of its nearest codebook vectors");
-  sub->add_option("--tile", o->tile, "Decode in tiles of this many latent cells (0 = whole)")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
-  sub->add_option("--overlap", o->overlap, "Tile overlap in latent cells")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
+  addDecodeTileOptions(sub, o->tile, o->overlap);
   return {sub, [o, &global]() { return runDecode(*o, global); }};
 }
 

@@ -6,7 +6,6 @@
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 #include "engine/checkpoint_import.h"
-#include "engine/model_file.h"
 #include "models/autoencoders/autoencoder.h"
 
 #include <ATen/ATen.h>
@@ -37,12 +36,7 @@ Result<LoadedAutoencoder> benchAutoencoder(const std::string& model) {
     ae.scaling = {0.18215, 0.0};
     return ae;
   }
-  if (auto ae = loadAutoencoderFile(model); ae) return ae;
-  auto m = loadModelFile(model);
-  if (m && m->autoencoder) return *m->autoencoder;
-  auto contents = readAutoencoder(model, {});
-  if (!contents) return fail(contents.error());
-  return buildAutoencoder(*contents);
+  return loadAnyAutoencoder(model);
 }
 
 CommandResult runBenchDecode(const BenchDecodeOptions& o) {
@@ -102,12 +96,7 @@ Command addBenchDecode(CLI::App& bench, const GlobalOptions&) {
                   "Autoencoder file, model file with one, official checkpoint, or sd-kl-f8 (SD's VAE, random weights)")
       ->required();
   sub->add_option("--size", o->sizes, "Picture sizes WxH in pixels")->delimiter(',')->capture_default_str();
-  sub->add_option("--tile", o->tile, "Decode in tiles of this many latent cells (0 = whole)")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
-  sub->add_option("--overlap", o->overlap, "Tile overlap in latent cells")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
+  addDecodeTileOptions(sub, o->tile, o->overlap);
   sub->add_option("--repeats", o->repeats, "Timed decodes per size (after one small warm-up)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -76,5 +77,7 @@ Command addTrainCommand(CLI::App& app, const GlobalOptions& global, int argc, ch
 Command addEvalCommand(CLI::App& app, const GlobalOptions& global);
 Command addEncodeCommand(CLI::App& app, const GlobalOptions& global);
 Command addDecodeCommand(CLI::App& app, const GlobalOptions& global);
+/// `--tile N --overlap M` of decode and bench decode.
+void addDecodeTileOptions(CLI::App* sub, std::int64_t& tile, std::int64_t& overlap);
 
 }  // namespace tessera::cli

@@ -127,7 +127,8 @@ void ImportDialog::buildUi() {
 
   m_name = new QLineEdit(this);
   m_name->setObjectName(QStringLiteral("importName"));
-  m_name->setToolTip(tr("Saved as NAME.safetensors in your model folder, %1, where the model picker finds it").arg(userModelFolder()));
+  m_name->setToolTip(
+      tr("Saved as NAME.safetensors in your model folder, %1, where the model picker finds it").arg(userModelFolder()));
   form->addRow(tr("Save as"), m_name);
 
   m_summary = new QLabel(tr("Choose a checkpoint."), this);

@@ -35,6 +35,8 @@
 #include <QTreeWidget>
 
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <memory>
 #include <random>
@@ -266,6 +268,24 @@ private Q_SLOTS:
     qputenv("TESSERA_GALLERY", m_dir.filePath(QStringLiteral("gallery.db")).toLocal8Bit());
     qputenv("TESSERA_JOBS_DIR", m_dir.filePath(QStringLiteral("jobs")).toLocal8Bit());
     openWindow();
+  }
+
+  void aTrainerBeingLaunchedCountsAsAlive() {
+    // Between fork and execve a launched trainer is a copy of the studio, with the
+    // studio's command line. It must count as alive: a poll that fell in that window on a
+    // loaded machine once settled a healthy job as "ended without a final event".
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::pause();  // async-signal-safe only: this is a copy of a threaded process
+      ::_exit(0);
+    }
+    QVERIFY(child > 0);
+    QVERIFY(trainerAlive(child));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    QVERIFY(!trainerAlive(child));
+    QVERIFY(!trainerAlive(static_cast<qint64>(::getppid())));  // a live process that is neither
   }
 
   void imageFolderIsPreviewed() {

@@ -95,7 +95,12 @@ bool trainerAlive(qint64 pid) {
   if (state == 'Z' || state == 'X') return false;  // ended, not yet reaped
   QFile cmd(QStringLiteral("/proc/%1/cmdline").arg(pid));
   if (!cmd.open(QIODevice::ReadOnly)) return false;
-  return cmd.readAll().contains("tessera-cli");  // not a recycled pid
+  if (cmd.readAll().contains("tessera-cli")) return true;  // not a recycled pid
+  // A trainer just launched is, until its execve, a fork of this program with this
+  // program's command line: on a loaded machine a poll once fell in that window, and
+  // the job was settled as "ended without a final event" while its trainer went on.
+  const QString self = QFileInfo(QStringLiteral("/proc/self/exe")).symLinkTarget();
+  return !self.isEmpty() && QFileInfo(QStringLiteral("/proc/%1/exe").arg(pid)).symLinkTarget() == self;
 }
 
 TrainingJobs::TrainingJobs(QObject* parent) : QObject(parent) {

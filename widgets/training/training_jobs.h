@@ -137,7 +137,8 @@ private:
   QVector<qint64> m_evalQueue;
 };
 
-/// True while `pid` is a live (not zombie) tessera-cli process.
+/// True while `pid` is a live (not zombie) tessera-cli process, or a fork of this program
+/// that has not yet become one (a trainer being launched).
 bool trainerAlive(qint64 pid);
 
 }  // namespace tessera

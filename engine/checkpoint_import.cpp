@@ -128,14 +128,7 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
   out.weights = std::move(imported->weights);
   auto built = buildAutoencoder(out);
   if (!built) return fail(built.error());
-  const at::Tensor map = fitPreviewMap(*built->network);
-  nlohmann::json rows = nlohmann::json::array();
-  for (std::int64_t r = 0; r < map.size(0); ++r) {
-    nlohmann::json row = nlohmann::json::array();
-    for (std::int64_t k = 0; k < map.size(1); ++k) row.push_back(map[r][k].item<double>());
-    rows.push_back(row);
-  }
-  out.description["preview"] = rows;
+  out.description["preview"] = previewMapJson(fitPreviewMap(*built->network));
   return out;
 }
 

@@ -102,7 +102,8 @@ Result<void> Trainer::readSettings(const Config* given) {
     if (!m) return fail(m.error().withContext("--init"));
     m_initModel = std::move(*m);
   }
-  auto settings = m_initModel ? trainSettingsForInit(*config, m_initModel->description) : parseTrainSettings(*config);
+  auto settings = m_initModel ? trainSettingsForInit(*config, m_initModel->description, m_request.initModel)
+                              : parseTrainSettings(*config);
   if (!settings) return fail(settings.error());
   m_s = std::move(*settings);
   return {};

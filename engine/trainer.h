@@ -12,6 +12,12 @@
 // The sources split the phases: trainer.cpp (setting up, the loop), trainer_data.cpp,
 // trainer_model.cpp, trainer_step.cpp (optimisation and validation),
 // trainer_checkpoint.cpp and trainer_events.cpp.
+//
+// Two objectives share this machinery (data, AdamW, EMA, checkpoints, resume, ranks,
+// events): a backbone learning a diffusion process (in pixels, or in the latents of an
+// autoencoder, model.autoencoder, cached by engine/latent_cache.h), and an autoencoder
+// learning to reconstruct (model.kind "autoencoder": trainer_autoencoder.cpp). The phases
+// that differ ask trainsAutoencoder().
 #pragma once
 
 #include "core/config/config.h"
@@ -21,9 +27,11 @@
 #include "core/util/error.h"
 #include "core/util/progress.h"
 #include "core/util/run_lock.h"
+#include "engine/latent_cache.h"
 #include "engine/model_file.h"
 #include "engine/trainer_settings.h"
 #include "engine/training.h"
+#include "models/autoencoders/autoencoder.h"
 #include "models/backbone.h"
 
 #include <ATen/core/Tensor.h>
@@ -40,6 +48,17 @@
 #include <vector>
 
 namespace tessera {
+
+/// The dtype checkpoint.model_dtype names (float32, float16, bfloat16).
+at::ScalarType dtypeNamed(const std::string& name);
+
+/// An autoencoder's reconstructions of the validation images (from the posterior means).
+struct ReconstructionScores {
+  double loss = 0;  ///< the training objective (reconstruction + KL term)
+  double l1 = 0, mse = 0;
+  double psnr = 0;  ///< dB, for images in [-1, 1] (peak-to-peak 2)
+  std::int64_t images = 0;
+};
 
 /// What one step did.
 struct TrainStepReport {
@@ -79,10 +98,17 @@ public:
   std::int64_t totalSteps() const { return m_s.schedule.steps; }
   /// The configuration as read, with the defaults and the data-derived model fields.
   const TrainSettings& settings() const { return m_s; }
-  /// The network being trained.
+  /// Whether the run trains an autoencoder (model.kind "autoencoder") rather than a backbone.
+  bool trainsAutoencoder() const { return m_s.autoencoderRun; }
+  /// The backbone being trained (not in an autoencoder run).
   BackboneImpl& network() { return *m_net; }
-  /// The exponential moving average of the network's weights (what the model file holds).
+  /// The exponential moving average of the backbone's weights (what the model file holds).
   BackboneImpl& emaNetwork() { return *m_ema; }
+  /// The autoencoder being trained, and its EMA (an autoencoder run).
+  AutoencoderImpl& autoencoderNetwork() { return *m_ae; }
+  AutoencoderImpl& emaAutoencoder() { return *m_aeEma; }
+  /// A latent run's autoencoder (model.autoencoder), or nullptr.
+  const LoadedAutoencoder* firstStage() const { return m_firstStage ? &*m_firstStage : nullptr; }
   /// The diffusion process or interpolant the network is trained for.
   const Process& process() const { return m_process; }
   /// The "tessera.model" description written with every checkpoint.
@@ -90,6 +116,8 @@ public:
   /// The validation loss of `model` at the fixed timesteps and noise (NaN without
   /// validation images); a collective call in data-parallel runs.
   double validationLoss(BackboneImpl& model);
+  /// An autoencoder's reconstruction scores on the validation images; a collective call.
+  ReconstructionScores reconstructionScores(AutoencoderImpl& model);
 
 private:
   /// One global batch's random draws, from the step's own generator, sliced for this
@@ -145,6 +173,26 @@ private:
   at::Tensor fixedTimesteps(std::int64_t k, std::int64_t n) const;
   double rankMaxDifference();
 
+  // The trained network and its EMA twin, whichever the objective.
+  torch::nn::Module& trained() const;
+  torch::nn::Module& averaged() const;
+
+  // Latent training (trainer_data.cpp): the first stage and the cached posteriors.
+  Result<void> loadFirstStage();
+  Result<void> encodeLatents();
+  void latentDraws(const Batch& b, bool training, Draws& d, at::Generator& gen) const;
+
+  // The autoencoder objective (trainer_autoencoder.cpp).
+  Result<void> buildAutoencoders();
+  at::Tensor autoencoderLossOf(AutoencoderImpl& model, const Draws& d) const;
+  void describeAutoencoder();
+  Result<void> writeAutoencoderModel(const std::string& path, std::int64_t step, double elapsed);
+  Result<void> writeReconstructions(std::int64_t step);
+  void reportReconstructions(std::int64_t step);
+  /// Up to `count` items of one size from the front of a batcher, (N, C, H, W) in [-1, 1]:
+  /// fixed inputs for the scale factor, the preview map and the reconstruction grids.
+  static at::Tensor frontItems(const Batcher& batcher, std::int64_t count);
+
   // Checkpoints (trainer_checkpoint.cpp): the run directory, resume, atomic saves.
   Result<void> refuseUsedRunDir() const;
   Result<void> prepareRunDir();
@@ -176,6 +224,12 @@ private:
   LabelledImages m_data, m_validation;
   nlohmann::json m_backboneConfig;
   std::shared_ptr<BackboneImpl> m_net, m_ema;
+  std::shared_ptr<AutoencoderImpl> m_ae, m_aeEma;  ///< an autoencoder run's network and EMA
+  std::optional<LoadedAutoencoder> m_firstStage;   ///< a latent run's autoencoder
+  std::string m_firstStageSha;                     ///< its SHA-256 (autoencoderSha256)
+  LatentSet m_latents, m_valLatents;               ///< the posteriors of the data and validation items
+  std::int64_t m_pixelFactor = 1;                  ///< pixels per latent cell (1 in pixel space)
+  nlohmann::json m_latentReport;                   ///< the caches used, for the "start" event
   Process m_process;
   Capabilities m_caps;
   std::optional<Batcher> m_batcher, m_valBatcher;

@@ -38,11 +38,15 @@ std::int64_t stepOfCheckpoint(const std::string& name) {
   return std::stoll(m[1].str());
 }
 
+}  // namespace
+
 at::ScalarType dtypeNamed(const std::string& name) {
   if (name == "float16") return at::kHalf;
   if (name == "bfloat16") return at::kBFloat16;
   return at::kFloat;
 }
+
+namespace {
 
 using AdamWState = torch::optim::AdamWParamState;
 
@@ -149,8 +153,8 @@ Result<void> Trainer::resume() {
   m_elapsedBefore = resumeMeta.value("elapsed_s", 0.0);
   const std::int64_t adamStep = resumeMeta.value("adam_step", std::int64_t{0});
   torch::NoGradGuard g;
-  if (auto ok = readAllInto(*file, "model/", stateDict(*m_net)); !ok) return ok;
-  if (auto ok = readAllInto(*file, "ema/", stateDict(*m_ema)); !ok) return ok;
+  if (auto ok = readAllInto(*file, "model/", stateDict(trained())); !ok) return ok;
+  if (auto ok = readAllInto(*file, "ema/", stateDict(averaged())); !ok) return ok;
   if (adamStep <= 0) return {};
   for (std::size_t i = 0; i < m_params.size(); ++i) {
     at::Tensor m1 = at::zeros_like(m_params[i]), m2 = at::zeros_like(m_params[i]);
@@ -172,10 +176,10 @@ Result<void> Trainer::saveConfigAndSyncRanks() {
   }
   torch::NoGradGuard g;
   std::vector<at::Tensor> all;
-  for (auto& [n, t] : stateDict(*m_net)) all.push_back(t);
+  for (auto& [n, t] : stateDict(trained())) all.push_back(t);
   m_dp->broadcastFromRankZero(all);
   std::vector<at::Tensor> allEma;
-  for (auto& [n, t] : stateDict(*m_ema)) allEma.push_back(t);
+  for (auto& [n, t] : stateDict(averaged())) allEma.push_back(t);
   m_dp->broadcastFromRankZero(allEma);
   return {};
 }
@@ -187,8 +191,8 @@ double Trainer::elapsedSeconds() const { return m_elapsedBefore + (nowSeconds() 
 Result<void> Trainer::writeCheckpoint(std::int64_t step, double elapsed, double loss) {
   if (!m_leader) return {};
   NamedTensors tensors;
-  for (auto& [n, t] : stateDict(*m_net)) tensors.emplace_back("model/" + n, t.detach().to(at::kCPU));
-  for (auto& [n, t] : stateDict(*m_ema)) tensors.emplace_back("ema/" + n, t.detach().to(at::kCPU));
+  for (auto& [n, t] : stateDict(trained())) tensors.emplace_back("model/" + n, t.detach().to(at::kCPU));
+  for (auto& [n, t] : stateDict(averaged())) tensors.emplace_back("ema/" + n, t.detach().to(at::kCPU));
   std::int64_t adamStep = 0;
   for (std::size_t i = 0; i < m_params.size(); ++i) {
     if (AdamWState* st = adamState(*m_optimizer, m_params[i])) {
@@ -203,13 +207,22 @@ Result<void> Trainer::writeCheckpoint(std::int64_t step, double elapsed, double 
   const std::string path = (m_runDir / "checkpoints" / checkpointName(step)).string();
   if (auto ok = writeSafetensors(path, tensors, {{kTrainMetadataKey, meta.dump()}}); !ok) return ok;
   // The model file: EMA weights, usable by sample and eval while training goes on.
-  nlohmann::json d = m_description;
-  d["source"]["training"] = {{"step", step}, {"elapsed_s", elapsed}, {"config", m_s.resolved}, {"init", m_initReport}};
-  NamedTensors weights;
-  const at::ScalarType dtype = dtypeNamed(m_s.checkpoint.modelDtype);
-  for (auto& [n, t] : stateDict(*m_ema)) weights.emplace_back(n, t.detach().to(at::kCPU).to(dtype));
   const std::string modelPath = (m_runDir / "model.safetensors").string();
-  if (auto ok = writeModelFile(modelPath, d, weights); !ok) return ok;
+  if (m_s.autoencoderRun) {
+    if (auto ok = writeAutoencoderModel(modelPath, step, elapsed); !ok) return ok;
+  } else {
+    nlohmann::json d = m_description;
+    d["source"]["training"] = {
+        {"step", step}, {"elapsed_s", elapsed}, {"config", m_s.resolved}, {"init", m_initReport}};
+    NamedTensors weights;
+    const at::ScalarType dtype = dtypeNamed(m_s.checkpoint.modelDtype);
+    for (auto& [n, t] : stateDict(averaged())) weights.emplace_back(n, t.detach().to(at::kCPU).to(dtype));
+    // A latent model carries its autoencoder, so that it decodes wherever it is copied.
+    if (m_firstStage)
+      for (auto& [n, t] : stateDict(*m_firstStage->network))
+        weights.emplace_back(kAutoencoderTensorPrefix + n, t.detach().to(at::kCPU).to(dtype));
+    if (auto ok = writeModelFile(modelPath, d, weights); !ok) return ok;
+  }
   m_lastCheckpoint = path;
   pruneCheckpoints();
   emit({{"event", "checkpoint"}, {"step", step}, {"path", path}, {"model", modelPath}});

@@ -8,6 +8,7 @@
 #include "engine/generation.h"
 
 #include <ATen/ATen.h>
+#include <torch/utils.h>
 
 #include <algorithm>
 #include <iomanip>
@@ -49,6 +50,7 @@ void Trainer::emit(nlohmann::json event) const {
 /// The model description every checkpoint's model file carries; its sampling defaults
 /// are what the preview grids use.
 void Trainer::describeModel() {
+  if (m_ae) return describeAutoencoder();
   const SampleGridSettings& g = m_s.samples;
   m_samplerName = g.sampler.empty() ? (m_process.diffusion ? "ddim" : "euler") : g.sampler;
   SamplingDefaults trainedDefaults;
@@ -69,9 +71,21 @@ void Trainer::describeModel() {
       {"source", {{"trained_by", "tessera-cli train"}, {"data", m_data.summary}}},
   };
   m_description["process"]["kind"] = m_process.kind();
+  if (m_firstStage) {
+    // The backbone's data are the autoencoder's latents; the pictures come from its decoder.
+    m_description["data"] = {{"kind", "latent"},
+                             {"channels", m_firstStage->network->latentChannels()},
+                             {"size", {batching.height / m_pixelFactor, batching.width / m_pixelFactor}}};
+    m_description["autoencoder"] = m_firstStage->description;
+    m_description["autoencoder"]["sha256"] = m_firstStageSha;
+    m_description["source"]["latents"] = m_latentReport;
+  }
   // The sizes the model saw in training, for the studio's resolution picker.
   std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> seen;
-  for (std::int64_t i = 0; i < m_batcher->itemCount(); ++i) ++seen[m_batcher->itemSize(i)];
+  for (std::int64_t i = 0; i < m_batcher->itemCount(); ++i) {
+    const auto [h, w] = m_batcher->itemSize(i);
+    ++seen[{h / m_pixelFactor, w / m_pixelFactor}];
+  }
   nlohmann::json sizes = nlohmann::json::array();
   for (const auto& [hw, count] : seen) sizes.push_back({{"height", hw.first}, {"width", hw.second}, {"count", count}});
   m_description["data"]["trained_sizes"] = sizes;
@@ -89,6 +103,7 @@ void Trainer::emitStart() {
         {"data", m_data.summary},
         {"batching", m_batcher->describe()},
         {"validation_images", m_validation.size()},
+        {"latents", m_latentReport},
         {"init", m_initReport},
         {"config", m_s.resolved}});
 }
@@ -102,7 +117,9 @@ Result<void> Trainer::reportStep(const TrainStepReport& done, std::int64_t epoch
     logStep(done, epoch);
   else
     m_bar->update(step);
-  if (m_s.validation.every > 0 && (step % m_s.validation.every == 0 || last) && m_valBatcher) {
+  if (m_s.validation.every > 0 && (step % m_s.validation.every == 0 || last) && m_valBatcher && m_ae) {
+    reportReconstructions(step);
+  } else if (m_s.validation.every > 0 && (step % m_s.validation.every == 0 || last) && m_valBatcher) {
     const double v = validationLoss(*m_net), ve = validationLoss(*m_ema);
     emit({{"event", "validation"},
           {"step", step},
@@ -117,7 +134,7 @@ Result<void> Trainer::reportStep(const TrainStepReport& done, std::int64_t epoch
   }
   const bool asked = m_request.sampleNow && m_request.sampleNow->exchange(false);
   if (asked || (m_s.samples.every > 0 && (step % m_s.samples.every == 0 || last))) {
-    if (auto ok = writeSamples(step); !ok) return ok;
+    if (auto ok = m_ae ? writeReconstructions(step) : writeSamples(step); !ok) return ok;
   }
   return {};
 }
@@ -149,12 +166,60 @@ void Trainer::logStep(const TrainStepReport& done, std::int64_t epoch) {
   w.start = now;
 }
 
+/// The "validation" event of an autoencoder run: reconstruction scores of the network
+/// and of its EMA.
+void Trainer::reportReconstructions(std::int64_t step) {
+  const ReconstructionScores v = reconstructionScores(*m_ae), ve = reconstructionScores(*m_aeEma);
+  emit({{"event", "validation"},
+        {"step", step},
+        {"loss", v.loss},
+        {"loss_ema", ve.loss},
+        {"l1", v.l1},
+        {"l1_ema", ve.l1},
+        {"mse", v.mse},
+        {"mse_ema", ve.mse},
+        {"psnr", v.psnr},
+        {"psnr_ema", ve.psnr},
+        {"images", ve.images}});
+}
+
+/// An autoencoder run's grid: rows of up to 8 validation images (training images when
+/// there are none), each followed by the EMA's reconstructions of them.
+Result<void> Trainer::writeReconstructions(std::int64_t step) {
+  if (!m_leader) return {};
+  const double start = nowSeconds();
+  torch::NoGradGuard g;
+  const Batcher& source = m_valBatcher ? *m_valBatcher : *m_batcher;
+  const at::Tensor x = frontItems(source, 16);
+  const at::Tensor xr = m_aeEma->decode(m_aeEma->encode(x.to(m_device)).mean).to(at::kCPU).to(at::kFloat);
+  const std::int64_t columns = std::min<std::int64_t>(8, x.size(0));
+  std::vector<at::Tensor> rows;
+  for (std::int64_t r = 0; r < x.size(0); r += columns) {
+    const std::int64_t e = std::min(x.size(0), r + columns);
+    rows.push_back(x.slice(0, r, e));
+    rows.push_back(xr.slice(0, r, e));
+  }
+  std::ostringstream name;
+  name << "step_" << std::setw(8) << std::setfill('0') << step << ".png";
+  const std::string path = (m_runDir / "samples" / name.str()).string();
+  const nlohmann::json meta = {{"kind", "reconstructions"}, {"step", step}, {"images", x.size(0)}};
+  if (auto ok = writePng(path, gridImage(at::cat(rows), columns), {{"tessera", meta.dump()}}); !ok) return ok;
+  emit({{"event", "samples"},
+        {"step", step},
+        {"path", path},
+        {"kind", "reconstructions"},
+        {"images", x.size(0)},
+        {"seconds", nowSeconds() - start}});
+  return {};
+}
+
 /// A grid from the EMA model: samples.per_class rows of the chosen classes, the fixed
 /// sample seed, written to RUN_DIR/samples/step_NNNNNNNN.png with its settings.
 Result<void> Trainer::writeSamples(std::int64_t step) {
   if (!m_leader) return {};
   const SampleGridSettings& s = m_s.samples;
   LoadedModel m{"", m_description, m_ema, m_process};
+  if (m_firstStage) m.autoencoder = m_firstStage;
   auto traits = modelTraits(m);
   if (!traits) return fail(traits.error());
   std::vector<std::int64_t> columns;

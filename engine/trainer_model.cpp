@@ -19,8 +19,8 @@ namespace {
 /// The backbone configuration with the fields the data decides filled in: channels,
 /// classes, grid and the label dropout. A value the user gave that contradicts the
 /// data is an error.
-Result<nlohmann::json> completeBackboneConfig(nlohmann::json config, const LabelledImages& data,
-                                              const BatchingOptions& batching, double labelDropout) {
+Result<nlohmann::json> completeBackboneConfig(nlohmann::json config, std::int64_t channels, std::int64_t classes,
+                                              std::int64_t height, double labelDropout) {
   const auto setOrCheck = [&](const char* key, const nlohmann::json& value) -> Result<void> {
     if (config.contains(key) && config[key] != value)
       return fail(std::string("model.config.") + key + " is " + config[key].dump() + " but the data needs " +
@@ -28,13 +28,12 @@ Result<nlohmann::json> completeBackboneConfig(nlohmann::json config, const Label
     config[key] = value;
     return {};
   };
-  if (auto ok = setOrCheck("in_channels", data.channels); !ok) return fail(ok.error());
-  if (auto ok = setOrCheck("num_classes", static_cast<std::int64_t>(data.classNames.size())); !ok)
-    return fail(ok.error());
-  if (!config.contains("input_size")) config["input_size"] = batching.height;
+  if (auto ok = setOrCheck("in_channels", channels); !ok) return fail(ok.error());
+  if (auto ok = setOrCheck("num_classes", classes); !ok) return fail(ok.error());
+  if (!config.contains("input_size")) config["input_size"] = height;
   // Our own models guide every channel; the reference's three-channel rule is a quirk
   // kept only for imported checkpoints.
-  if (!config.contains("cfg_channels")) config["cfg_channels"] = data.channels;
+  if (!config.contains("cfg_channels")) config["cfg_channels"] = channels;
   if (config.contains("class_dropout_prob") && config["class_dropout_prob"].get<double>() != labelDropout &&
       !(labelDropout > 0 && config["class_dropout_prob"].get<double>() > 0))
     return fail("model.config.class_dropout_prob and train.label_dropout disagree about guidance (one is 0)");
@@ -142,8 +141,24 @@ Result<nlohmann::json> initFrom(BackboneImpl& net, const LoadedModel& loaded,
 
 }  // namespace
 
+torch::nn::Module& Trainer::trained() const {
+  if (m_ae) return *m_ae;
+  return *m_net;
+}
+
+torch::nn::Module& Trainer::averaged() const {
+  if (m_aeEma) return *m_aeEma;
+  return *m_ema;
+}
+
 Result<void> Trainer::buildModels() {
-  auto backboneConfig = completeBackboneConfig(m_s.model["config"], m_data, m_s.data.batching, m_s.labelDropout);
+  if (m_s.autoencoderRun) return buildAutoencoders();
+  if (auto ok = loadFirstStage(); !ok) return ok;
+  // A latent backbone sees the autoencoder's channels on a grid m_pixelFactor times smaller.
+  const std::int64_t channels = m_firstStage ? m_firstStage->network->latentChannels() : m_data.channels;
+  auto backboneConfig =
+      completeBackboneConfig(m_s.model["config"], channels, static_cast<std::int64_t>(m_data.classNames.size()),
+                             m_s.data.batching.height / m_pixelFactor, m_s.labelDropout);
   if (!backboneConfig) return fail(backboneConfig.error());
   m_backboneConfig = *backboneConfig;
   m_s.resolved["model"]["config"] = m_backboneConfig;
@@ -162,7 +177,7 @@ Result<void> Trainer::buildModels() {
                 "' backbone takes no packed sequences; use fixed or buckets");
   if (batching.mode == BatchMode::Buckets && !m_caps.anyGrid)
     return fail("data.batching is buckets but this backbone has a fixed grid; use fixed");
-  batching.multiple = std::max<std::int64_t>(1, m_caps.sizeMultiple);
+  batching.multiple = std::max<std::int64_t>(1, m_caps.sizeMultiple) * m_pixelFactor;
   return {};
 }
 
@@ -186,30 +201,31 @@ Result<void> Trainer::placeOnDevice() {
   if (m_device.is_cuda() && !torch::cuda::is_available()) return fail("--device " + device + ": no CUDA device here");
   if (m_s.precision == "bf16" && !m_device.is_cuda())
     return fail("train.precision bf16 needs --device cuda (this CPU has no bf16)");
-  m_net->to(m_device);
-  m_ema->to(m_device);
+  trained().to(m_device);
+  averaged().to(m_device);
+  if (m_firstStage) m_firstStage->network->to(m_device);
   {
     torch::NoGradGuard g;
-    auto src = stateDict(*m_net);
-    auto dst = stateDict(*m_ema);
+    auto src = stateDict(trained());
+    auto dst = stateDict(averaged());
     for (std::size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(src[i].second);
   }
   // Label dropout is drawn by the trainer (see the header), so the network never drops
   // labels itself: it runs with is_training() off. None of our backbones has dropout
-  // or batch norm, which is all train() would switch.
-  m_net->eval();
-  m_ema->eval();
-  for (auto& p : m_ema->parameters()) p.set_requires_grad(false);
+  // or batch norm, which is all train() would switch (nor do the autoencoders).
+  trained().eval();
+  averaged().eval();
+  for (auto& p : averaged().parameters()) p.set_requires_grad(false);
   return {};
 }
 
 void Trainer::makeOptimiser() {
-  for (const auto& item : m_net->named_parameters()) {
+  for (const auto& item : trained().named_parameters()) {
     if (!item.value().requires_grad()) continue;
     m_params.push_back(item.value());
     m_paramNames.push_back(item.key());
   }
-  auto emaNamed = m_ema->named_parameters();
+  auto emaNamed = averaged().named_parameters();
   for (const auto& n : m_paramNames) m_emaParams.push_back(emaNamed[n]);
   const OptimiserSettings& o = m_s.optimiser;
   m_optimizer = std::make_unique<torch::optim::AdamW>(

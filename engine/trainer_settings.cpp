@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -30,10 +31,34 @@ Result<std::vector<std::string>> classList(const Config& c, const char* section,
   return out;
 }
 
+/// model.kind "autoencoder": the kind, its configuration and the loss.
+Result<void> parseAutoencoderModel(const Config& c, TrainSettings& s) {
+  TESSERA_TRY(c.rejectUnknown("model", {"kind", "autoencoder", "config", "loss"}));
+  AutoencoderTrainSettings& a = s.autoencoder;
+  TESSERA_TRY(take(c.string("model.autoencoder", std::string("kl")), a.kind));
+  if (a.kind != "kl")
+    return fail(c.source() + ": field 'model.autoencoder': '" + a.kind +
+                "' cannot be trained here (expected kl: a VQ autoencoder needs a codebook loss this trainer lacks)");
+  a.config = c.json()["model"].value("config", nlohmann::json::object());
+  if (!a.config.is_object()) return fail(c.source() + ": field 'model.config': expected an object");
+  TESSERA_TRY(c.rejectUnknown("model.loss", {"reconstruction", "kl_weight"}));
+  TESSERA_TRY(take(c.string("model.loss.reconstruction", std::string("l1"), {"l1", "l2"}), a.reconstruction));
+  TESSERA_TRY(take(c.number("model.loss.kl_weight", 1e-6, 0.0, 1.0), a.klWeight));
+  s.autoencoderRun = true;
+  s.model = {{"kind", "autoencoder"},
+             {"autoencoder", a.kind},
+             {"config", a.config},
+             {"loss", {{"reconstruction", a.reconstruction}, {"kl_weight", a.klWeight}}}};
+  return {};
+}
+
 Result<void> parseModel(const Config& c, TrainSettings& s) {
   if (!c.has("model") || !c.json().at("model").is_object())
     return fail(c.source() + ": field 'model': expected an object {\"backbone\", \"config\", \"process\"}");
-  TESSERA_TRY(c.rejectUnknown("model", {"backbone", "config", "process"}));
+  std::string kind;
+  TESSERA_TRY(take(c.string("model.kind", std::string("backbone"), {"backbone", "autoencoder"}), kind));
+  if (kind == "autoencoder") return parseAutoencoderModel(c, s);
+  TESSERA_TRY(c.rejectUnknown("model", {"kind", "backbone", "config", "process", "autoencoder"}));
   std::string backbone;
   TESSERA_TRY(take(c.string("model.backbone"), backbone));
   s.model["backbone"] = backbone;
@@ -42,6 +67,42 @@ Result<void> parseModel(const Config& c, TrainSettings& s) {
   if (!c.has("model.process"))
     return fail(c.source() + ": field 'model.process': missing (gaussian_diffusion or interpolant)");
   s.model["process"] = c.json()["model"]["process"];
+  TESSERA_TRY(take(c.string("model.autoencoder", std::string()), s.firstStage));
+  std::error_code ec;
+  if (!s.firstStage.empty()) {
+    if (!std::filesystem::is_regular_file(s.firstStage, ec))
+      return fail(
+          c.source() + ": field 'model.autoencoder': '" + s.firstStage +
+          "' is not a file (expected an autoencoder file, a model file holding one, or an official checkpoint)");
+    s.model["autoencoder"] = s.firstStage;
+  }
+  return {};
+}
+
+/// data.latents: true (the default cache folder) or a folder; only with model.autoencoder.
+Result<void> parseLatents(const Config& c, TrainSettings& s) {
+  if (!c.has("data.latents")) {
+    if (!s.firstStage.empty()) s.latentCache = defaultLatentCacheDir();
+    return {};
+  }
+  const nlohmann::json& v = c.json()["data"]["latents"];
+  if (s.firstStage.empty())
+    return fail(c.source() +
+                ": field 'data.latents': latents need model.autoencoder (the autoencoder that encodes them)");
+  if (v.is_boolean()) {
+    if (!v.get<bool>())
+      return fail(c.source() +
+                  ": field 'data.latents': false, but a model with model.autoencoder trains on cached latents "
+                  "(expected true or a cache folder)");
+    s.latentCache = defaultLatentCacheDir();
+  } else if (v.is_string() && !v.get<std::string>().empty()) {
+    s.latentCache = v.get<std::string>();
+  } else {
+    return fail(c.source() + ": field 'data.latents': expected true or a cache folder, got " + v.dump());
+  }
+  if (s.data.batching.mode != BatchMode::Fixed)
+    return fail(c.source() + ": field 'data.batching': latent training takes fixed batches (got " +
+                batchModeName(s.data.batching.mode) + ")");
   return {};
 }
 
@@ -201,22 +262,38 @@ nlohmann::json resolvedConfig(const TrainSettings& s) {
 
 }  // namespace
 
+std::string defaultLatentCacheDir() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::filesystem::path base =
+      xdg && *xdg ? std::filesystem::path(xdg) : std::filesystem::path(home && *home ? home : "/tmp") / ".cache";
+  return (base / "tessera" / "latents").string();
+}
+
 Result<TrainSettings> parseTrainSettings(const Config& c) {
   TrainSettings s;
   TESSERA_TRY(c.rejectUnknown("", {"model", "data", "train", "checkpoint", "validation", "samples", "log"}));
   TESSERA_TRY(parseModel(c, s));
   TESSERA_TRY(parseData(c, s.data));
+  TESSERA_TRY(parseLatents(c, s));
+  if (s.autoencoderRun && s.data.batching.mode == BatchMode::Packed)
+    return fail(c.source() + ": field 'data.batching': an autoencoder trains on fixed or buckets batches (got packed)");
   TESSERA_TRY(parseTrain(c, s));
   TESSERA_TRY(parseCadence(c, s));
   TESSERA_TRY(parseSamples(c, s.samples));
   s.resolved = resolvedConfig(s);
+  if (!s.latentCache.empty()) s.resolved["data"]["latents"] = s.latentCache;
   return s;
 }
 
-Result<TrainSettings> trainSettingsForInit(const Config& config, const nlohmann::json& d) {
+Result<TrainSettings> trainSettingsForInit(const Config& config, const nlohmann::json& d, const std::string& initPath) {
   nlohmann::json j = config.json();
   nlohmann::json& model = j["model"];
   if (!model.is_object()) model = nlohmann::json::object();
+  if (model.value("kind", std::string()) == "autoencoder")
+    return fail("--init: fine-tuning an autoencoder is not supported (--init takes a backbone model file)");
+  // A latent model's autoencoder comes along: the fine-tune learns the same latents.
+  if (!model.contains("autoencoder") && d.contains("autoencoder") && !initPath.empty()) model["autoencoder"] = initPath;
   if (!model.contains("backbone")) model["backbone"] = d["backbone"]["kind"];
   if (!model.contains("config")) model["config"] = nlohmann::json::object();
   if (!model.contains("process") && d.contains("process")) model["process"] = d["process"];

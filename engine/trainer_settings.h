@@ -64,9 +64,28 @@ struct SampleGridSettings {
   std::uint64_t seed = 0;
 };
 
+/// An autoencoder run (model.kind "autoencoder"): which kind, and the loss. The loss is
+/// LDM's (LPIPSWithDiscriminator) without its perceptual and adversarial terms and with
+/// its learned log-variance at 0, divided by the pixel count: the mean reconstruction
+/// error plus kl_weight × the posterior's KL divergence from N(0, I) per pixel.
+struct AutoencoderTrainSettings {
+  std::string kind = "kl";            ///< a registered autoencoder kind (KL only: VQ has no codebook loss here)
+  nlohmann::json config;              ///< its configuration (in and out channels come from the data)
+  std::string reconstruction = "l1";  ///< l1 | l2
+  double klWeight = 1e-6;             ///< LDM's kl_weight for its f4 and f8 KL autoencoders
+};
+
 /// A whole training configuration.
 struct TrainSettings {
-  nlohmann::json model;  ///< {"backbone", "config", "process"}
+  /// {"backbone", "config", "process", "autoencoder"?}, or for an autoencoder run
+  /// {"kind": "autoencoder", "autoencoder", "config", "loss"}.
+  nlohmann::json model;
+  bool autoencoderRun = false;  ///< model.kind "autoencoder": the run trains an autoencoder
+  AutoencoderTrainSettings autoencoder;
+  /// Latent training: model.autoencoder, the autoencoder (file, or a model file holding one)
+  /// whose latents the backbone learns; the data are encoded once into data.latents' cache.
+  std::string firstStage;
+  std::string latentCache;  ///< data.latents: the cache folder (set whenever firstStage is)
   TrainDataSettings data;
   ScheduleSettings schedule;
   OptimiserSettings optimiser;
@@ -86,7 +105,13 @@ Result<TrainSettings> parseTrainSettings(const Config& config);
 /// The settings of a configuration fine-tuning the model a model file describes
 /// (`description`): the architecture and process come from that model, so the
 /// configuration may leave out the model section or give only the backbone's name.
-Result<TrainSettings> trainSettingsForInit(const Config& config, const nlohmann::json& description);
+/// A latent model's autoencoder comes along: model.autoencoder defaults to `initPath`.
+Result<TrainSettings> trainSettingsForInit(const Config& config, const nlohmann::json& description,
+                                           const std::string& initPath = {});
+
+/// Where data.latents: true keeps its caches: $XDG_CACHE_HOME/tessera/latents, else
+/// ~/.cache/tessera/latents.
+std::string defaultLatentCacheDir();
 
 /// The learning rate of a step under a resolved 'train' section: linear warm-up, then
 /// constant, cosine down to min_lr_ratio, or wsd (constant, then linear down over the last

@@ -49,7 +49,7 @@ private:
 
 Result<Trainer::Optimised> Trainer::optimise(const Draws& d, std::int64_t batchSize) {
   m_optimizer->zero_grad();
-  const at::Tensor local = lossOf(*m_net, d);
+  const at::Tensor local = m_ae ? autoencoderLossOf(*m_ae, d) : lossOf(*m_net, d);
   const at::Tensor lossSumLocal = local.sum();
   (lossSumLocal / static_cast<double>(batchSize)).backward();
   std::vector<at::Tensor> grads;
@@ -176,6 +176,8 @@ double Trainer::validationLoss(BackboneImpl& model) {
         if (batch.x.defined()) batch.x = batch.x.slice(0, 0, take);
         if (!batch.images.empty()) batch.images.resize(static_cast<std::size_t>(take));
         batch.labels = batch.labels.slice(0, 0, take);
+        batch.indices.resize(static_cast<std::size_t>(take));
+        batch.flipped.resize(static_cast<std::size_t>(take));
       }
       seen += take;
       // The same noise at every evaluation; the drawn timesteps give way to fixed ones.

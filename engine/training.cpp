@@ -22,7 +22,7 @@ Result<nlohmann::json> checkTrainingConfig(const Config& config, const std::stri
   }
   auto m = loadModelFile(initModel);
   if (!m) return fail(m.error().withContext("--init"));
-  auto s = trainSettingsForInit(config, m->description);
+  auto s = trainSettingsForInit(config, m->description, initModel);
   if (!s) return fail(s.error());
   return s->resolved;
 }

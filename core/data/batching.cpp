@@ -201,9 +201,9 @@ std::string batchModeName(BatchMode mode) {
 Result<BatchingOptions> BatchingOptions::fromConfig(const Config& config, const std::string& path) {
   BatchingOptions o;
   const auto key = [&](const char* k) { return path.empty() ? std::string(k) : path + "." + k; };
-  if (auto r = config.rejectUnknown(path, {"batching", "batch", "size", "fit", "max_aspect", "token_budget",
-                                           "max_side", "flip", "drop_last", "source", "split", "dir", "classes",
-                                           "validation", "multiple"});
+  if (auto r = config.rejectUnknown(
+          path, {"batching", "batch", "size", "fit", "max_aspect", "token_budget", "max_side", "flip", "drop_last",
+                 "source", "split", "dir", "classes", "validation", "multiple", "latents"});
       !r)
     return tl::unexpected(r.error());
   auto mode = config.string(key("batching"), std::string("fixed"), {"fixed", "buckets", "packed"});
@@ -453,6 +453,8 @@ Batch Batcher::batch(std::int64_t step) const {
   }
   return out;
 }
+
+at::Tensor Batcher::item(std::int64_t index) const { return toFloat(m_prepared.at(static_cast<std::size_t>(index))); }
 
 std::pair<std::int64_t, std::int64_t> Batcher::itemSize(std::int64_t index) const {
   const at::Tensor& t = m_prepared.at(static_cast<std::size_t>(index));

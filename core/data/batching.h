@@ -97,6 +97,8 @@ public:
   nlohmann::json describe() const;
   /// The (H, W) each item is trained at.
   std::pair<std::int64_t, std::int64_t> itemSize(std::int64_t index) const;
+  /// Item `index` as it is trained (fitted to its size, not flipped): (C, H, W) float in [-1, 1].
+  at::Tensor item(std::int64_t index) const;
 
   /// The aspect-ratio buckets for a target area: sides multiples of `multiple`, area
   /// close to height×width, ratios within [1/maxAspect, maxAspect]; sorted by H/W.

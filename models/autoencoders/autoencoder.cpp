@@ -196,22 +196,38 @@ Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json&
 }
 
 at::Tensor fitPreviewMap(AutoencoderImpl& ae, std::int64_t samples, std::uint64_t seed) {
-  torch::NoGradGuard noGrad;
   const std::int64_t f = ae.downsampling(), side = 8 * f, c = ae.imageChannels();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   // Smooth random colour fields (a 4×4 grid of colours, bilinearly enlarged): colour
   // over areas larger than one latent cell, which is what a preview has to get right.
   at::Tensor coarse = at::rand({samples, c, 4, 4}, generator) * 2 - 1;
-  at::Tensor x = at::upsample_bilinear2d(coarse, {side, side}, false).clamp(-1, 1);
+  return fitPreviewMapOn(ae, at::upsample_bilinear2d(coarse, {side, side}, false).clamp(-1, 1));
+}
+
+at::Tensor fitPreviewMapOn(AutoencoderImpl& ae, const at::Tensor& images) {
+  torch::NoGradGuard noGrad;
+  const std::int64_t f = ae.downsampling(), c = ae.imageChannels();
+  const at::Tensor x = images.to(at::kFloat);
   const Encoded encoded = ae.encode(x);
-  const at::Tensor z = ae.latentOf(encoded);                    // (n, C, 8, 8)
-  const at::Tensor target = at::avg_pool2d(x, {f, f}, {f, f});  // (n, c, 8, 8)
+  const at::Tensor z = ae.latentOf(encoded).to(at::kCPU);                    // (n, C, h, w)
+  const at::Tensor target = at::avg_pool2d(x, {f, f}, {f, f}).to(at::kCPU);  // (n, c, h, w)
   const std::int64_t lc = z.size(1);
   at::Tensor design = at::cat({z.permute({0, 2, 3, 1}).reshape({-1, lc}), at::ones({z.numel() / lc, 1})}, 1);
   at::Tensor y = target.permute({0, 2, 3, 1}).reshape({-1, c});
   const at::Tensor gram = at::mm(design.t(), design) + 1e-4 * at::eye(lc + 1);
   const at::Tensor solution = at::linalg_solve(gram, at::mm(design.t(), y));  // (C + 1, c)
   return solution.t().contiguous();
+}
+
+nlohmann::json previewMapJson(const at::Tensor& map) {
+  const at::Tensor m = map.to(at::kCPU).to(at::kDouble).contiguous();
+  nlohmann::json rows = nlohmann::json::array();
+  for (std::int64_t r = 0; r < m.size(0); ++r) {
+    nlohmann::json row = nlohmann::json::array();
+    for (std::int64_t k = 0; k < m.size(1); ++k) row.push_back(m[r][k].item<double>());
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 at::Tensor previewDecode(const at::Tensor& map, const at::Tensor& z) {

@@ -136,6 +136,12 @@ Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json&
 /// over each latent cell, on `samples` random-colour images encoded and decoded by `ae`.
 /// Returns (3, C + 1).
 at::Tensor fitPreviewMap(AutoencoderImpl& ae, std::int64_t samples = 16, std::uint64_t seed = 0);
+/// The same fit on given images (N, imageChannels, H, W) in [-1, 1], H and W multiples of
+/// the downsampling: a trained autoencoder's own data.
+at::Tensor fitPreviewMapOn(AutoencoderImpl& ae, const at::Tensor& images);
+
+/// A preview map as the description's "preview" rows.
+nlohmann::json previewMapJson(const at::Tensor& map);
 
 /// The preview: latent z (N, C, h, w) → (N, 3, h, w) with `map` (3, C + 1).
 at::Tensor previewDecode(const at::Tensor& map, const at::Tensor& z);

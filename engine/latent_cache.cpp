@@ -83,8 +83,7 @@ Result<LatentSet> cachedLatents(const LoadedAutoencoder& ae, const std::string& 
                                 const std::function<void(std::int64_t, std::int64_t)>& progress) {
   namespace fs = std::filesystem;
   const auto start = std::chrono::steady_clock::now();
-  const nlohmann::json record = {
-      {"autoencoder_sha256", aeSha}, {"data", dataKey}, {"items", count}, {"flips", flips}};
+  const nlohmann::json record = {{"autoencoder_sha256", aeSha}, {"data", dataKey}, {"items", count}, {"flips", flips}};
   Sha256 key;
   key.add(record.dump());
   const fs::path path = fs::path(dir) / ("latents-" + key.hex().substr(0, 24) + ".safetensors");

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "engine/trainer_settings.h"
 
+#include "core/system/resources.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -282,7 +284,9 @@ Result<TrainSettings> parseTrainSettings(const Config& c) {
   TESSERA_TRY(parseCadence(c, s));
   TESSERA_TRY(parseSamples(c, s.samples));
   s.resolved = resolvedConfig(s);
-  if (!s.latentCache.empty()) s.resolved["data"]["latents"] = s.latentCache;
+  // As written (true, or a folder): the default folder differs from machine to machine.
+  if (!s.latentCache.empty())
+    s.resolved["data"]["latents"] = c.has("data.latents") ? c.json()["data"]["latents"] : nlohmann::json(true);
   return s;
 }
 

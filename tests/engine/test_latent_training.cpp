@@ -29,32 +29,44 @@ using namespace tessera;
 namespace {
 
 nlohmann::json tinyAutoencoderRun(std::int64_t steps, std::int64_t seed = 1) {
-  return {{"model",
-           {{"kind", "autoencoder"},
-            {"autoencoder", "kl"},
-            {"config",
-             {{"ch", 8}, {"ch_mult", {1, 2}}, {"num_res_blocks", 1}, {"z_channels", 2}, {"embed_dim", 2}, {"norm_groups", 4}}}}},
-          {"data", {{"source", "fashion-mnist"}, {"batch", 16}, {"size", {28, 28}}, {"validation", 32}, {"flip", true}}},
-          {"train", {{"steps", steps}, {"lr", 2e-3}, {"warmup", 2}, {"ema", 0.9}, {"limit", 256}, {"seed", seed}}},
-          {"log", {{"every", 1}}},
-          {"checkpoint", {{"every", 3}}},
-          {"validation", {{"every", 3}}},
-          {"samples", {{"every", 3}}}};
+  return {
+      {"model",
+       {{"kind", "autoencoder"},
+        {"autoencoder", "kl"},
+        {"config",
+         {{"ch", 8},
+          {"ch_mult", {1, 2}},
+          {"num_res_blocks", 1},
+          {"z_channels", 2},
+          {"embed_dim", 2},
+          {"norm_groups", 4}}}}},
+      {"data", {{"source", "fashion-mnist"}, {"batch", 16}, {"size", {28, 28}}, {"validation", 32}, {"flip", true}}},
+      {"train", {{"steps", steps}, {"lr", 2e-3}, {"warmup", 2}, {"ema", 0.9}, {"limit", 256}, {"seed", seed}}},
+      {"log", {{"every", 1}}},
+      {"checkpoint", {{"every", 3}}},
+      {"validation", {{"every", 3}}},
+      {"samples", {{"every", 3}}}};
 }
 
 nlohmann::json tinyLatentRun(const std::string& autoencoder, const std::string& cache, std::int64_t steps) {
-  return {{"model",
-           {{"backbone", "sit"},
-            {"config", {{"patch_size", 1}, {"hidden_size", 32}, {"depth", 1}, {"num_heads", 2}, {"learn_sigma", false}}},
-            {"process", {{"kind", "interpolant"}, {"path", "linear"}, {"prediction", "velocity"}}},
-            {"autoencoder", autoencoder}}},
-          {"data",
-           {{"source", "fashion-mnist"}, {"batch", 16}, {"size", {28, 28}}, {"validation", 16}, {"flip", true}, {"latents", cache}}},
-          {"train", {{"steps", steps}, {"lr", 1e-3}, {"warmup", 1}, {"ema", 0.9}, {"limit", 64}}},
-          {"log", {{"every", 1}}},
-          {"checkpoint", {{"every", 2}}},
-          {"validation", {{"every", 2}, {"timesteps", 2}}},
-          {"samples", {{"every", 0}}}};
+  return {
+      {"model",
+       {{"backbone", "sit"},
+        {"config", {{"patch_size", 1}, {"hidden_size", 32}, {"depth", 1}, {"num_heads", 2}, {"learn_sigma", false}}},
+        {"process", {{"kind", "interpolant"}, {"path", "linear"}, {"prediction", "velocity"}}},
+        {"autoencoder", autoencoder}}},
+      {"data",
+       {{"source", "fashion-mnist"},
+        {"batch", 16},
+        {"size", {28, 28}},
+        {"validation", 16},
+        {"flip", true},
+        {"latents", cache}}},
+      {"train", {{"steps", steps}, {"lr", 1e-3}, {"warmup", 1}, {"ema", 0.9}, {"limit", 64}}},
+      {"log", {{"every", 1}}},
+      {"checkpoint", {{"every", 2}}},
+      {"validation", {{"every", 2}, {"timesteps", 2}}},
+      {"samples", {{"every", 0}}}};
 }
 
 std::string writeLatentConfig(const QTemporaryDir& dir, const std::string& name, const nlohmann::json& config) {
@@ -233,8 +245,8 @@ private Q_SLOTS:
     tune["model"] = {{"backbone", "sit"}};
     tune["data"].erase("latents");
     tune["data"]["latents"] = cache;
-    const LatentRun tuned = trainLatent(writeLatentConfig(dir, "tune.json", tune), root + "/tuned", false,
-                                        root + "/two/model.safetensors");
+    const LatentRun tuned =
+        trainLatent(writeLatentConfig(dir, "tune.json", tune), root + "/tuned", false, root + "/two/model.safetensors");
     REQUIRE_RUN(tuned);
     QCOMPARE(tuned.first("start")["latents"]["train"]["reused"].get<bool>(), true);
     auto tunedModel = loadModelFile(root + "/tuned/model.safetensors");
@@ -263,14 +275,22 @@ private Q_SLOTS:
   void badLatentConfigurationsAreRefusedNamingTheField_data() {
     QTest::addColumn<QString>("changeName");
     QTest::addColumn<QString>("expected");
-    QTest::newRow("no such autoencoder") << "missing-file" << "model.autoencoder";
-    QTest::newRow("latents without an autoencoder") << "latents-alone" << "data.latents";
-    QTest::newRow("latents false") << "latents-false" << "data.latents";
-    QTest::newRow("packed latents") << "packed" << "data.batching";
-    QTest::newRow("a VQ autoencoder run") << "vq-run" << "model.autoencoder";
-    QTest::newRow("a three-channel autoencoder on grey data") << "rgb" << "channels";
-    QTest::newRow("odd size for f2") << "odd-size" << "data.size";
-    QTest::newRow("unknown loss field") << "loss-field" << "model.loss";
+    QTest::newRow("no such autoencoder") << "missing-file"
+                                         << "model.autoencoder";
+    QTest::newRow("latents without an autoencoder") << "latents-alone"
+                                                    << "data.latents";
+    QTest::newRow("latents false") << "latents-false"
+                                   << "data.latents";
+    QTest::newRow("packed latents") << "packed"
+                                    << "data.batching";
+    QTest::newRow("a VQ autoencoder run") << "vq-run"
+                                          << "model.autoencoder";
+    QTest::newRow("a three-channel autoencoder on grey data") << "rgb"
+                                                              << "channels";
+    QTest::newRow("odd size for f2") << "odd-size"
+                                     << "data.size";
+    QTest::newRow("unknown loss field") << "loss-field"
+                                        << "model.loss";
   }
   void badLatentConfigurationsAreRefusedNamingTheField() {
     QFETCH(QString, changeName);

@@ -344,6 +344,48 @@ private Q_SLOTS:
     QVERIFY(!mixed->isChecked());
   }
 
+  // A latent model (the shipped latent-sit-fashion, on kl-fashion's latents): the canvas gets
+  // decoded pictures, the timeline previews each step through the fitted latent → grey map,
+  // decodes the step the user stops on in full, and shows x₀'s latent channels on request.
+  void latentModelTimelinePreviewsDecodesAndShowsChannels() {
+    QVERIFY(panel()->selectModel(QStringLiteral("latent-sit-fashion")));
+    QCOMPARE(panel()->currentModel()->pixelFactor, 2);
+    QCOMPARE(panel()->currentModel()->autoencoder, QStringLiteral("kl"));
+    selectClass(panel(), 7);  // Sneaker
+    child<QSpinBox>(panel(), "imageCount")->setValue(2);
+    child<QSpinBox>(panel(), "steps")->setValue(20);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    QCOMPARE(m_window->canvas()->image(0).size(), QSize(28, 28));
+    TimelinePanel* t = m_window->timeline();
+    QTRY_COMPARE(t->framesAvailable(), 21);
+    QVERIFY(t->latent());
+    QVERIFY(child<QComboBox>(t, "timelineX0Mode")->isVisible());
+    child<QListWidget>(t, "timelineStrip")->setCurrentRow(12);  // the user stops on step 12
+    QCOMPARE(t->x0View()->caption(), QStringLiteral("x₀ preview"));
+    const QImage preview = t->x0View()->image();
+    QCOMPARE(preview.size(), QSize(28, 28));  // the 14×14 preview, enlarged to the picture's size
+    QTRY_COMPARE_WITH_TIMEOUT(t->x0View()->caption(), QStringLiteral("x₀ decoded"),
+                              30000 * tessera::testing::timeScale());
+    const QImage decoded = t->x0View()->image();
+    QCOMPARE(decoded.size(), QSize(28, 28));
+    QVERIFY(decoded.convertToFormat(QImage::Format_Grayscale8) != preview.convertToFormat(QImage::Format_Grayscale8));
+    // Back on a decoded step, the cached decode shows at once.
+    child<QListWidget>(t, "timelineStrip")->setCurrentRow(5);
+    QCOMPARE(t->x0View()->caption(), QStringLiteral("x₀ preview"));
+    child<QListWidget>(t, "timelineStrip")->setCurrentRow(12);
+    QCOMPARE(t->x0View()->caption(), QStringLiteral("x₀ decoded"));
+    QCOMPARE(t->x0View()->image(), decoded);
+    // x₀ as its latent channel (kl-fashion has one: 14×14).
+    t->setShowChannels(true);
+    QCOMPARE(t->x0View()->caption(), QStringLiteral("x₀ channels"));
+    QCOMPARE(t->x0View()->image().size(), QSize(14, 14));
+    shoot(t, "timeline-latent-channels.png");
+    t->setShowChannels(false);
+    shoot(m_window.get(), "studio-latent.png");
+    shoot(t, "timeline-latent.png");
+  }
+
   void cleanupTestCase() { m_window.reset(); }
 };
 

@@ -187,6 +187,12 @@ void MainWindow::buildStudio() {
     m_timeline->plot()->setInterval(lo, hi, true);
   });
   connect(m_timeline, &TimelinePanel::intervalDragged, m_generate, &GeneratePanel::setGuidanceInterval);
+  // A latent model's step the user stops on is decoded in full by the worker (after any running job).
+  connect(m_timeline, &TimelinePanel::fullDecodeWanted, this, [this](int image, int step) {
+    QMetaObject::invokeMethod(
+        m_worker, [worker = m_worker, id = m_jobId, image, step] { worker->decodeStep(id, image, step); },
+        Qt::QueuedConnection);
+  });
   connect(m_canvas, &ImageCanvas::currentChanged, m_timeline, &TimelinePanel::setImage);
   connect(m_canvas, &ImageCanvas::currentChanged, this, &MainWindow::updateInspectionSource);
   connect(m_canvas, &ImageCanvas::pixelHovered, this, [this](const QString& text) {
@@ -213,6 +219,10 @@ void MainWindow::buildStudio() {
     m_timeline->addFrames(step, frames);
     if (step > 0) m_generate->setProgress(++m_stepsDone, m_jobSteps * m_jobBatches);
   });
+  connect(m_worker, &GenerationWorker::stepDecoded, this,
+          [this](qint64 id, int image, int step, const QImage& picture) {
+            if (id == m_jobId) m_timeline->setDecodedFrame(image, step, picture);
+          });
   connect(m_worker, &GenerationWorker::inspected, this, [this](qint64 id, const InspectorStep& step) {
     if (id == m_jobId) m_inspector->addStep(step);
   });

@@ -21,6 +21,7 @@
 
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>
+#include <torch/utils.h>
 #include <opencv2/videoio.hpp>
 
 #include <QDateTime>
@@ -347,6 +348,10 @@ struct GenerationWorker::Cache {
   std::string hash;
   QString galleryPath;
   std::optional<GalleryStore> gallery;
+  // A latent model's x₀ of every step of the last job, for full decodes on request.
+  qint64 latentJob = -1;
+  std::map<std::pair<int, int>, at::Tensor> x0Latents;  ///< (image, step) → (C, h, w), backbone scale
+  std::map<std::pair<int, int>, QImage> decoded;        ///< the decodes made so far
 };
 
 GenerationWorker::GenerationWorker() : m_cache(std::make_unique<Cache>()) {
@@ -391,9 +396,15 @@ public:
   /// (the states are packs, split back into images here); empty otherwise.
   /// `autoencoder`: a latent model's, whose fitted preview map turns states and estimates
   /// into pictures (a fast linear map per latent cell; the final images are fully decoded).
+  /// `keepLatent(image, step, x0)`: a latent model's x₀ of each step, for full decodes later.
   FrameObserver(int batch, GridSizes grids, std::function<void(int, QVector<StepFrame>)> emitFrames,
-                const LoadedAutoencoder* autoencoder = nullptr)
-      : m_batch(batch), m_grids(std::move(grids)), m_emit(std::move(emitFrames)), m_autoencoder(autoencoder) {}
+                const LoadedAutoencoder* autoencoder = nullptr,
+                std::function<void(int, int, const at::Tensor&)> keepLatent = {})
+      : m_batch(batch),
+        m_grids(std::move(grids)),
+        m_emit(std::move(emitFrames)),
+        m_autoencoder(autoencoder),
+        m_keepLatent(std::move(keepLatent)) {}
   void onStart(const at::Tensor& x, double, double) override {
     m_base = m_batches++ * m_batch;
     if (!m_grids.empty()) {
@@ -424,6 +435,10 @@ public:
       f.image = static_cast<int>(m_base + static_cast<std::int64_t>(i));
       f.x = picture(xs[i]);
       if (!x0.empty()) f.x0 = picture(x0[i]);
+      if (!x0.empty() && m_autoencoder) {
+        f.x0Channels = channelStrip(x0[i]);
+        if (m_keepLatent) m_keepLatent(f.image, static_cast<int>(e.index + 1), x0[i].to(at::kCPU, at::kFloat).clone());
+      }
       if (!pred.empty()) {
         // The prediction is not an image: stretch its own range of this image to [-1, 1].
         const at::Tensor p = pred[i].to(at::kFloat);
@@ -462,12 +477,27 @@ private:
                                 false);
     return toQImage(rgb[0].clamp(-1, 1), kMaxSide);
   }
+  /// The channels of a latent (C, h, w) side by side, each stretched from its own minimum
+  /// (black) to its maximum (white), a grey line between them.
+  static QImage channelStrip(const at::Tensor& chw) {
+    const at::Tensor z = chw.to(at::kCPU, at::kFloat);
+    const std::int64_t c = z.size(0), h = z.size(1), w = z.size(2);
+    at::Tensor strip = at::zeros({1, h, c * (w + 1) - 1});
+    for (std::int64_t k = 0; k < c; ++k) {
+      const at::Tensor ch = z[k];
+      const double lo = ch.min().item<double>(), hi = ch.max().item<double>();
+      strip.narrow(2, k * (w + 1), w)[0].copy_(hi > lo ? (ch - lo) / (hi - lo) * 2.0 - 1.0 : at::zeros_like(ch));
+      if (k + 1 < c) strip.narrow(2, k * (w + 1) + w, 1).fill_(0.0);
+    }
+    return toQImage(strip, kMaxSide * 2);
+  }
   static constexpr int kMaxSide = 256;  ///< timeline frames of big images are shrunk to bound memory
   int m_batch;
   GridSizes m_grids, m_current;
   std::int64_t m_base = 0, m_batches = 0;
   std::function<void(int, QVector<StepFrame>)> m_emit;
   const LoadedAutoencoder* m_autoencoder = nullptr;
+  std::function<void(int, int, const at::Tensor&)> m_keepLatent;
 };
 
 }  // namespace
@@ -530,10 +560,16 @@ void GenerationWorker::run(const GenerationJob& job) {
     }
     Q_EMIT started(job.id, static_cast<int>(job.classes.size()), static_cast<int>(grid->size()) - 1, levels);
 
+    c.latentJob = job.id;
+    c.x0Latents.clear();
+    c.decoded.clear();
     FrameObserver observer(
         r.batch, packGrids,
         [this, id = job.id](int step, QVector<StepFrame> frames) { Q_EMIT stepped(id, step, frames); },
-        c.model->autoencoder ? &*c.model->autoencoder : nullptr);
+        c.model->autoencoder ? &*c.model->autoencoder : nullptr,
+        [&c](int image, int step, const at::Tensor& x0) {
+          c.x0Latents[{image, step}] = x0;
+        });
     ObserverFanout observers;
     observers.targets.push_back(&observer);
     Probe probe;
@@ -571,6 +607,31 @@ void GenerationWorker::run(const GenerationJob& job) {
     Q_EMIT finished(job.id, result->cancelled, clock.elapsed() / 1000.0, summary);
   } catch (const std::exception& e) {
     failWith(QStringLiteral("generation failed: %1").arg(QString::fromUtf8(e.what())));
+  }
+}
+
+void GenerationWorker::decodeStep(qint64 id, int image, int step) {
+  Cache& c = *m_cache;
+  if (id != c.latentJob || !c.model || !c.model->autoencoder) return;
+  const std::pair<int, int> key{image, step};
+  if (auto done = c.decoded.find(key); done != c.decoded.end()) {
+    Q_EMIT stepDecoded(id, image, step, done->second);
+    return;
+  }
+  const auto latent = c.x0Latents.find(key);
+  if (latent == c.x0Latents.end()) return;
+  try {
+    torch::NoGradGuard noGrad;
+    const LoadedAutoencoder& ae = *c.model->autoencoder;
+    // As generation decodes its final images: the same tiles, so a big picture stays in bounded memory.
+    const GenerationRequest defaults;
+    const at::Tensor z = ae.scaling.fromBackbone(latent->second.unsqueeze(0));
+    const at::Tensor pixels = decodeTiled(*ae.network, z, defaults.decodeTile, defaults.decodeOverlap);
+    const QImage picture = toQImage(pixels[0].clamp(-1, 1));
+    c.decoded[key] = picture;
+    Q_EMIT stepDecoded(id, image, step, picture);
+  } catch (const std::exception& e) {
+    qWarning("timeline: decoding step %d of image %d failed: %s", step, image, e.what());
   }
 }
 

@@ -119,6 +119,9 @@ struct StepFrame {
   int image = 0;  ///< index in the job
   QImage x, x0, x0Conditional, x0Unconditional;  ///< the last two only on guided steps
   QImage output;  ///< the network's (guided) prediction (noise, velocity…), its own range stretched to grey
+  /// A latent model's x₀ as its latent channels, each stretched to grey, side by side
+  /// (null for pixel models); x and x0 are then the fast preview-map pictures.
+  QImage x0Channels;
 };
 
 /// The noise level of every state of a job's grid (index 0 = pure noise).
@@ -137,6 +140,10 @@ public:
 
 public Q_SLOTS:
   void run(const tessera::GenerationJob& job);
+  /// A latent model's x₀ of `step` of image `image` of the last job, decoded in full by the
+  /// autoencoder (once: decodes are cached until the next job); answered by stepDecoded.
+  /// Ignored for another job's id or a step without a latent x₀.
+  void decodeStep(qint64 id, int image, int step);
 
 Q_SIGNALS:
   void started(qint64 id, int images, int steps, const tessera::NoiseLevels& levels);
@@ -148,6 +155,8 @@ Q_SIGNALS:
   void failed(qint64 id, const QString& message);
   /// With GenerationJob::inspect: one record per step of every batch.
   void inspected(qint64 id, const tessera::InspectorStep& step);
+  /// The full decode decodeStep asked for.
+  void stepDecoded(qint64 id, int image, int step, const QImage& picture);
 
 private:
   struct Cache;

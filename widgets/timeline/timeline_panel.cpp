@@ -33,6 +33,12 @@ void FrameView::setImage(const QImage& image) {
   update();
 }
 
+void FrameView::setCaption(const QString& caption) {
+  if (caption == m_caption) return;
+  m_caption = caption;
+  update();
+}
+
 void FrameView::paintEvent(QPaintEvent*) {
   QPainter p(this);
   const int captionH = fontMetrics().height() + 4;
@@ -238,6 +244,15 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
   m_axis->addItem(tr("log SNR"));
   m_axis->setToolTip(tr("What the plot shows per step"));
   bar->addWidget(m_axis);
+  m_x0Mode = new QComboBox(this);
+  m_x0Mode->setObjectName(QStringLiteral("timelineX0Mode"));
+  m_x0Mode->addItem(tr("x₀ as picture"));
+  m_x0Mode->addItem(tr("x₀ latent channels"));
+  m_x0Mode->setToolTip(
+      tr("A latent model's x₀: as a picture (a fast preview while scrubbing, the full decode "
+         "once you stop on a step), or its latent channels, each stretched to black…white"));
+  m_x0Mode->setVisible(false);
+  bar->addWidget(m_x0Mode);
   auto* video = new QToolButton(this);
   video->setText(tr("Video…"));
   video->setToolTip(tr("Export x₀ and xₜ of every step side by side as a video (.avi or .mp4)"));
@@ -298,6 +313,15 @@ TimelinePanel::TimelinePanel(QWidget* parent) : QWidget(parent) {
     refresh();
   });
   connect(m_slider, &QSlider::sliderPressed, this, [this] { m_follow = false; });
+  connect(m_x0Mode, &QComboBox::currentIndexChanged, this, [this] { refresh(); });
+  // A latent model's step the user rests on gets its full decode (the worker caches it).
+  m_settle.setSingleShot(true);
+  m_settle.setInterval(250);
+  connect(&m_settle, &QTimer::timeout, this, [this] {
+    const int i = m_image->value(), s = m_slider->value();
+    if (!m_latent || m_follow || m_playTimer.isActive() || m_decoded.contains({i, s})) return;
+    if (i < m_frames.size() && s < m_frames[i].size() && !m_frames[i][s].x0.isNull()) Q_EMIT fullDecodeWanted(i, s);
+  });
   connect(m_axis, &QComboBox::currentIndexChanged, this, [this](int i) {
     m_plot->setAxis(i == 0 ? NoisePlot::Axis::Sigma : i == 1 ? NoisePlot::Axis::Time : NoisePlot::Axis::LogSnr);
   });
@@ -357,8 +381,19 @@ void TimelinePanel::start(int images, int steps, const NoiseLevels& levels, doub
   m_plot->setLevels(levels);
   m_plot->setInterval(cfgLow, cfgHigh, cfg != 1.0);
   m_strip->clear();
+  m_decoded.clear();
+  m_latent = false;
+  m_x0Mode->setVisible(false);
   refresh();
 }
+
+void TimelinePanel::setDecodedFrame(int image, int step, const QImage& picture) {
+  if (picture.isNull()) return;
+  m_decoded.insert({image, step}, picture);
+  if (image == m_image->value() && step == m_slider->value()) refresh();
+}
+
+void TimelinePanel::setShowChannels(bool channels) { m_x0Mode->setCurrentIndex(channels ? 1 : 0); }
 
 void TimelinePanel::refreshStrip() {
   // Appends the thumbnails of steps that arrived since the last call.
@@ -378,6 +413,10 @@ void TimelinePanel::addFrames(int step, const QVector<StepFrame>& frames) {
   for (const auto& f : frames) {
     if (f.image < 0 || f.image >= m_frames.size() || step < 0 || step >= m_frames[f.image].size()) continue;
     m_frames[f.image][step] = f;
+    if (!f.x0Channels.isNull() && !m_latent) {
+      m_latent = true;
+      m_x0Mode->setVisible(true);
+    }
   }
   if (!m_repaint.isActive()) m_repaint.start();
 }
@@ -399,7 +438,17 @@ void TimelinePanel::refresh() {
   const int i = m_image->value(), s = m_slider->value();
   const StepFrame* f = i < m_frames.size() && s < m_frames[i].size() ? &m_frames[i][s] : nullptr;
   m_x->setImage(f ? f->x : QImage());
-  m_x0->setImage(f ? f->x0 : QImage());
+  if (m_latent && m_x0Mode->currentIndex() == 1) {
+    m_x0->setCaption(tr("x₀ channels"));
+    m_x0->setImage(f ? f->x0Channels : QImage());
+  } else if (m_latent && m_decoded.contains({i, s})) {
+    m_x0->setCaption(tr("x₀ decoded"));
+    m_x0->setImage(m_decoded.value({i, s}));
+  } else {
+    m_x0->setCaption(m_latent ? tr("x₀ preview") : tr("x₀"));
+    m_x0->setImage(f ? f->x0 : QImage());
+    if (m_latent) m_settle.start();
+  }
   m_cond->setImage(f ? f->x0Conditional : QImage());
   m_uncond->setImage(f ? f->x0Unconditional : QImage());
   m_output->setImage(f ? f->output : QImage());

@@ -3,6 +3,8 @@
 
 #include "widgets/studio/studio_service.h"
 
+#include <QHash>
+#include <QPair>
 #include <QTimer>
 #include <QWidget>
 
@@ -21,6 +23,8 @@ class FrameView final : public QWidget {
 public:
   FrameView(const QString& caption, QWidget* parent = nullptr);
   void setImage(const QImage& image);
+  void setCaption(const QString& caption);
+  QString caption() const { return m_caption; }
   QImage image() const { return m_image; }
 
 protected:
@@ -90,9 +94,20 @@ public:
   QString exportVideo(const QString& path, double fps) const;
   QString exportStrip(const QString& path) const;
   NoisePlot* plot() const { return m_plot; }
+  /// A latent model's full decode of x₀ at `step` of image `image` (GenerationWorker::decodeStep's answer):
+  /// shown in place of the fast preview from then on.
+  void setDecodedFrame(int image, int step, const QImage& picture);
+  /// Whether the frames are a latent model's (x₀ as a preview, latent channels available).
+  bool latent() const { return m_latent; }
+  /// Shows x₀ as its latent channels rather than as a picture.
+  void setShowChannels(bool channels);
+  /// The x₀ view, for tests and screenshots.
+  FrameView* x0View() const { return m_x0; }
 
 Q_SIGNALS:
   void intervalDragged(double low, double high);
+  /// The user stopped on a step of a latent model whose x₀ has no full decode yet.
+  void fullDecodeWanted(int image, int step);
 
 private:
   void refresh();
@@ -118,6 +133,10 @@ private:
   QTimer m_playTimer;
   QTimer m_repaint;  ///< coalesces incoming steps: painting never falls behind
   bool m_follow = true;  ///< the scrubber follows new steps until the user moves it
+  bool m_latent = false;
+  QComboBox* m_x0Mode = nullptr;             ///< a latent model's x₀: picture, or latent channels
+  QTimer m_settle;                           ///< a step the scrubber rests on this long gets its full decode
+  QHash<QPair<int, int>, QImage> m_decoded;  ///< (image, step) → full decode of x₀
 };
 
 }  // namespace tessera

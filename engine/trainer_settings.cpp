@@ -69,14 +69,18 @@ Result<void> parseModel(const Config& c, TrainSettings& s) {
   if (!c.has("model.process"))
     return fail(c.source() + ": field 'model.process': missing (gaussian_diffusion or interpolant)");
   s.model["process"] = c.json()["model"]["process"];
-  TESSERA_TRY(take(c.string("model.autoencoder", std::string()), s.firstStage));
-  std::error_code ec;
-  if (!s.firstStage.empty()) {
+  std::string given;
+  TESSERA_TRY(take(c.string("model.autoencoder", std::string()), given));
+  if (!given.empty()) {
+    // A path, or the name of a shipped autoencoder (as --model takes a shipped model's name);
+    // the configuration keeps what was written, so that it reads the same on every machine.
+    s.firstStage = resolveModelArgument(given);
+    std::error_code ec;
     if (!std::filesystem::is_regular_file(s.firstStage, ec))
-      return fail(
-          c.source() + ": field 'model.autoencoder': '" + s.firstStage +
-          "' is not a file (expected an autoencoder file, a model file holding one, or an official checkpoint)");
-    s.model["autoencoder"] = s.firstStage;
+      return fail(c.source() + ": field 'model.autoencoder': '" + given +
+                  "' is neither a file nor a shipped model (expected an autoencoder file, a model file holding one, "
+                  "or an official checkpoint)");
+    s.model["autoencoder"] = given;
   }
   return {};
 }

@@ -7,6 +7,8 @@
 // autoencoder or a damaged one is encoded again, the model file carries the autoencoder
 // and samples pictures, --init keeps it), and the configurations refused naming the field.
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
+#include "core/config/config.h"
+#include "core/data/batching.h"
 #include "core/formats/safetensors.h"
 #include "engine/generation.h"
 #include "engine/latent_cache.h"
@@ -15,9 +17,12 @@
 #include "tests/support/test_main.h"
 
 #include <ATen/ATen.h>
+#include <torch/utils.h>
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -111,6 +116,9 @@ LatentRun trainLatent(const std::string& config, const std::string& out, bool re
   for (std::string line; std::getline(in, line);) run.events.push_back(nlohmann::json::parse(line));
   return run;
 }
+
+// The shipped kl-fashion's reconstruction error on the first 512 test images (README, "Shipped models").
+constexpr double kKlFashionPsnr = 25.66, kKlFashionL1 = 0.0486;
 
 #define REQUIRE_RUN(run) QVERIFY2((run).summary, (run).summary ? "" : (run).summary.error().message().c_str())
 
@@ -270,6 +278,39 @@ private Q_SLOTS:
     QCOMPARE(tail.size(), std::size_t(2));
     QCOMPARE(tail[0], whole[2]);
     QCOMPARE(tail[1], whole[3]);
+  }
+
+  // The shipped autoencoder carries the configuration beside it (resources/models/kl-fashion.json),
+  // with the channels the data decided; its recorded validation error is the README's.
+  void shippedAutoencoderIsItsConfigurations() {
+    const std::string dir = TESSERA_SOURCE_DIR "/resources/models/";
+    auto ae = loadAutoencoderFile(dir + "kl-fashion.safetensors");
+    QVERIFY2(ae, ae ? "" : ae.error().message().c_str());
+    auto c = Config::fromFile(dir + "kl-fashion.json");
+    QVERIFY2(c, c ? "" : c.error().message().c_str());
+    auto resolved = checkTrainingConfig(*c);
+    QVERIFY2(resolved, resolved ? "" : resolved.error().message().c_str());
+    nlohmann::json recorded = ae->description["source"]["training"]["config"];
+    for (const char* key : {"in_channels", "out_channels"}) recorded["model"]["config"].erase(key);
+    QVERIFY2(*resolved == recorded, (resolved->dump() + " vs " + recorded.dump()).c_str());
+    QCOMPARE(ae->network->downsampling(), std::int64_t{2});
+    QCOMPARE(ae->network->latentChannels(), std::int64_t{1});
+    // Its reconstruction error on the first 512 test images, from the posterior means: the
+    // README's figures.
+    DataSpec spec;
+    spec.split = "test";
+    auto test = loadLabelledImages(spec);
+    QVERIFY2(test, test ? "" : test.error().message().c_str());
+    std::vector<at::Tensor> items(test->images.begin(), test->images.begin() + 512);
+    const at::Tensor x = at::stack(items).to(at::kFloat).div(127.5).sub(1.0);
+    torch::NoGradGuard noGrad;
+    const at::Tensor xr = ae->network->decode(ae->network->encode(x).mean);
+    const double l1 = (xr - x).abs().mean().item<double>(), mse = (xr - x).pow(2).mean().item<double>();
+    const double psnr = 10 * std::log10(4 / mse);
+    std::printf("{\"event\":\"kl_fashion_reconstruction\",\"images\":512,\"l1\":%.4f,\"mse\":%.5f,\"psnr\":%.2f}\n", l1,
+                mse, psnr);
+    QVERIFY2(std::abs(psnr - kKlFashionPsnr) < 0.01, qPrintable(QString::number(psnr)));
+    QVERIFY2(std::abs(l1 - kKlFashionL1) < 0.0001, qPrintable(QString::number(l1)));
   }
 
   void badLatentConfigurationsAreRefusedNamingTheField_data() {

@@ -319,7 +319,7 @@ private Q_SLOTS:
   // in the model section the same way).
   void shippedConfigurationsAreTheModelsOwn() {
     const std::string dir = TESSERA_SOURCE_DIR "/resources/models/";
-    for (const std::string name : {"dit-fashion", "sit-fashion", "nit-fashion", "fit-fashion"}) {
+    for (const std::string name : {"dit-fashion", "sit-fashion", "nit-fashion", "fit-fashion", "latent-sit-fashion"}) {
       auto model = loadModelFile(dir + name + ".safetensors");
       QVERIFY2(model, model ? "" : model.error().message().c_str());
       std::vector<std::string> stages;

@@ -240,6 +240,21 @@ def seeds_autoencoders(cli):
             write(described, name.split("_")[0] + ".json", header["__metadata__"]["tessera.autoencoder"].encode())
 
 
+def seeds_latent_cache():
+    """Cache files as data.latents writes them (the fuzz target's tiny autoencoder: 4 items,
+    4 latent channels of 4x4 cells), with a record that is not the target's, and damaged ones."""
+    out = corpus("latent_cache")
+    shape = [4, 4, 4, 4]
+    zeros = struct.pack("<256f", *([0.0] * 256))
+    tensors = {name: ("F32", shape, zeros) for name in ("mean", "std", "mean_flipped", "std_flipped")}
+    record = {"autoencoder_sha256": "0" * 64, "data": {"fuzz": True}, "items": 4, "flips": True}
+    good = safetensors_bytes(tensors, {"tessera.latents": json.dumps(record)})
+    write(out, "other_autoencoder.safetensors", good)
+    write(out, "no_record.safetensors", safetensors_bytes(tensors))
+    write(out, "truncated.safetensors", good[: len(good) // 2])
+    write(out, "empty.bin", b"")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cli", help="path of a built tessera-cli")
@@ -250,6 +265,7 @@ def main():
     seeds_image_header()
     seeds_cli(os.path.abspath(args.cli))
     seeds_configs()
+    seeds_latent_cache()
     seeds_plugin()
     seeds_autoencoders(os.path.abspath(args.cli))
 

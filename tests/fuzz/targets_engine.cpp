@@ -9,6 +9,7 @@
 #include "engine/checkpoint_import.h"
 #include "engine/generation.h"
 #include "engine/generation_plan.h"
+#include "engine/latent_cache.h"
 #include "engine/model_file.h"
 #include "engine/plugin_loader.h"
 #include "plugins/tessera_plugin.h"
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 
 namespace {
@@ -169,6 +171,38 @@ TESSERA_FUZZ_TARGET(autoencoder_import,
   }
   (void)tessera::holdsAutoencoder(tensors);
   (void)tessera::importAutoencoder("fuzz.safetensors", tensors, {});
+}
+
+TESSERA_FUZZ_TARGET(latent_cache,
+                    "a latent cache file (data.latents), damaged: reused only when whole and its own, else encoded "
+                    "again") {
+  // One tiny autoencoder and four items; the first call writes the good cache file whose
+  // path every input then overwrites.
+  struct Setup {
+    tessera::LoadedAutoencoder ae;
+    std::string sha, dir, path;
+    tessera::ItemSource items;
+  };
+  static const Setup setup = [] {
+    Setup s;
+    const auto& registry = tessera::autoencoderRegistry();
+    s.ae.network = *registry.create("kl", registry.find("kl")->tiny);
+    s.ae.description = {{"kind", "kl"}, {"config", registry.find("kl")->tiny}};
+    s.sha = tessera::autoencoderSha256(s.ae);
+    s.dir = tessera::fuzz::scratchFolder() + "/latents";
+    const std::int64_t c = s.ae.network->imageChannels(), side = 4 * s.ae.network->downsampling();
+    s.items = [c, side](std::int64_t i) { return at::full({c, side, side}, 0.2 * static_cast<double>(i) - 0.3); };
+    auto first = tessera::cachedLatents(s.ae, s.sha, s.items, 4, true, s.dir, {{"fuzz", true}});
+    s.path = first ? first->path : std::string();
+    return s;
+  }();
+  if (setup.path.empty()) return;
+  std::ofstream(setup.path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  auto set = tessera::cachedLatents(setup.ae, setup.sha, setup.items, 4, true, setup.dir, {{"fuzz", true}});
+  // Whatever the file held, the result is four posteriors and their mirror images' (read or encoded again).
+  if (!set || set->mean.size(0) != 4 || !set->meanFlipped.defined() || set->std.sizes() != set->mean.sizes())
+    std::abort();
 }
 
 const char* registerNothing(tessera::PluginRegistrar&) { return nullptr; }

@@ -132,6 +132,16 @@ QStringList modelFolders() {
   return dirs;
 }
 
+namespace {
+
+/// An autoencoder file (its header names one and no backbone): read only the header.
+bool isAutoencoderFile(const QString& path) {
+  auto file = SafetensorsFile::open(path.toStdString());
+  return file && file->metadata().count(kAutoencoderMetadataKey) && !file->metadata().count("tessera.model");
+}
+
+}  // namespace
+
 QVector<ModelInfo> scanModels(const QStringList& extraFiles) {
   QVector<ModelInfo> out;
   std::set<QString> seen;
@@ -142,6 +152,7 @@ QVector<ModelInfo> scanModels(const QStringList& extraFiles) {
       if (f.fileName().contains(QStringLiteral("evaluator"))) continue;  // the eval CNN is not a generator
       const QString path = f.canonicalFilePath();
       if (!seen.insert(path).second) continue;
+      if (isAutoencoderFile(path)) continue;  // a first stage (kl-fashion), not a generator
       out.push_back(describe(path, dir == user ? QStringLiteral("user") : QStringLiteral("shipped")));
     }
   }

@@ -15,6 +15,7 @@
 #include "engine/model_file.h"
 #include "engine/training.h"
 #include "tests/support/test_main.h"
+#include "tests/support/training_run.h"
 
 #include <ATen/ATen.h>
 #include <torch/utils.h>
@@ -74,48 +75,8 @@ nlohmann::json tinyLatentRun(const std::string& autoencoder, const std::string& 
       {"samples", {{"every", 0}}}};
 }
 
-std::string writeLatentConfig(const QTemporaryDir& dir, const std::string& name, const nlohmann::json& config) {
-  const std::string path = dir.path().toStdString() + "/" + name;
-  std::ofstream(path) << config.dump(2);
-  return path;
-}
-
-struct LatentRun {
-  Result<TrainSummary> summary;
-  std::vector<nlohmann::json> events;
-  std::vector<double> losses() const {
-    std::vector<double> l;
-    for (const auto& e : events)
-      if (e["event"] == "step") l.push_back(e["last_loss"].get<double>());
-    return l;
-  }
-  nlohmann::json first(const std::string& kind) const {
-    for (const auto& e : events)
-      if (e["event"] == kind) return e;
-    return nlohmann::json();
-  }
-  nlohmann::json last(const std::string& kind) const {
-    nlohmann::json found;
-    for (const auto& e : events)
-      if (e["event"] == kind) found = e;
-    return found;
-  }
-};
-
-LatentRun trainLatent(const std::string& config, const std::string& out, bool resume = false,
-                      const std::string& init = {}) {
-  std::ostringstream events;
-  TrainRequest r;
-  r.configPath = config;
-  r.outDir = out;
-  r.resume = resume;
-  r.initModel = init;
-  r.events = &events;
-  LatentRun run{runTraining(r), {}};
-  std::istringstream in(events.str());
-  for (std::string line; std::getline(in, line);) run.events.push_back(nlohmann::json::parse(line));
-  return run;
-}
+using tessera::test::trainRun;
+using tessera::test::writeJsonFile;
 
 // The shipped kl-fashion's reconstruction error on the first 512 test images (README, "Shipped models").
 constexpr double kKlFashionPsnr = 25.66, kKlFashionL1 = 0.0486;
@@ -136,7 +97,7 @@ private Q_SLOTS:
     c["validation"]["every"] = 20;
     c["samples"]["every"] = 40;
     const std::string out = dir.path().toStdString() + "/ae";
-    const LatentRun run = trainLatent(writeLatentConfig(dir, "ae.json", c), out);
+    const tessera::test::TrainingRun run = trainRun(writeJsonFile(dir, "ae.json", c), out);
     REQUIRE_RUN(run);
     const auto l = run.losses();
     QCOMPARE(l.size(), std::size_t(40));
@@ -168,14 +129,14 @@ private Q_SLOTS:
 
   void autoencoderRunResumesExactly() {
     QTemporaryDir dir;
-    const std::string full = writeLatentConfig(dir, "full.json", tinyAutoencoderRun(6));
-    const std::string half = writeLatentConfig(dir, "half.json", tinyAutoencoderRun(3));
+    const std::string full = writeJsonFile(dir, "full.json", tinyAutoencoderRun(6));
+    const std::string half = writeJsonFile(dir, "half.json", tinyAutoencoderRun(3));
     const std::string a = dir.path().toStdString() + "/a", b = dir.path().toStdString() + "/b";
-    const LatentRun straight = trainLatent(full, a);
+    const tessera::test::TrainingRun straight = trainRun(full, a);
     REQUIRE_RUN(straight);
-    const LatentRun firstHalf = trainLatent(half, b);
+    const tessera::test::TrainingRun firstHalf = trainRun(half, b);
     REQUIRE_RUN(firstHalf);
-    const LatentRun resumed = trainLatent(full, b, /*resume=*/true);
+    const tessera::test::TrainingRun resumed = trainRun(full, b, /*resume=*/true);
     REQUIRE_RUN(resumed);
     const auto whole = straight.losses(), tail = resumed.losses();
     QCOMPARE(tail.size(), std::size_t(3));
@@ -186,11 +147,11 @@ private Q_SLOTS:
   void latentRunCachesItsLatentsAndMakesPictures() {
     QTemporaryDir dir;
     const std::string root = dir.path().toStdString(), cache = root + "/cache";
-    QVERIFY(trainLatent(writeLatentConfig(dir, "ae.json", tinyAutoencoderRun(3)), root + "/ae").summary);
+    QVERIFY(trainRun(writeJsonFile(dir, "ae.json", tinyAutoencoderRun(3)), root + "/ae").summary);
     const std::string ae = root + "/ae/model.safetensors";
-    const std::string config = writeLatentConfig(dir, "latent.json", tinyLatentRun(ae, cache, 4));
+    const std::string config = writeJsonFile(dir, "latent.json", tinyLatentRun(ae, cache, 4));
 
-    const LatentRun first = trainLatent(config, root + "/one");
+    const tessera::test::TrainingRun first = trainRun(config, root + "/one");
     REQUIRE_RUN(first);
     const nlohmann::json latents = first.first("start")["latents"];
     QCOMPARE(latents["train"]["reused"].get<bool>(), false);
@@ -206,7 +167,7 @@ private Q_SLOTS:
     QVERIFY(!at::equal(*file->load("mean"), *file->load("mean_flipped")));
 
     // The next run reuses it and trains the same steps (the cache holds what encoding gives).
-    const LatentRun second = trainLatent(config, root + "/two");
+    const tessera::test::TrainingRun second = trainRun(config, root + "/two");
     REQUIRE_RUN(second);
     QCOMPARE(second.first("start")["latents"]["train"]["reused"].get<bool>(), true);
     QCOMPARE(second.first("start")["latents"]["validation"]["reused"].get<bool>(), true);
@@ -230,7 +191,7 @@ private Q_SLOTS:
 
     // A damaged cache file is encoded again, with a warning, and gives the same run.
     std::ofstream(latents["train"]["path"].get<std::string>(), std::ios::trunc) << "not a safetensors file";
-    const LatentRun third = trainLatent(config, root + "/three");
+    const tessera::test::TrainingRun third = trainRun(config, root + "/three");
     REQUIRE_RUN(third);
     QCOMPARE(third.first("start")["latents"]["train"]["reused"].get<bool>(), false);
     QVERIFY2(third.first("warning")["message"].get<std::string>().find("not reused") != std::string::npos,
@@ -238,10 +199,9 @@ private Q_SLOTS:
     QCOMPARE(third.losses(), first.losses());
 
     // Another autoencoder (another seed) has other latents: a cache of its own.
-    QVERIFY(trainLatent(writeLatentConfig(dir, "ae2.json", tinyAutoencoderRun(3, 2)), root + "/ae2").summary);
-    const LatentRun fourth =
-        trainLatent(writeLatentConfig(dir, "latent2.json", tinyLatentRun(root + "/ae2/model.safetensors", cache, 2)),
-                    root + "/four");
+    QVERIFY(trainRun(writeJsonFile(dir, "ae2.json", tinyAutoencoderRun(3, 2)), root + "/ae2").summary);
+    const tessera::test::TrainingRun fourth = trainRun(
+        writeJsonFile(dir, "latent2.json", tinyLatentRun(root + "/ae2/model.safetensors", cache, 2)), root + "/four");
     REQUIRE_RUN(fourth);
     const nlohmann::json other = fourth.first("start")["latents"];
     QCOMPARE(other["train"]["reused"].get<bool>(), false);
@@ -253,8 +213,8 @@ private Q_SLOTS:
     tune["model"] = {{"backbone", "sit"}};
     tune["data"].erase("latents");
     tune["data"]["latents"] = cache;
-    const LatentRun tuned =
-        trainLatent(writeLatentConfig(dir, "tune.json", tune), root + "/tuned", false, root + "/two/model.safetensors");
+    const tessera::test::TrainingRun tuned =
+        trainRun(writeJsonFile(dir, "tune.json", tune), root + "/tuned", false, root + "/two/model.safetensors");
     REQUIRE_RUN(tuned);
     QCOMPARE(tuned.first("start")["latents"]["train"]["reused"].get<bool>(), true);
     auto tunedModel = loadModelFile(root + "/tuned/model.safetensors");
@@ -265,14 +225,14 @@ private Q_SLOTS:
   void latentRunResumesExactly() {
     QTemporaryDir dir;
     const std::string root = dir.path().toStdString(), cache = root + "/cache";
-    QVERIFY(trainLatent(writeLatentConfig(dir, "ae.json", tinyAutoencoderRun(3)), root + "/ae").summary);
+    QVERIFY(trainRun(writeJsonFile(dir, "ae.json", tinyAutoencoderRun(3)), root + "/ae").summary);
     const std::string ae = root + "/ae/model.safetensors";
-    const std::string full = writeLatentConfig(dir, "full.json", tinyLatentRun(ae, cache, 4));
-    const std::string half = writeLatentConfig(dir, "half.json", tinyLatentRun(ae, cache, 2));
-    const LatentRun straight = trainLatent(full, root + "/a");
+    const std::string full = writeJsonFile(dir, "full.json", tinyLatentRun(ae, cache, 4));
+    const std::string half = writeJsonFile(dir, "half.json", tinyLatentRun(ae, cache, 2));
+    const tessera::test::TrainingRun straight = trainRun(full, root + "/a");
     REQUIRE_RUN(straight);
-    QVERIFY(trainLatent(half, root + "/b").summary);
-    const LatentRun resumed = trainLatent(full, root + "/b", /*resume=*/true);
+    QVERIFY(trainRun(half, root + "/b").summary);
+    const tessera::test::TrainingRun resumed = trainRun(full, root + "/b", /*resume=*/true);
     REQUIRE_RUN(resumed);
     const auto whole = straight.losses(), tail = resumed.losses();
     QCOMPARE(tail.size(), std::size_t(2));
@@ -339,7 +299,7 @@ private Q_SLOTS:
     const std::string change = changeName.toStdString();
     QTemporaryDir dir;
     const std::string root = dir.path().toStdString();
-    QVERIFY(trainLatent(writeLatentConfig(dir, "ae.json", tinyAutoencoderRun(1)), root + "/ae").summary);
+    QVERIFY(trainRun(writeJsonFile(dir, "ae.json", tinyAutoencoderRun(1)), root + "/ae").summary);
     nlohmann::json c = tinyLatentRun(root + "/ae/model.safetensors", root + "/cache", 2);
     if (change == "missing-file") c["model"]["autoencoder"] = root + "/nothing.safetensors";
     if (change == "latents-alone") c["model"].erase("autoencoder");
@@ -353,7 +313,7 @@ private Q_SLOTS:
     }
     if (change == "odd-size") c["data"]["size"] = {27, 27};
     if (change == "loss-field") c = tinyAutoencoderRun(2), c["model"]["loss"] = {{"perceptual", 1.0}};
-    const LatentRun run = trainLatent(writeLatentConfig(dir, "bad.json", c), root + "/run");
+    const tessera::test::TrainingRun run = trainRun(writeJsonFile(dir, "bad.json", c), root + "/run");
     QVERIFY(!run.summary);
     QVERIFY2(run.summary.error().message().find(expected.toStdString()) != std::string::npos,
              run.summary.error().message().c_str());

@@ -12,6 +12,7 @@
 #include "engine/model_file.h"
 #include "engine/training.h"
 #include "tests/support/test_main.h"
+#include "tests/support/training_run.h"
 
 #include <ATen/ATen.h>
 #include <QTemporaryDir>
@@ -42,42 +43,9 @@ nlohmann::json tinyConfig(const std::string& process) {
           {"samples", {{"every", 0}}}};
 }
 
-std::string writeConfig(const QTemporaryDir& dir, const std::string& name, const nlohmann::json& config) {
-  const std::string path = dir.path().toStdString() + "/" + name;
-  std::ofstream(path) << config.dump(2);
-  return path;
-}
-
-struct Run {
-  Result<TrainSummary> summary;
-  std::vector<nlohmann::json> events;
-  std::vector<double> losses() const {
-    std::vector<double> l;
-    for (const auto& e : events)
-      if (e["event"] == "step") l.push_back(e["last_loss"].get<double>());
-    return l;
-  }
-  std::vector<double> validation() const {
-    std::vector<double> v;
-    for (const auto& e : events)
-      if (e["event"] == "validation") v.push_back(e["loss_ema"].get<double>());
-    return v;
-  }
-};
-
-Run train(const std::string& config, const std::string& out, bool resume = false, const std::string& init = {}) {
-  std::ostringstream events;
-  TrainRequest r;
-  r.configPath = config;
-  r.outDir = out;
-  r.resume = resume;
-  r.initModel = init;
-  r.events = &events;
-  Run run{runTraining(r), {}};
-  std::istringstream in(events.str());
-  for (std::string line; std::getline(in, line);) run.events.push_back(nlohmann::json::parse(line));
-  return run;
-}
+using Run = tessera::test::TrainingRun;
+using tessera::test::trainRun;
+using tessera::test::writeJsonFile;
 
 double mean(const std::vector<double>& v, std::size_t from, std::size_t to) {
   double s = 0;
@@ -105,7 +73,7 @@ private Q_SLOTS:
     c["train"]["lr"] = 2e-3;
     c["validation"]["every"] = 0;
     c["checkpoint"]["every"] = 1000;
-    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    const Run run = trainRun(writeJsonFile(dir, "c.json", c), dir.path().toStdString() + "/run");
     QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
     const auto l = run.losses();
     QCOMPARE(l.size(), std::size_t(120));
@@ -135,7 +103,7 @@ private Q_SLOTS:
     c["train"]["lr"] = 2e-3;
     c["validation"]["every"] = 40;
     c["checkpoint"]["every"] = 1000;
-    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    const Run run = trainRun(writeJsonFile(dir, "c.json", c), dir.path().toStdString() + "/run");
     QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
     const auto l = run.losses();
     QCOMPARE(l.size(), std::size_t(80));
@@ -168,7 +136,7 @@ private Q_SLOTS:
     nlohmann::json c = tinyConfig("ddpm");
     c["data"] = {{"source", "fashion-native"}, {"batching", "packed"}, {"token_budget", 1000}, {"batch", 16}, {"size", {28, 28}}};
     c["train"]["limit"] = 16;
-    const Run run = train(writeConfig(dir, "c.json", c), dir.path().toStdString() + "/run");
+    const Run run = trainRun(writeJsonFile(dir, "c.json", c), dir.path().toStdString() + "/run");
     QVERIFY(!run.summary);
     QVERIFY2(run.summary.error().message().find("packed") != std::string::npos, run.summary.error().message().c_str());
   }
@@ -177,15 +145,15 @@ private Q_SLOTS:
     QTemporaryDir dir;
     nlohmann::json c = tinyConfig("ddpm");
     c["data"]["flip"] = true;
-    const std::string full = writeConfig(dir, "full.json", c);
+    const std::string full = writeJsonFile(dir, "full.json", c);
     c["train"]["steps"] = 3;
-    const std::string half = writeConfig(dir, "half.json", c);
+    const std::string half = writeJsonFile(dir, "half.json", c);
     const std::string a = dir.path().toStdString() + "/a", b = dir.path().toStdString() + "/b";
-    const Run straight = train(full, a);
+    const Run straight = trainRun(full, a);
     QVERIFY2(straight.summary, straight.summary ? "" : straight.summary.error().message().c_str());
-    const Run first = train(half, b);
+    const Run first = trainRun(half, b);
     QVERIFY(first.summary);
-    const Run resumed = train(full, b, /*resume=*/true);
+    const Run resumed = trainRun(full, b, /*resume=*/true);
     QVERIFY2(resumed.summary, resumed.summary ? "" : resumed.summary.error().message().c_str());
     QCOMPARE(resumed.summary->startStep, std::int64_t(3));
     const auto whole = straight.losses(), tail = resumed.losses();
@@ -200,7 +168,7 @@ private Q_SLOTS:
     // Resuming with a different model is refused.
     c["train"]["steps"] = 9;
     c["model"]["config"]["depth"] = 3;
-    const Run changed = train(writeConfig(dir, "changed.json", c), b, true);
+    const Run changed = trainRun(writeJsonFile(dir, "changed.json", c), b, true);
     QVERIFY(!changed.summary);
     QVERIFY2(changed.summary.error().message().find("'model' section differs") != std::string::npos,
              changed.summary.error().message().c_str());
@@ -212,7 +180,7 @@ private Q_SLOTS:
     c["train"]["warmup"] = 0;
     c["train"]["steps"] = 4;
     const std::string out = dir.path().toStdString() + "/run";
-    const Run first = train(writeConfig(dir, "constant.json", c), out);
+    const Run first = trainRun(writeJsonFile(dir, "constant.json", c), out);
     QVERIFY2(first.summary, first.summary ? "" : first.summary.error().message().c_str());
     const auto rates = [](const Run& r) {
       std::vector<double> l;
@@ -226,28 +194,28 @@ private Q_SLOTS:
     c["train"]["steps"] = 8;
     c["train"]["schedule"] = "wsd";
     c["train"]["decay"] = 5;
-    const Run early = train(writeConfig(dir, "early.json", c), out, true);
+    const Run early = trainRun(writeJsonFile(dir, "early.json", c), out, true);
     QVERIFY(!early.summary);
     QVERIFY2(early.summary.error().message().find("changes step 3") != std::string::npos,
              early.summary.error().message().c_str());
     // So is a cosine schedule over the same steps.
     c["train"]["schedule"] = "cosine";
     c["train"].erase("decay");
-    QVERIFY(!train(writeConfig(dir, "cosine.json", c), out, true).summary);
+    QVERIFY(!trainRun(writeJsonFile(dir, "cosine.json", c), out, true).summary);
     // 'decay' belongs to wsd only, and cannot be longer than the run.
     c["train"]["decay"] = 4;
-    const Run stray = train(writeConfig(dir, "stray.json", c), out, true);
+    const Run stray = trainRun(writeJsonFile(dir, "stray.json", c), out, true);
     QVERIFY(!stray.summary);
     QVERIFY2(stray.summary.error().message().find("train.decay") != std::string::npos, stray.summary.error().message().c_str());
     c["train"]["schedule"] = "wsd";
     c["train"]["decay"] = 9;
-    QVERIFY(!train(writeConfig(dir, "long.json", c), out, true).summary);
+    QVERIFY(!trainRun(writeJsonFile(dir, "long.json", c), out, true).summary);
 
     // A cool-down over the steps still to come: constant until step 4, then linear to
     // min_lr_ratio, reached by the last step.
     c["train"]["decay"] = 4;
     c["train"]["min_lr_ratio"] = 0.2;
-    const Run cooled = train(writeConfig(dir, "wsd.json", c), out, true);
+    const Run cooled = trainRun(writeJsonFile(dir, "wsd.json", c), out, true);
     QVERIFY2(cooled.summary, cooled.summary ? "" : cooled.summary.error().message().c_str());
     QCOMPARE(cooled.summary->startStep, std::int64_t(4));
     const auto lr = rates(cooled);
@@ -262,7 +230,7 @@ private Q_SLOTS:
     c["checkpoint"]["every"] = 2;
     const std::string out = dir.path().toStdString() + "/run";
     qputenv("TESSERA_TRAIN_FAULT_NAN_STEP", "3");  // the fourth step's loss becomes NaN
-    const Run run = train(writeConfig(dir, "c.json", c), out);
+    const Run run = trainRun(writeJsonFile(dir, "c.json", c), out);
     qunsetenv("TESSERA_TRAIN_FAULT_NAN_STEP");
     QVERIFY(!run.summary);
     const std::string m = run.summary.error().message();
@@ -280,7 +248,7 @@ private Q_SLOTS:
     nlohmann::json c = tinyConfig("ddpm");
     c["train"]["steps"] = 2;
     const std::string base = dir.path().toStdString() + "/base";
-    QVERIFY(train(writeConfig(dir, "base.json", c), base).summary);
+    QVERIFY(trainRun(writeJsonFile(dir, "base.json", c), base).summary);
     auto before = loadModelFile(base + "/model.safetensors");
     QVERIFY(before);
 
@@ -288,7 +256,7 @@ private Q_SLOTS:
     c["train"]["lr"] = 0.0;  // keep the weights as initialised
     c["train"]["steps"] = 1;
     const std::string tuned = dir.path().toStdString() + "/tuned";
-    const Run run = train(writeConfig(dir, "tune.json", c), tuned, false, base + "/model.safetensors");
+    const Run run = trainRun(writeJsonFile(dir, "tune.json", c), tuned, false, base + "/model.safetensors");
     QVERIFY2(run.summary, run.summary ? "" : run.summary.error().message().c_str());
     auto after = loadModelFile(tuned + "/model.safetensors");
     QVERIFY(after);
@@ -372,41 +340,41 @@ private Q_SLOTS:
     const std::string out = dir.path().toStdString() + "/run";
     nlohmann::json c = tinyConfig("ddpm");
     c["train"]["lerning_rate"] = 1;
-    Run r = train(writeConfig(dir, "a.json", c), out);
+    Run r = trainRun(writeJsonFile(dir, "a.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("lerning_rate") != std::string::npos, r.summary.error().message().c_str());
 
     c = tinyConfig("ddpm");
     c["data"]["size"] = {30, 30};  // not a multiple of the patch size 4
-    r = train(writeConfig(dir, "b.json", c), out);
+    r = trainRun(writeJsonFile(dir, "b.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("multiple of patch_size 4") != std::string::npos,
              r.summary.error().message().c_str());
 
     c = tinyConfig("ddpm");
     c["model"]["process"]["learn_sigma"] = false;  // the backbone still predicts a variance
-    r = train(writeConfig(dir, "c.json", c), out);
+    r = trainRun(writeJsonFile(dir, "c.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("learn_sigma") != std::string::npos, r.summary.error().message().c_str());
 
     c = tinyConfig("ddpm");
     c["data"]["classes"] = {"Trousers"};
-    r = train(writeConfig(dir, "d.json", c), out);
+    r = trainRun(writeJsonFile(dir, "d.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("no class 'Trousers'") != std::string::npos,
              r.summary.error().message().c_str());
 
     c = tinyConfig("ddpm");
     c["model"]["config"]["num_classes"] = 7;
-    r = train(writeConfig(dir, "e.json", c), out);
+    r = trainRun(writeJsonFile(dir, "e.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("num_classes") != std::string::npos, r.summary.error().message().c_str());
 
     // A run directory with checkpoints is not overwritten by accident.
     c = tinyConfig("ddpm");
     c["train"]["steps"] = 3;
-    QVERIFY(train(writeConfig(dir, "f.json", c), out).summary);
-    r = train(writeConfig(dir, "f.json", c), out);
+    QVERIFY(trainRun(writeJsonFile(dir, "f.json", c), out).summary);
+    r = trainRun(writeJsonFile(dir, "f.json", c), out);
     QVERIFY(!r.summary);
     QVERIFY2(r.summary.error().message().find("--resume") != std::string::npos, r.summary.error().message().c_str());
   }

@@ -270,6 +270,12 @@ private Q_SLOTS:
     openWindow();
   }
 
+  // A function that failed while its window was closed (the studio-kill tests close it)
+  // leaves none: the next one opens its own instead of failing on a null window.
+  void init() {
+    if (!m_window) openWindow();
+  }
+
   void aTrainerBeingLaunchedCountsAsAlive() {
     // Between fork and execve a launched trainer is a copy of the studio, with the
     // studio's command line. It must count as alive: a poll that fell in that window on a
@@ -502,6 +508,10 @@ private Q_SLOTS:
       QVERIFY2(studio.waitForStarted(), qPrintable(studio.errorString()));
       QTest::qWait(static_cast<int>(300 + rng() % 4700) * tessera::testing::timeScale());
       if (trial % 3 == 2) {  // a trainer dies too, while the studio runs
+        // Until one has been killed, wait for the studio to have a trainer running: the one
+        // the last studio left may have ended while no studio was there to start the next.
+        if (trainersKilled == 0)
+          QTest::qWaitFor([&] { return !trainersUnder(jobsDir).isEmpty(); }, 60000 * tessera::testing::timeScale());
         const auto running = trainersUnder(jobsDir);
         if (!running.isEmpty() && ::kill(static_cast<pid_t>(running.firstKey()), SIGKILL) == 0) ++trainersKilled;
         QTest::qWait(static_cast<int>(rng() % 1000));

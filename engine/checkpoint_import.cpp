@@ -218,7 +218,7 @@ std::int64_t countParameters(const NamedTensors& weights) {
 
 /// The kind request.from names, or the one the backbone registry recognises in the tensors.
 Result<std::string> chooseKind(const ModelImportRequest& r, const NamedTensors& sd, std::string& recognisedAs) {
-  if (r.from != "auto") return r.from;
+  if (r.from != "auto") return backboneRegistry().findImportSource(r.from)->name;
   const std::string file = std::filesystem::path(r.in).filename().string();
   const auto fits = backboneRegistry().recognise(shapesOf(stripWrapperPrefixes(sd)), file);
   if (fits.empty())
@@ -239,7 +239,7 @@ Result<std::string> chooseKind(const ModelImportRequest& r, const NamedTensors& 
 
 std::vector<std::string> importSources() {
   std::vector<std::string> names{"auto"};
-  for (const auto& n : backboneRegistry().importerNames()) names.push_back(n);
+  for (const auto& n : backboneRegistry().importSourceNames()) names.push_back(n);
   names.push_back("autoencoder");
   return names;
 }
@@ -311,6 +311,12 @@ Result<ModelImport> importModel(const ModelImportRequest& r) {
   if (r.heads > 0) request.heads = r.heads;
   if (r.numClasses > 0) request.numClasses = r.numClasses;
   if (r.inChannels > 0) request.inChannels = r.inChannels;
+  request.source = r.from;
+  request.headChannels = r.headChannels;
+  request.headsUpsample = r.headsUpsample;
+  request.newAttentionOrder = r.newAttentionOrder;
+  request.imageSize = r.imageSize;
+  request.attentionResolutions = r.attentionResolutions;
   auto imported = entry.importer.convert(read->tensors, request);
   if (!imported) return fail(r.in + ": " + imported.error().message());
   out.kind = *kind;
@@ -324,10 +330,17 @@ Result<ModelImport> importModel(const ModelImportRequest& r) {
                                {"state_dict", read->container},
                                {"preset", r.preset},
                                {"notes", imported->notes}};
+  if (!imported->defaults.empty()) out.description["defaults"] = imported->defaults;
   out.weights = std::move(imported->weights);
-  if (!r.autoencoder.empty()) {
-    auto ae = readAutoencoder(r.autoencoder, aeOptions);
-    if (!ae) return fail("--autoencoder: " + ae.error().message());
+  // LDM's checkpoints carry their first stage: converted from the same file unless
+  // --autoencoder names another.
+  const bool ownAutoencoder = r.autoencoder.empty() && imported->autoencoderInCheckpoint;
+  if (!r.autoencoder.empty() || ownAutoencoder) {
+    auto ae =
+        ownAutoencoder ? importAutoencoder(r.in, read->tensors, aeOptions) : readAutoencoder(r.autoencoder, aeOptions);
+    if (!ae)
+      return fail(ownAutoencoder ? r.in + ": its first-stage autoencoder: " + ae.error().message()
+                                 : "--autoencoder: " + ae.error().message());
     for (const auto& note : ae->notes) out.notes.push_back("autoencoder: " + note);
     const std::int64_t latent = ae->description["config"].value("embed_dim", std::int64_t{0});
     const std::int64_t channels = imported->config.value("in_channels", latent);

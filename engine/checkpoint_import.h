@@ -69,6 +69,10 @@ struct ModelImportRequest {
   std::string key;            ///< the state dict inside a torch.save archive
   std::string preset;         ///< for what the shapes cannot tell (heads)
   std::int64_t heads = 0, numClasses = 0, inChannels = 0;
+  // U-Net options (ImportRequest's, models/registry.h)
+  std::optional<std::int64_t> headChannels, headsUpsample, imageSize;
+  std::optional<bool> newAttentionOrder;
+  std::optional<std::string> attentionResolutions;
   std::string autoencoder;  ///< a latent backbone's autoencoder: a Tessera file or an official one
   std::optional<double> scaleFactor, shiftFactor;  ///< the autoencoder's
 };

@@ -31,6 +31,7 @@ SamplingDefaults SamplingDefaults::of(const LoadedModel& model) {
   if (j.contains("steps") && j["steps"].is_number_integer() && j["steps"].get<std::int64_t>() >= 1) d.steps = j["steps"].get<std::int64_t>();
   if (j.contains("cfg") && j["cfg"].is_number()) d.cfg = j["cfg"].get<double>();
   if (j.contains("clip_x0") && j["clip_x0"].is_boolean()) d.clipX0 = j["clip_x0"].get<bool>();
+  if (j.contains("grid") && j["grid"].is_string()) d.grid = j["grid"].get<std::string>();
   if (j.contains("cfg_interval") && j["cfg_interval"].is_array() && j["cfg_interval"].size() == 2 &&
       j["cfg_interval"][0].is_number() && j["cfg_interval"][1].is_number()) {
     const double lo = j["cfg_interval"][0].get<double>(), hi = j["cfg_interval"][1].get<double>();
@@ -42,6 +43,7 @@ SamplingDefaults SamplingDefaults::of(const LoadedModel& model) {
 nlohmann::json SamplingDefaults::toJson() const {
   nlohmann::json j = {{"sampler", sampler}, {"steps", steps}, {"cfg", cfg}, {"clip_x0", clipX0}};
   if (cfgLow != 0.0 || cfgHigh != 1.0) j["cfg_interval"] = {cfgLow, cfgHigh};
+  if (grid != "default") j["grid"] = grid;
   return j;
 }
 

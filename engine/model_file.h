@@ -43,8 +43,15 @@ struct SamplingDefaults {
   double cfg = 1.0;                      ///< guidance scale (1 = none)
   double cfgLow = 0.0, cfgHigh = 1.0;    ///< guidance interval in progress (0 noise … 1 data)
   bool clipX0 = false;
+  /// The time grid `sampler` uses ("default": the sampler's own). LDM imports record
+  /// "ldm" (core/samplers/time_grid.h), so that DDIM takes LDM's timesteps unasked.
+  std::string grid = "default";
 
   static SamplingDefaults of(const LoadedModel& model);
+  /// The grid to use: `requested` unless it is "default" and `sampler` is the model's own.
+  std::string gridFor(const std::string& sampler, const std::string& requested) const {
+    return requested == "default" && sampler == this->sampler ? grid : requested;
+  }
   /// The "defaults" object for a description.
   nlohmann::json toJson() const;
 };

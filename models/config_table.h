@@ -62,6 +62,16 @@ struct NumberRange {
 };
 /// No constraint (boolean fields).
 struct AnyValue {};
+/// A list of integers: its length and each element's inclusive bounds.
+struct IntList {
+  std::size_t minCount, maxCount;
+  std::int64_t min, max;
+};
+/// A list of numbers: its length and each element's inclusive bounds.
+struct NumberList {
+  std::size_t minCount, maxCount;
+  double min, max;
+};
 /// The words a string field takes (empty: any).
 struct Choices {
   std::vector<std::string> words;
@@ -94,6 +104,22 @@ public:
     return add(std::move(info), member, [range](const Config& config, const std::string& path, double fallback) {
       return config.number(path, fallback, range.min, range.max);
     });
+  }
+  /// A list-of-integers field (U-Net's attention_resolutions).
+  ConfigTable& field(std::string key, std::vector<std::int64_t> C::*member, IntList list, std::string doc) {
+    ConfigFieldInfo info{std::move(key), "integer list", {}, std::move(doc), list.min, list.max, {}};
+    return add(std::move(info), member,
+               [list](const Config& config, const std::string& path, const std::vector<std::int64_t>& fallback) {
+                 return config.integerList(path, fallback, list.minCount, list.maxCount, list.min, list.max);
+               });
+  }
+  /// A list-of-numbers field (U-Net's channel_mult, where ADM-512 has 0.5).
+  ConfigTable& field(std::string key, std::vector<double> C::*member, NumberList list, std::string doc) {
+    ConfigFieldInfo info{std::move(key), "number list", {}, std::move(doc), list.min, list.max, {}};
+    return add(std::move(info), member,
+               [list](const Config& config, const std::string& path, const std::vector<double>& fallback) {
+                 return config.numberList(path, fallback, list.minCount, list.maxCount, list.min, list.max);
+               });
   }
   /// A boolean field.
   ConfigTable& field(std::string key, bool C::*member, AnyValue, std::string doc) {

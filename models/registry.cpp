@@ -111,6 +111,26 @@ std::vector<std::string> BackboneRegistry::importerNames() const {
   return out;
 }
 
+std::vector<std::string> BackboneRegistry::importSourceNames() const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : m_entries) {
+    if (!entry.importer) continue;
+    out.push_back(name);
+    out.insert(out.end(), entry.importer.sources.begin(), entry.importer.sources.end());
+  }
+  return out;
+}
+
+const BackboneEntry* BackboneRegistry::findImportSource(const std::string& source) const {
+  for (const auto& [name, entry] : m_entries) {
+    if (!entry.importer) continue;
+    if (name == source) return &entry;
+    for (const auto& s : entry.importer.sources)
+      if (s == source) return &entry;
+  }
+  return nullptr;
+}
+
 std::vector<std::string> BackboneRegistry::recognise(const TensorShapes& shapes, const std::string& fileName) const {
   std::vector<std::string> fits;
   for (const auto& [name, entry] : m_entries)

@@ -53,6 +53,16 @@ struct ImportRequest {
   std::optional<std::int64_t> heads;
   std::optional<std::int64_t> numClasses;  ///< classes without the null row (default: rows − 1)
   std::optional<std::int64_t> inChannels;  ///< where the shapes give only p²·C
+  /// The name `--from` gave: the kind, one of its importer's `sources`, or "auto".
+  std::string source;
+  // U-Net (LDM, ADM) options, named as the reference scripts name them.
+  std::optional<std::int64_t> headChannels;   ///< num_head_channels
+  std::optional<std::int64_t> headsUpsample;  ///< num_heads_upsample
+  std::optional<bool> newAttentionOrder;      ///< use_new_attention_order
+  std::optional<std::int64_t> imageSize;      ///< image_size (pixels, or latent cells for LDM)
+  /// attention_resolutions as guided-diffusion's scripts take them: pixel sides
+  /// ("32,16,8"), checked against where the weights have attention.
+  std::optional<std::string> attentionResolutions;
 };
 
 /// An official checkpoint converted: everything a Tessera model file holds.
@@ -63,6 +73,11 @@ struct ImportedBackbone {
   bool nullClass = false;          ///< label numClasses is the null class
   NamedTensors weights;            ///< float32, keys as the network names them
   std::vector<std::string> notes;  ///< what was inferred, for the user
+  /// The checkpoint holds the model's first-stage autoencoder too (LDM's
+  /// first_stage_model.*): the import converts it from the same file.
+  bool autoencoderInCheckpoint = false;
+  /// Sampling defaults the reference uses, recorded in the model file ("defaults").
+  nlohmann::json defaults = nlohmann::json::object();
 };
 
 /// How a kind reads the reference implementation's checkpoints. Empty for a kind without one.
@@ -75,6 +90,9 @@ struct BackboneImporter {
   /// The process the reference trains and samples a network of this configuration (in
   /// its written form) with.
   std::function<nlohmann::json(const nlohmann::json& config)> process;
+  /// Other names `--from` takes for this importer ("ldm", "adm" for the U-Net), passed
+  /// on in ImportRequest::source.
+  std::vector<std::string> sources;
 
   explicit operator bool() const { return recognises && convert; }
 };
@@ -151,6 +169,10 @@ public:
   std::vector<std::string> presetNames() const;
   /// The kinds with an importer, sorted.
   std::vector<std::string> importerNames() const;
+  /// What `--from` takes: every kind with an importer and its importer's other names.
+  std::vector<std::string> importSourceNames() const;
+  /// The kind whose importer answers to `source` (its name or one of its sources), or null.
+  const BackboneEntry* findImportSource(const std::string& source) const;
   /// The kinds whose importer recognises `shapes`. Kinds sharing a network (DiT and SiT)
   /// recognise the same tensors; among several, those whose name is a word of
   /// `fileName` ("SiT-XL-2-256x256.pt": sit) are kept when that leaves exactly one.

@@ -199,6 +199,7 @@ CommandResult runEval(const EvalOptions& o, const GlobalOptions& global) {
       for (std::int64_t i = 0; i < o.perClass; ++i) r.classes.push_back(k);
     r.sampler = o.sampler == "auto" ? defaults.sampler : o.sampler;
     r.options.steps = o.steps;
+    r.options.grid = defaults.gridFor(r.sampler, r.options.grid);
     r.options.clipDenoised = o.clip == "auto" ? defaults.clipX0 : o.clip == "on";
     r.guidance.scale = o.cfgOption->count() ? o.cfg : defaults.cfg;
     if (auto ok = setGuidanceInterval(o.cfgInterval, defaults, r.guidance); !ok) return badInput(ok.error().message());

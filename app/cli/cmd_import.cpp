@@ -23,6 +23,10 @@ constexpr const char* kAutoencoder = "autoencoder";
 struct ImportOptions {
   std::string from = kAuto, in, out, preset, key, autoencoder;
   std::int64_t heads = 0, numClasses = 0, inChannels = 0;
+  std::int64_t headChannels = 0, headsUpsample = 0, imageSize = 0;
+  bool newAttentionOrder = false;
+  std::string attentionResolutions;
+  CLI::Option* newOrderOption = nullptr;
   double scaleFactor = 0, shiftFactor = 0;
   CLI::Option* scaleOption = nullptr;
   CLI::Option* shiftOption = nullptr;
@@ -49,6 +53,11 @@ CommandResult runImport(const ImportOptions& o, const GlobalOptions& global) {
   r.heads = o.heads;
   r.numClasses = o.numClasses;
   r.inChannels = o.inChannels;
+  if (o.headChannels > 0) r.headChannels = o.headChannels;
+  if (o.headsUpsample > 0) r.headsUpsample = o.headsUpsample;
+  if (o.imageSize > 0) r.imageSize = o.imageSize;
+  if (o.newOrderOption && *o.newOrderOption) r.newAttentionOrder = o.newAttentionOrder;
+  if (!o.attentionResolutions.empty()) r.attentionResolutions = o.attentionResolutions;
   r.autoencoder = o.autoencoder;
   if (o.scaleOption && *o.scaleOption) r.scaleFactor = o.scaleFactor;
   if (o.shiftOption && *o.shiftOption) r.shiftFactor = o.shiftFactor;
@@ -80,7 +89,20 @@ Command addImportCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--out", o->out, "Model file to write (.safetensors)")->required();
   sub->add_option("--preset", o->preset,
                   "Named configuration for what shapes cannot tell (the presets: tessera-cli info --backbones)");
-  sub->add_option("--heads", o->heads, "Attention heads (instead of --preset)")->check(CLI::Range(1, 1024));
+  sub->add_option("--heads,--num-heads", o->heads, "Attention heads (instead of --preset)")->check(CLI::Range(1, 1024));
+  // The U-Net's (LDM, ADM): guided-diffusion's script flags, with dashes.
+  sub->add_option("--num-head-channels", o->headChannels, "U-Net: channels per attention head (instead of --heads)")
+      ->check(CLI::Range(1, 1 << 14));
+  sub->add_option("--num-heads-upsample", o->headsUpsample,
+                  "U-Net: heads of the decoder's attention (default: --heads)")
+      ->check(CLI::Range(1, 1024));
+  o->newOrderOption = sub->add_option("--use-new-attention-order", o->newAttentionOrder,
+                                      "U-Net: q, k, v split before the heads (true/false; ADM-64 uses it)");
+  sub->add_option("--image-size", o->imageSize, "U-Net: the side it was trained at (pixels; latent cells for LDM)")
+      ->check(CLI::Range(1, 1 << 16));
+  sub->add_option("--attention-resolutions", o->attentionResolutions,
+                  "U-Net: where it has attention, as guided-diffusion's scripts say it (pixel sides, \"32,16,8\"); "
+                  "checked against the weights");
   sub->add_option("--num-classes", o->numClasses, "Classes without the null class (default: table rows - 1)")
       ->check(CLI::Range(1, 1 << 24));
   sub->add_option("--in-channels", o->inChannels,

@@ -67,6 +67,7 @@ CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
   r.generation.sampler = o.sampler == "auto" ? defaults.sampler : o.sampler;
   if (!samplerRegistry().find(r.generation.sampler)) return badInput("--sampler: unknown sampler '" + r.generation.sampler + "'");
   r.generation.options.steps = o.steps > 0 ? o.steps : defaults.steps;
+  r.generation.options.grid = defaults.gridFor(r.generation.sampler, r.generation.options.grid);
   r.generation.options.clipDenoised = defaults.clipX0;
   r.generation.guidance.scale = o.cfg >= 0 ? o.cfg : defaults.cfg;
   r.generation.guidance.low = defaults.cfgLow, r.generation.guidance.high = defaults.cfgHigh;

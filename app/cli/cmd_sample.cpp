@@ -132,6 +132,7 @@ CommandResult runSample(SampleOptions o, const GlobalOptions& global) {
     return badInput("--sampler: unknown sampler '" + r.sampler + "' (expected one of: " + names + ")");
   }
   r.options = o.sampling;
+  r.options.grid = defaults.gridFor(r.sampler, r.options.grid);
   if (!o.stepsOption->count()) r.options.steps = defaults.steps;
   r.options.clipDenoised = o.clip == "auto" ? defaults.clipX0 : o.clip == "on";
   if (r.options.steps < 1) return badInput("--steps: at least 1, got " + std::to_string(r.options.steps));
@@ -295,7 +296,9 @@ Command addSampleCommand(CLI::App& app, const GlobalOptions& global) {
   sub->add_flag("--decouple", o->decouple, "Extrapolation scales per axis (FiT's decouple)");
   sub->add_option("--sampler", o->sampler, "ddpm, ddim, euler, heun, dopri5, sde-euler, sde-heun, dpmpp-2m (default: ddim for DDPM models, euler for interpolants)");
   o->stepsOption = sub->add_option("--steps", s.steps, "Sampler steps (intervals of the time grid; default: the model's, else 50)")->capture_default_str();
-  sub->add_option("--grid", s.grid, "default, uniform, quadratic, shifted, karras, respaced")->capture_default_str();
+  sub->add_option("--grid", s.grid,
+                  "default (the model's own, else the sampler's), uniform, quadratic, shifted, karras, respaced, ldm")
+      ->capture_default_str();
   o->cfgOption = sub->add_option("--cfg", o->cfg, "Classifier-free guidance scale (1 = none, one forward per step; default: the model's)");
   sub->add_option("--cfg-interval", o->cfgInterval, "LO,HI: guide only while the progress (0 noise … 1 data) lies in [LO, HI]");
   sub->add_option("--cfg-channels", o->cfgChannels, "reference (the model's rule: 3 for DiT/SiT imports), all, or a count")->capture_default_str();

@@ -173,3 +173,51 @@ Result<void> Config::rejectUnknown(const std::string& path, const std::vector<st
 }
 
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+template <typename T>
+std::string listExpectation(std::size_t minCount, std::size_t maxCount, T min, T max, const char* what) {
+  return "a list of " + std::to_string(minCount) + " to " + std::to_string(maxCount) + " " + what + " in [" +
+         nlohmann::json(min).dump() + ", " + nlohmann::json(max).dump() + "]";
+}
+
+}  // namespace
+
+Result<std::vector<std::int64_t>> Config::integerList(const std::string& path, std::vector<std::int64_t> fallback,
+                                                      std::size_t minCount, std::size_t maxCount, std::int64_t min,
+                                                      std::int64_t max) const {
+  const nlohmann::json* j = lookup(path);
+  if (!j) return fallback;
+  const std::string expected = listExpectation(minCount, maxCount, min, max, "integers");
+  if (!j->is_array() || j->size() < minCount || j->size() > maxCount) return fieldError(path, expected, j);
+  std::vector<std::int64_t> out;
+  for (const auto& e : *j) {
+    if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<std::uint64_t>() > INT64_MAX))
+      return fieldError(path, expected, j);
+    const auto v = e.get<std::int64_t>();
+    if (v < min || v > max) return fieldError(path, expected, j);
+    out.push_back(v);
+  }
+  return out;
+}
+
+Result<std::vector<double>> Config::numberList(const std::string& path, std::vector<double> fallback,
+                                               std::size_t minCount, std::size_t maxCount, double min,
+                                               double max) const {
+  const nlohmann::json* j = lookup(path);
+  if (!j) return fallback;
+  const std::string expected = listExpectation(minCount, maxCount, min, max, "numbers");
+  if (!j->is_array() || j->size() < minCount || j->size() > maxCount) return fieldError(path, expected, j);
+  std::vector<double> out;
+  for (const auto& e : *j) {
+    if (!e.is_number()) return fieldError(path, expected, j);
+    const auto v = e.get<double>();
+    if (!std::isfinite(v) || v < min || v > max) return fieldError(path, expected, j);
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace tessera

@@ -35,6 +35,12 @@ public:
   Result<std::string> string(const std::string& path, std::optional<std::string> fallback = std::nullopt,
                              const std::vector<std::string>& choices = {}) const;
   Result<std::vector<std::string>> strings(const std::string& path) const;
+  /// A list of `minCount` … `maxCount` integers (numbers), each in [min, max]; absent: `fallback`.
+  Result<std::vector<std::int64_t>> integerList(const std::string& path, std::vector<std::int64_t> fallback,
+                                                std::size_t minCount, std::size_t maxCount, std::int64_t min,
+                                                std::int64_t max) const;
+  Result<std::vector<double>> numberList(const std::string& path, std::vector<double> fallback, std::size_t minCount,
+                                         std::size_t maxCount, double min, double max) const;
 
   /// Fails on the first key of the object at `path` ("" = root) that is not in
   /// `known`, suggesting the nearest known key: typos must not be silently ignored.

@@ -38,17 +38,35 @@ at::Tensor discretizedGaussianLogLikelihood(const at::Tensor& x, const at::Tenso
 }  // namespace
 
 nlohmann::json GaussianDiffusionConfig::toJson() const {
-  return {{"kind", "gaussian_diffusion"}, {"steps", steps}, {"schedule", schedule}, {"prediction", prediction}, {"learn_sigma", learnSigma}};
+  nlohmann::json j = {{"kind", "gaussian_diffusion"},
+                      {"steps", steps},
+                      {"schedule", schedule},
+                      {"prediction", prediction},
+                      {"learn_sigma", learnSigma}};
+  if (schedule == "scaled_linear") {
+    j["beta_start"] = betaStart;
+    j["beta_end"] = betaEnd;
+  }
+  return j;
 }
 
 Result<GaussianDiffusionConfig> GaussianDiffusionConfig::fromConfig(const Config& config, const std::string& path) {
   const std::string at = path.empty() ? "" : path + ".";
-  if (auto ok = config.rejectUnknown(path, {"kind", "steps", "schedule", "prediction", "learn_sigma"}); !ok) return fail(ok.error());
+  if (auto ok = config.rejectUnknown(
+          path, {"kind", "steps", "schedule", "prediction", "learn_sigma", "beta_start", "beta_end"});
+      !ok)
+    return fail(ok.error());
   GaussianDiffusionConfig c;
   auto steps = config.integer(at + "steps", c.steps, 2, 100000);
   if (!steps) return fail(steps.error());
-  auto schedule = config.string(at + "schedule", c.schedule, {"linear", "cosine"});
+  auto schedule = config.string(at + "schedule", c.schedule, {"linear", "cosine", "scaled_linear"});
   if (!schedule) return fail(schedule.error());
+  auto betaStart = config.number(at + "beta_start", c.betaStart, 1e-8, 0.5);
+  if (!betaStart) return fail(betaStart.error());
+  auto betaEnd = config.number(at + "beta_end", c.betaEnd, 1e-8, 0.999);
+  if (!betaEnd) return fail(betaEnd.error());
+  c.betaStart = *betaStart;
+  c.betaEnd = *betaEnd;
   auto prediction =
       config.string(at + "prediction", c.prediction, predictionSpellings(GaussianDiffusion::predictions()));
   if (!prediction) return fail(prediction.error());
@@ -74,8 +92,14 @@ Result<GaussianDiffusion> GaussianDiffusion::create(const GaussianDiffusionConfi
     for (std::int64_t i = 0; i < T; ++i)
       b[static_cast<std::size_t>(i)] = std::min(1.0 - alphaBar(double(i + 1) / T) / alphaBar(double(i) / T), 0.999);
     betas = at::tensor(b, at::kDouble);
+  } else if (config.schedule == "scaled_linear") {
+    if (!(config.betaStart > 0 && config.betaStart < config.betaEnd && config.betaEnd < 1))
+      return fail("gaussian diffusion: scaled_linear needs 0 < beta_start < beta_end < 1, got " +
+                  std::to_string(config.betaStart) + " and " + std::to_string(config.betaEnd));
+    betas = at::linspace(std::sqrt(config.betaStart), std::sqrt(config.betaEnd), T, at::kDouble).pow(2);
   } else {
-    return fail("gaussian diffusion: unknown schedule '" + config.schedule + "' (expected linear or cosine)");
+    return fail("gaussian diffusion: unknown schedule '" + config.schedule +
+                "' (expected linear, cosine or scaled_linear)");
   }
   const auto prediction = parsePrediction(config.prediction);
   const auto allowed = predictions();

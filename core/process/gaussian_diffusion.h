@@ -15,7 +15,10 @@ namespace tessera {
 
 struct GaussianDiffusionConfig {
   std::int64_t steps = 1000;
-  std::string schedule = "linear";  ///< linear (betas 1e-4..0.02 scaled by 1000/steps) | cosine
+  /// linear (DiT/ADM: betas 1e-4 … 0.02 scaled by 1000/steps) | cosine | scaled_linear (LDM's
+  /// "linear": the square of a linspace from √beta_start to √beta_end)
+  std::string schedule = "linear";
+  double betaStart = 0.00085, betaEnd = 0.012;  ///< scaled_linear only (LDM configs give linear_start/linear_end)
   std::string prediction = "eps";   ///< eps | x0 | v (parsePrediction): what the network's first C channels mean
   bool learnSigma = true;           ///< next C channels interpolate the log variance (learned range)
   nlohmann::json toJson() const;

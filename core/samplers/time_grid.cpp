@@ -107,6 +107,39 @@ public:
   }
 };
 
+/// LDM's DDIM timesteps (ldm/modules/diffusionmodules/util.py make_ddim_timesteps,
+/// "uniform"): every c = T / N steps from 0, each plus one (k = 1, c + 1, …), which LDM
+/// adds "to get the final alpha values right"; its make_ddim_sampling_parameters then
+/// takes ᾱ of step 0 as the last step's target, so sampling ends at k = 0 (α² = ᾱ₀, a
+/// trace of noise) and never at the data. When c does not divide T the reference makes
+/// ⌈T / c⌉ steps, not N; so does this grid.
+class LdmGrid final : public TimeGrid {
+public:
+  std::string name() const override { return "ldm"; }
+  std::string description() const override {
+    return "LDM's DDIM timesteps: stride T/N plus one, ending at step 0 (latent-diffusion's make_ddim_timesteps)";
+  }
+  Result<std::vector<double>> make(const SamplingSpace& space, const GridRequest& r) const override {
+    const auto* d = dynamic_cast<const DiffusionSpace*>(&space);
+    if (!d) return fail("ldm grid: only for DDPM-process models (this model uses " + space.kind() + ")");
+    if (r.start != 0.0 || r.end != 1.0)
+      return fail("ldm grid: covers the whole process; not for SDE samplers with a last step");
+    const std::int64_t T = d->steps(), c = r.steps > 0 ? T / r.steps : 0;
+    if (c < 2)
+      return fail("ldm grid: at most " + std::to_string(T / 2) + " steps on a " + std::to_string(T) +
+                  "-step process (the reference's last timestep would be " + std::to_string(T) + ", past its end)");
+    const std::int64_t top = (T - 1) / c * c + 1;
+    if (top > T - 1)
+      return fail("ldm grid: " + std::to_string(r.steps) + " steps make the reference's last timestep " +
+                  std::to_string(top) + ", past the process's end (" + std::to_string(T - 1) +
+                  "): choose another count");
+    std::vector<double> g;
+    for (std::int64_t k = top - 1; k >= 0; k -= c) g.push_back(d->tauOfStep(k + 1));
+    g.push_back(d->tauOfStep(0));
+    return g;
+  }
+};
+
 const std::vector<std::unique_ptr<TimeGrid>>& grids() {
   static const std::vector<std::unique_ptr<TimeGrid>> all = [] {
     std::vector<std::unique_ptr<TimeGrid>> v;
@@ -115,6 +148,7 @@ const std::vector<std::unique_ptr<TimeGrid>>& grids() {
     v.push_back(std::make_unique<ShiftedGrid>());
     v.push_back(std::make_unique<KarrasGrid>());
     v.push_back(std::make_unique<RespacedGrid>());
+    v.push_back(std::make_unique<LdmGrid>());
     return v;
   }();
   return all;

@@ -267,7 +267,7 @@ Result<GenerationRequest> requestFromJob(const GenerationJob& job, const LoadedM
   }
   r.sampler = job.sampler.toStdString();
   r.options.steps = job.steps;
-  r.options.grid = job.grid.toStdString();
+  r.options.grid = SamplingDefaults::of(model).gridFor(r.sampler, job.grid.toStdString());
   r.options.eta = job.eta;
   r.options.clipDenoised = job.clip;
   r.guidance.scale = job.cfg;

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <tuple>
 #include <sstream>
 
 namespace tessera {
@@ -20,35 +21,68 @@ namespace {
 
 struct Shape {
   std::int64_t height = 0, width = 0, patch = 1, depth = 0, heads = 0;
+  std::vector<AttentionLayerInfo> layers;  ///< every attention layer of the model at this size
 };
 
 Result<Shape> shapeOf(const LoadedModel& model, const GenerationRequest& g) {
   auto traits = modelTraits(model);
   if (!traits) return fail(traits.error());
   Shape s;
-  if (g.sizes.size() > 1) return fail("inspection looks at one image of one size; the request has " + std::to_string(g.sizes.size()) + " sizes");
+  if (g.sizes.size() > 1)
+    return fail("inspection looks at one image of one size; the request has " + std::to_string(g.sizes.size()) +
+                " sizes");
   s.height = !g.sizes.empty() ? g.sizes[0].first : g.height > 0 ? g.height : traits->trainedHeight;
   s.width = !g.sizes.empty() ? g.sizes[0].second : g.width > 0 ? g.width : traits->trainedWidth;
   if (auto ok = checkSize(*traits, s.height, s.width); !ok) return fail(ok.error());
   s.patch = traits->sizeMultiple;
-  const nlohmann::json config = model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
-  s.depth = config.value("depth", std::int64_t(0));
-  s.heads = config.value("num_heads", std::int64_t(0));
+  s.layers = model.backbone->attentionLayers(s.height, s.width);
+  if (s.layers.empty()) {  // the DiT family: depth blocks of num_heads on the patch grid
+    const nlohmann::json config =
+        model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+    const auto depth = config.value("depth", std::int64_t(0)), heads = config.value("num_heads", std::int64_t(0));
+    if (heads > 0)
+      for (std::int64_t l = 0; l < depth; ++l)
+        s.layers.push_back({"block " + std::to_string(l), heads, s.height / s.patch, s.width / s.patch});
+  }
+  s.depth = static_cast<std::int64_t>(s.layers.size());
+  for (const auto& l : s.layers) s.heads = std::max(s.heads, l.heads);
   return s;
+}
+
+/// The layers a request captures (all when it names none).
+std::vector<int> chosenLayers(const InspectionRequest& r, const Shape& s) {
+  if (!r.layers.empty()) return {r.layers.begin(), r.layers.end()};
+  std::vector<int> all;
+  for (int l = 0; l < static_cast<int>(s.depth); ++l) all.push_back(l);
+  return all;
+}
+
+/// The finest grid among `layers` (the capture's map grid).
+std::pair<std::int64_t, std::int64_t> finestGrid(const Shape& s, const std::vector<int>& layers) {
+  std::pair<std::int64_t, std::int64_t> best{s.height / s.patch, s.width / s.patch};
+  bool first = true;
+  for (int l : layers) {
+    const auto& info = s.layers[static_cast<std::size_t>(l)];
+    if (first || info.gridH * info.gridW > best.first * best.second) best = {info.gridH, info.gridW};
+    first = false;
+  }
+  return best;
 }
 
 Result<void> checkRequest(const InspectionRequest& r, const Shape& s) {
   if (r.generation.classes.size() != 1)
     return fail("inspection looks at one image; the request has " + std::to_string(r.generation.classes.size()));
   if (r.attention && (s.depth < 1 || s.heads < 1))
-    return fail("this backbone has no attention taps (its configuration names no depth and num_heads)");
+    return fail("this backbone has no attention taps (no attention layers at this size)");
   for (int l : r.layers)
     if (l < 0 || l >= s.depth)
-      return fail("layer " + std::to_string(l) + " is out of range: this model has blocks 0 to " + std::to_string(s.depth - 1));
+      return fail("layer " + std::to_string(l) + " is out of range: this model has blocks 0 to " +
+                  std::to_string(s.depth - 1));
   const std::int64_t steps = r.generation.options.steps;
   for (std::int64_t k : r.steps)
     if (k < 0 || (steps > 0 && k >= steps))
-      return fail("step " + std::to_string(k) + " is out of range: this run has steps 0 to " + std::to_string(steps - 1));
+      return fail("step " + std::to_string(k) + " is out of range: this run has steps 0 to " +
+                  std::to_string(steps - 1));
   return {};
 }
 
@@ -56,14 +90,17 @@ Result<void> checkRequest(const InspectionRequest& r, const Shape& s) {
 /// guided step's guidance map.
 class CaptureObserver final : public StepObserver {
 public:
-  CaptureObserver(Probe& probe, InspectionCapture& out, std::int64_t total, std::function<void(std::int64_t, std::int64_t)> progress)
+  CaptureObserver(Probe& probe, InspectionCapture& out, std::int64_t total,
+                  std::function<void(std::int64_t, std::int64_t)> progress)
       : m_probe(probe), m_out(out), m_total(total), m_progress(std::move(progress)) {}
 
   void onStep(const StepEvent& e) override {
     if (!m_probe.attention().empty()) {
-      std::vector<at::Tensor> layers;
-      for (const auto& [layer, rows] : m_probe.attention()) layers.push_back(rows.front());  // row 0: the conditional pass
-      m_attention.push_back(at::stack(layers, 0));
+      std::size_t i = 0;
+      for (const auto& [layer, rows] : m_probe.attention()) {  // in layer order, as m_out.layers
+        if (m_attention.size() <= i) m_attention.emplace_back();
+        m_attention[i++].push_back(rows.front());  // row 0: the conditional pass
+      }
       m_out.steps.push_back(e.index);
       m_out.taus.push_back(e.tau);
       m_probe.clearResults();
@@ -79,7 +116,12 @@ public:
   }
 
   void finish() {
-    if (!m_attention.empty()) m_out.attention = at::stack(m_attention, 0).contiguous();
+    bool uniform = true;
+    for (const auto& steps : m_attention) {
+      m_out.layerAttention.push_back(at::stack(steps, 0).contiguous());  // (steps, heads, T, T)
+      uniform = uniform && m_out.layerAttention.back().sizes() == m_out.layerAttention.front().sizes();
+    }
+    if (!m_out.layerAttention.empty() && uniform) m_out.attention = at::stack(m_out.layerAttention, 1).contiguous();
     if (!m_guidance.empty()) m_out.guidance = at::stack(m_guidance, 0).contiguous();
   }
 
@@ -88,12 +130,31 @@ private:
   InspectionCapture& m_out;
   std::int64_t m_total;
   std::function<void(std::int64_t, std::int64_t)> m_progress;
-  std::vector<at::Tensor> m_attention, m_guidance;
+  std::vector<std::vector<at::Tensor>> m_attention;  ///< per captured layer, per captured step
+  std::vector<at::Tensor> m_guidance;
 };
 
 at::Tensor layerHeads(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head) {
-  at::Tensor a = c.attention[stepIndex][layer];  // (heads, T, T)
+  at::Tensor a = c.layerAttention[static_cast<std::size_t>(layer)][stepIndex];  // (heads, T, T)
   return head == kMeanOfHeads ? a.mean(0) : a[head];
+}
+
+/// Layer `layer`'s map for capture-grid token `token`, on the capture's grid.
+Result<at::Tensor> layerMapOnGrid(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head,
+                                  std::int64_t token, bool reverse) {
+  const AttentionLayerInfo& info = c.layerInfo[static_cast<std::size_t>(layer)];
+  if (head != kMeanOfHeads && head >= info.heads)
+    return fail("head " + std::to_string(head) + " is out of range: " + info.name + " has " +
+                std::to_string(info.heads) + " heads");
+  const std::int64_t fy = c.gridH / info.gridH, fx = c.gridW / info.gridW;
+  const std::int64_t local = (token / c.gridW / fy) * info.gridW + (token % c.gridW) / fx;
+  const at::Tensor m = layerHeads(c, stepIndex, layer, head);  // (T_l, T_l)
+  at::Tensor v = (reverse ? m.select(1, local) : m.select(0, local)).reshape({info.gridH, info.gridW});
+  if (fy > 1 || fx > 1) {
+    v = v.repeat_interleave(fy, 0).repeat_interleave(fx, 1);
+    if (!reverse) v = v / static_cast<double>(fy * fx);  // still a distribution over the finer grid
+  }
+  return v.contiguous();
 }
 
 }  // namespace
@@ -103,21 +164,28 @@ Result<InspectionEstimate> estimateInspection(const LoadedModel& model, const In
   if (!shape) return fail(shape.error());
   if (auto ok = checkRequest(request, *shape); !ok) return fail(ok.error());
   InspectionEstimate e;
-  e.tokens = (shape->height / shape->patch) * (shape->width / shape->patch);
+  const std::vector<int> layers = request.attention ? chosenLayers(request, *shape) : std::vector<int>{};
+  const auto [gridH, gridW] = finestGrid(*shape, layers);
+  e.tokens = gridH * gridW;
   e.depth = shape->depth;
   e.heads = shape->heads;
-  e.layers = request.attention ? (request.layers.empty() ? shape->depth : static_cast<std::int64_t>(request.layers.size())) : 0;
+  e.layers = static_cast<std::int64_t>(layers.size());
   e.totalSteps = request.generation.options.steps;
   e.steps = request.steps.empty() ? e.totalSteps : static_cast<std::int64_t>(request.steps.size());
   // In floating point: at 16384 x 16384 the integer products wrapped around (the estimate
   // once came out hundreds of times too small).
-  const double perLayer =
-      static_cast<double>(e.heads) * static_cast<double>(e.tokens) * static_cast<double>(e.tokens) * 4.0;
+  double allLayers = 0, largest = 0;
+  for (int l : layers) {
+    const auto& info = shape->layers[static_cast<std::size_t>(l)];
+    const double t = static_cast<double>(info.gridH) * static_cast<double>(info.gridW);
+    const double perLayer = static_cast<double>(info.heads) * t * t * 4.0;
+    allLayers += perLayer;
+    largest = std::max(largest, perLayer);
+  }
   // Kept: the conditional rows of every captured step; transient: one evaluation's rows
   // (conditional and unconditional) of every captured layer, plus one layer's logits; the
   // guidance maps; and generating the one image itself.
-  double bytes =
-      perLayer * static_cast<double>(e.layers) * static_cast<double>(e.steps + 2) + (e.layers ? 2 * perLayer : 0);
+  double bytes = allLayers * static_cast<double>(e.steps + 2) + 2 * largest;
   bytes +=
       static_cast<double>(e.totalSteps) * static_cast<double>(shape->height) * static_cast<double>(shape->width) * 4.0;
   if (auto traits = modelTraits(model); traits)
@@ -142,13 +210,14 @@ Result<InspectionCapture> captureInspection(const LoadedModel& model, const Insp
     return fail(message.str());
   }
   InspectionCapture out;
+  const std::vector<int> chosen = request.attention ? chosenLayers(request, *shape) : std::vector<int>{};
   out.height = shape->height;
   out.width = shape->width;
-  out.patch = shape->patch;
-  out.gridH = shape->height / shape->patch;
-  out.gridW = shape->width / shape->patch;
+  std::tie(out.gridH, out.gridW) = finestGrid(*shape, chosen);
+  out.patch = std::max<std::int64_t>(1, shape->height / out.gridH);
   out.depth = shape->depth;
   out.heads = shape->heads;
+  for (int l : chosen) out.layerInfo.push_back(shape->layers[static_cast<std::size_t>(l)]);
 
   Probe probe;
   GenerationRequest g = request.generation;
@@ -156,10 +225,8 @@ Result<InspectionCapture> captureInspection(const LoadedModel& model, const Insp
   g.guidanceParts = true;
   g.recordTrajectory = false;
   if (request.attention) {
-    std::set<int> layers = request.layers;
-    if (layers.empty())
-      for (int l = 0; l < shape->depth; ++l) layers.insert(l);
-    out.layers.assign(layers.begin(), layers.end());
+    const std::set<int> layers(chosen.begin(), chosen.end());
+    out.layers = chosen;
     probe.requestAttention(layers);
     g.probe = &probe;
     if (!request.steps.empty()) {
@@ -176,53 +243,85 @@ Result<InspectionCapture> captureInspection(const LoadedModel& model, const Insp
   if (!result) return fail(result.error());
   if (result->cancelled) return fail("the inspection was cancelled");
   observer.finish();
-  if (request.attention && !out.attention.defined())
-    return fail("the backbone recorded no attention: its blocks have no attention taps");
+  if (request.attention && out.layerAttention.size() != out.layers.size())
+    return fail("the backbone recorded attention for " + std::to_string(out.layerAttention.size()) + " of the " +
+                std::to_string(out.layers.size()) + " layers asked for: its blocks have no attention taps");
   out.image = result->images.front();
   out.settings = result->settings;
+  out.totalSteps = result->steps;
   return out;
 }
 
-Result<at::Tensor> attentionMap(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head, std::int64_t token, bool reverse) {
-  if (!c.attention.defined()) return fail("this capture holds no attention");
-  const std::int64_t S = c.attention.size(0), L = c.attention.size(1), H = c.attention.size(2), T = c.attention.size(3);
-  if (stepIndex < 0 || stepIndex >= S) return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " + std::to_string(S - 1));
+Result<at::Tensor> attentionMap(const InspectionCapture& c, std::int64_t stepIndex, int layer, int head,
+                                std::int64_t token, bool reverse) {
+  if (c.layerAttention.empty()) return fail("this capture holds no attention");
+  const std::int64_t S = static_cast<std::int64_t>(c.steps.size()),
+                     L = static_cast<std::int64_t>(c.layerAttention.size());
+  const std::int64_t T = c.gridH * c.gridW;
+  if (stepIndex < 0 || stepIndex >= S)
+    return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " + std::to_string(S - 1));
   if (layer != kMeanOfLayers && layer != kRollout && (layer < 0 || layer >= L))
     return fail("layer " + std::to_string(layer) + " is out of range: " + std::to_string(L) + " layers were captured");
-  if (head != kMeanOfHeads && (head < 0 || head >= H))
-    return fail("head " + std::to_string(head) + " is out of range: the model has " + std::to_string(H) + " heads");
-  if (token < 0 || token >= T) return fail("token " + std::to_string(token) + " is out of range: the image has " + std::to_string(T) + " tokens");
-  at::Tensor m;  // (T, T): rows are queries, columns keys
+  if (head != kMeanOfHeads && (head < 0 || head >= c.heads))
+    return fail("head " + std::to_string(head) + " is out of range: the model has " + std::to_string(c.heads) +
+                " heads");
+  if (token < 0 || token >= T)
+    return fail("token " + std::to_string(token) + " is out of range: the image has " + std::to_string(T) + " tokens");
   if (layer == kRollout) {
+    for (const auto& info : c.layerInfo)
+      if (info.gridH != c.gridH || info.gridW != c.gridW)
+        return fail("rollout multiplies layers of one grid; " + info.name +
+                    " has another: pick a layer, or capture layers of one resolution");
     const at::Tensor eye = at::eye(T, at::kFloat);
-    m = eye;
+    at::Tensor m = eye;  // (T, T): rows are queries, columns keys
     for (std::int64_t l = 0; l < L; ++l) {
+      if (head != kMeanOfHeads && head >= c.layerInfo[static_cast<std::size_t>(l)].heads)
+        return fail("head " + std::to_string(head) +
+                    " is out of range: " + c.layerInfo[static_cast<std::size_t>(l)].name + " has " +
+                    std::to_string(c.layerInfo[static_cast<std::size_t>(l)].heads) + " heads");
       at::Tensor a = 0.5 * layerHeads(c, stepIndex, static_cast<int>(l), head) + 0.5 * eye;
       a = a / a.sum(-1, true);
       m = at::matmul(a, m);  // later layers act on what earlier ones mixed
     }
-  } else if (layer == kMeanOfLayers) {
-    m = (head == kMeanOfHeads ? c.attention[stepIndex].mean(1) : c.attention[stepIndex].select(1, head)).mean(0);
-  } else {
-    m = layerHeads(c, stepIndex, layer, head);
+    const at::Tensor v = reverse ? m.select(1, token) : m.select(0, token);
+    return v.reshape({c.gridH, c.gridW}).contiguous();
   }
-  const at::Tensor v = reverse ? m.select(1, token) : m.select(0, token);
-  return v.reshape({c.gridH, c.gridW}).contiguous();
+  if (layer == kMeanOfLayers) {
+    at::Tensor sum;
+    for (std::int64_t l = 0; l < L; ++l) {
+      auto m = layerMapOnGrid(c, stepIndex, static_cast<int>(l), head, token, reverse);
+      if (!m) return fail(m.error());
+      sum = sum.defined() ? sum + *m : *m;
+    }
+    return (sum / static_cast<double>(L)).contiguous();
+  }
+  return layerMapOnGrid(c, stepIndex, layer, head, token, reverse);
 }
 
 Result<at::Tensor> headEntropy(const InspectionCapture& c, std::int64_t stepIndex) {
-  if (!c.attention.defined()) return fail("this capture holds no attention");
-  if (stepIndex < 0 || stepIndex >= c.attention.size(0))
-    return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " + std::to_string(c.attention.size(0) - 1));
-  const at::Tensor p = c.attention[stepIndex];  // (L, heads, T, T)
-  return (-(p * at::log(p.clamp_min(1e-30))).sum(-1)).mean(-1).contiguous();  // (L, heads)
+  if (c.layerAttention.empty()) return fail("this capture holds no attention");
+  if (stepIndex < 0 || stepIndex >= static_cast<std::int64_t>(c.steps.size()))
+    return fail("captured step " + std::to_string(stepIndex) + " is out of range 0 to " +
+                std::to_string(c.steps.size() - 1));
+  const auto L = static_cast<std::int64_t>(c.layerAttention.size());
+  at::Tensor out = at::full({L, c.heads}, std::numeric_limits<float>::quiet_NaN(), at::kFloat);
+  for (std::int64_t l = 0; l < L; ++l) {
+    const at::Tensor p = c.layerAttention[static_cast<std::size_t>(l)][stepIndex];  // (heads, T, T)
+    out[l].narrow(0, 0, p.size(0)).copy_((-(p * at::log(p.clamp_min(1e-30))).sum(-1)).mean(-1));
+  }
+  return out;
 }
 
 Result<void> writeInspection(const std::string& path, const InspectionCapture& c) {
   NamedTensors tensors;
   tensors.emplace_back("image", c.image.contiguous());
-  if (c.attention.defined()) {
-    tensors.emplace_back("attention", c.attention);
+  if (!c.layerAttention.empty()) {
+    if (c.attention.defined()) {
+      tensors.emplace_back("attention", c.attention);
+    } else {  // layers of several grids (a U-Net): one tensor each
+      for (std::size_t l = 0; l < c.layerAttention.size(); ++l)
+        tensors.emplace_back("attention." + std::to_string(c.layers[l]), c.layerAttention[l]);
+    }
     tensors.emplace_back("steps", at::tensor(c.steps, at::kLong));
     tensors.emplace_back("taus", at::tensor(c.taus, at::kDouble));
     tensors.emplace_back("layers", at::tensor(std::vector<std::int64_t>(c.layers.begin(), c.layers.end()), at::kLong));
@@ -232,25 +331,39 @@ Result<void> writeInspection(const std::string& path, const InspectionCapture& c
     tensors.emplace_back("guidance_steps", at::tensor(c.guidanceSteps, at::kLong));
     tensors.emplace_back("guidance_taus", at::tensor(c.guidanceTaus, at::kDouble));
   }
-  const nlohmann::json meta = {{"grid", {{"height", c.gridH}, {"width", c.gridW}}},
-                               {"patch", c.patch},
-                               {"size", {{"height", c.height}, {"width", c.width}}},
-                               {"attention_layout", "(step, layer, head, query, key); tokens row-major on the patch grid; conditional pass"},
-                               {"guidance_layout", "(step, H, W): per pixel norm over channels of x0(cond) - x0(uncond)"},
-                               {"settings", c.settings}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (std::size_t l = 0; l < c.layerInfo.size(); ++l)
+    layers.push_back({{"layer", c.layers[l]},
+                      {"name", c.layerInfo[l].name},
+                      {"heads", c.layerInfo[l].heads},
+                      {"grid", {{"height", c.layerInfo[l].gridH}, {"width", c.layerInfo[l].gridW}}}});
+  const nlohmann::json meta = {
+      {"grid", {{"height", c.gridH}, {"width", c.gridW}}},
+      {"layers", layers},
+      {"patch", c.patch},
+      {"size", {{"height", c.height}, {"width", c.width}}},
+      {"attention_layout",
+       "(step, layer, head, query, key); tokens row-major on the patch grid; conditional pass. Layers of several grids "
+       "(a U-Net) are written one each as attention.LAYER (step, head, query, key) on their own grid (layers[].grid)"},
+      {"guidance_layout", "(step, H, W): per pixel norm over channels of x0(cond) - x0(uncond)"},
+      {"settings", c.settings}};
   return writeSafetensors(path, tensors, {{"tessera.inspection", meta.dump()}});
 }
 
 double forwardGflops(const LoadedModel& model, std::int64_t height, std::int64_t width) {
+  if (auto own = model.backbone->forwardFlops(height, width)) return *own / 1e9;
   const std::int64_t p = std::max<std::int64_t>(1, model.backbone->capabilities().sizeMultiple);
   const double T = static_cast<double>((height / p) * (width / p));
-  const nlohmann::json config = model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
-  const double depth = static_cast<double>(config.value("depth", 0)), D = static_cast<double>(config.value("hidden_size", 0));
+  const nlohmann::json config =
+      model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+  const double depth = static_cast<double>(config.value("depth", 0)),
+               D = static_cast<double>(config.value("hidden_size", 0));
   double flops = 2.0 * T * T * D * 2.0 * depth;  // QKᵀ and (softmax)·V in every block
   for (const auto& item : model.backbone->named_parameters()) {
     const std::string& name = item.key();
     const at::Tensor& w = item.value();
-    if (w.dim() < 2 || name.find("pos_embed") != std::string::npos || name.find("embedding_table") != std::string::npos) continue;
+    if (w.dim() < 2 || name.find("pos_embed") != std::string::npos || name.find("embedding_table") != std::string::npos)
+      continue;
     const bool perImage = name.find("adaLN") != std::string::npos || name.find("t_embedder") != std::string::npos ||
                           name.find("y_embedder") != std::string::npos;
     flops += 2.0 * static_cast<double>(w.numel()) * (perImage ? 1.0 : T);

@@ -45,12 +45,21 @@ struct InspectionEstimate {
 
 struct InspectionCapture {
   at::Tensor image;  ///< (C, H, W) the finished image, in the model's data range
+  /// The map grid: the finest captured layer's token grid (a U-Net's layers have their
+  /// own, coarser ones; their maps are drawn on this grid), and H / gridH.
   std::int64_t height = 0, width = 0, patch = 1, gridH = 0, gridW = 0;
-  std::int64_t depth = 0, heads = 0;
+  std::int64_t depth = 0, heads = 0;  ///< attention layers of the model; the most heads any has
   std::vector<int> layers;           ///< the captured blocks (dimension 1 of `attention`)
+  std::vector<AttentionLayerInfo> layerInfo;  ///< each captured layer's grid and heads
+  /// Per captured layer: (steps, heads_l, T_l, T_l), the conditional pass.
+  std::vector<at::Tensor> layerAttention;
   std::vector<std::int64_t> steps;   ///< the captured steps (dimension 0 of `attention`)
   std::vector<double> taus;          ///< progress (0 noise … 1 data) at each captured step's evaluation
-  /// (steps, layers, heads, T, T) float: the conditional pass; rows sum to 1. Undefined
+  /// Steps the run took: the request's, except where the grid takes another count (LDM's
+  /// DDIM timesteps when the stride does not divide the process).
+  std::int64_t totalSteps = 0;
+  /// (steps, layers, heads, T, T) float: layerAttention stacked, when every captured layer
+  /// has the same grid and heads (the DiT family); rows sum to 1. Undefined otherwise, and
   /// when attention was not asked for.
   at::Tensor attention;
   /// (guided steps, H, W): per pixel ‖x0(cond) − x0(uncond)‖ over channels at every
@@ -73,15 +82,18 @@ constexpr int kRollout = -2;       ///< attention rollout across the captured la
 /// Head choice: the mean over heads.
 constexpr int kMeanOfHeads = -1;
 
-/// (gridH, gridW) map for token `token` (row-major on the patch grid) at captured step
+/// (gridH, gridW) map for token `token` (row-major on the capture's grid) at captured step
 /// `stepIndex`: what it attends to (a distribution: sums to 1), or with `reverse` how much
 /// every token attends to it. `layer` is a position in `capture.layers`, kMeanOfLayers or
 /// kRollout; `head` a head or kMeanOfHeads. Rollout (Abnar & Zuidema): per layer
-/// Â = ½A + ½I with rows renormalised, multiplied from the first captured block up.
+/// Â = ½A + ½I with rows renormalised, multiplied from the first captured block up; it
+/// needs layers of one grid. A layer on a coarser grid (a U-Net's) answers for the cell
+/// that holds the token, and its map is spread over the cells each of its tokens covers.
 Result<at::Tensor> attentionMap(const InspectionCapture& capture, std::int64_t stepIndex, int layer, int head,
                                 std::int64_t token, bool reverse);
 /// (layers, heads): each head's attention entropy in nats, averaged over queries; low
-/// entropy marks sharp heads. The maximum is log(T).
+/// entropy marks sharp heads. The maximum is log(T_l). A layer with fewer heads than the
+/// most has NaN in the columns it lacks.
 Result<at::Tensor> headEntropy(const InspectionCapture& capture, std::int64_t stepIndex);
 /// Writes the capture (attention, guidance, image, steps, layers) as safetensors with the
 /// settings and grid in the metadata.

@@ -19,8 +19,15 @@ namespace {
 /// The backbone configuration with the fields the data decides filled in: channels,
 /// classes, grid and the label dropout. A value the user gave that contradicts the
 /// data is an error.
-Result<nlohmann::json> completeBackboneConfig(nlohmann::json config, std::int64_t channels, std::int64_t classes,
-                                              std::int64_t height, double labelDropout) {
+Result<nlohmann::json> completeBackboneConfig(const std::string& kind, nlohmann::json config, std::int64_t channels,
+                                              std::int64_t classes, std::int64_t height, double labelDropout) {
+  const BackboneEntry* entry = backboneRegistry().find(kind);
+  if (!entry) return fail("model.backbone: unknown backbone '" + kind + "'");
+  // A kind without a table (a plugin's) gets what DiT's family takes, as before there were tables.
+  const auto has = [&](const std::string& key) {
+    if (entry->config.fields.empty()) return key == "input_size" || key == "cfg_channels";
+    return entry->config.find(key) != nullptr;
+  };
   const auto setOrCheck = [&](const char* key, const nlohmann::json& value) -> Result<void> {
     if (config.contains(key) && config[key] != value)
       return fail(std::string("model.config.") + key + " is " + config[key].dump() + " but the data needs " +
@@ -30,10 +37,20 @@ Result<nlohmann::json> completeBackboneConfig(nlohmann::json config, std::int64_
   };
   if (auto ok = setOrCheck("in_channels", channels); !ok) return fail(ok.error());
   if (auto ok = setOrCheck("num_classes", classes); !ok) return fail(ok.error());
-  if (!config.contains("input_size")) config["input_size"] = height;
+  // The grid the network is made for: DiT's family calls it input_size, the U-Net image_size.
+  for (const char* key : {"input_size", "image_size"})
+    if (has(key) && !config.contains(key)) config[key] = height;
+  // A U-Net's output channels follow its input's (twice them with a learned variance).
+  if (entry->config.find("out_channels") && !config.contains("out_channels"))
+    config["out_channels"] = config.value("learn_sigma", false) ? 2 * channels : channels;
   // Our own models guide every channel; the reference's three-channel rule is a quirk
   // kept only for imported checkpoints.
-  if (!config.contains("cfg_channels")) config["cfg_channels"] = channels;
+  if (has("cfg_channels") && !config.contains("cfg_channels")) config["cfg_channels"] = channels;
+  // The trainer runs networks with is_training() off (it draws label dropout itself),
+  // so a dropout rate would be silently ignored.
+  if (config.contains("dropout") && config["dropout"].is_number() && config["dropout"].get<double>() > 0)
+    return fail("model.config.dropout is " + config["dropout"].dump() +
+                ": Tessera's trainer does not apply dropout inside the network; leave it at 0");
   if (config.contains("class_dropout_prob") && config["class_dropout_prob"].get<double>() != labelDropout &&
       !(labelDropout > 0 && config["class_dropout_prob"].get<double>() > 0))
     return fail("model.config.class_dropout_prob and train.label_dropout disagree about guidance (one is 0)");
@@ -156,9 +173,9 @@ Result<void> Trainer::buildModels() {
   if (auto ok = loadFirstStage(); !ok) return ok;
   // A latent backbone sees the autoencoder's channels on a grid m_pixelFactor times smaller.
   const std::int64_t channels = m_firstStage ? m_firstStage->network->latentChannels() : m_data.channels;
-  auto backboneConfig =
-      completeBackboneConfig(m_s.model["config"], channels, static_cast<std::int64_t>(m_data.classNames.size()),
-                             m_s.data.batching.height / m_pixelFactor, m_s.labelDropout);
+  auto backboneConfig = completeBackboneConfig(m_s.model["backbone"].get<std::string>(), m_s.model["config"], channels,
+                                               static_cast<std::int64_t>(m_data.classNames.size()),
+                                               m_s.data.batching.height / m_pixelFactor, m_s.labelDropout);
   if (!backboneConfig) return fail(backboneConfig.error());
   m_backboneConfig = *backboneConfig;
   m_s.resolved["model"]["config"] = m_backboneConfig;

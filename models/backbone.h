@@ -51,6 +51,13 @@ struct BackboneOutput {
   std::optional<at::Tensor> auxLoss; ///< scalar, when Capabilities::auxLoss
 };
 
+/// One self-attention layer as inspection sees it (Probe layer index = position in the list).
+struct AttentionLayerInfo {
+  std::string name;  ///< for listings: "input 16×16 (input_blocks.4)"
+  std::int64_t heads = 0;
+  std::int64_t gridH = 0, gridW = 0;  ///< the token grid it attends over
+};
+
 /// The interface every backbone implements; sub-module names equal the reference
 /// implementation's state-dict keys.
 class BackboneImpl : public torch::nn::Module {
@@ -64,6 +71,17 @@ public:
   /// not a weight). Fails naming the methods this backbone has; by default it has none.
   virtual Result<void> setSizeExtrapolation(const std::string& /*method*/, bool /*decouple*/) {
     return fail("the " + kind() + " backbone has no extrapolation setting");
+  }
+  /// Its self-attention layers for an H × W input, in Probe order. Empty (the default): one
+  /// layer per block of `depth` × `num_heads` on the patch grid, as the DiT family has.
+  virtual std::vector<AttentionLayerInfo> attentionLayers(std::int64_t /*height*/, std::int64_t /*width*/) const {
+    return {};
+  }
+  /// Floating-point operations of one forward pass of one H × W image (multiply-adds
+  /// count 2), where the backbone computes them itself; none: the token-grid formula of
+  /// forwardGflops (engine/inspection.h) applies.
+  virtual std::optional<double> forwardFlops(std::int64_t /*height*/, std::int64_t /*width*/) const {
+    return std::nullopt;
   }
 };
 

@@ -101,11 +101,18 @@ CommandResult runInspect(const InspectOptions& o, const GlobalOptions& global) {
   out["grid"] = {capture->gridH, capture->gridW};
   out["captured_steps"] = capture->steps;
   out["guided_steps"] = capture->guidanceSteps.size();
-  if (capture->attention.defined()) {
+  if (!capture->layerAttention.empty()) {
     auto h = headEntropy(*capture, static_cast<std::int64_t>(capture->steps.size()) - 1);
     if (h) {
-      out["entropy_last_step"] = {{"min", h->min().item<double>()}, {"max", h->max().item<double>()}, {"uniform", std::log(static_cast<double>(estimate->tokens))}};
+      const at::Tensor present = h->masked_select(~h->isnan());  // layers with fewer heads leave NaN
+      out["entropy_last_step"] = {{"min", present.min().item<double>()},
+                                  {"max", present.max().item<double>()},
+                                  {"uniform", std::log(static_cast<double>(estimate->tokens))}};
     }
+    nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+    for (const auto& info : capture->layerInfo)
+      layers.push_back({{"name", info.name}, {"heads", info.heads}, {"grid", {info.gridH, info.gridW}}});
+    out["layers"] = layers;
   }
   out["out"] = o.out;
   out["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

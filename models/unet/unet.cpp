@@ -25,9 +25,9 @@ namespace {
 
 struct UNetLayerSpec {
   enum class Kind { InputConv, Res, Attention, Transformer, Down, Up } kind;
-  std::int64_t in = 0, out = 0;     ///< channels (Res: in → out; others: in = out = channels)
+  std::int64_t in = 0, out = 0;  ///< channels (Res: in → out; others: in = out = channels)
   UNetResBlock::Resample resample = UNetResBlock::Resample::None;
-  bool conv = true;                 ///< Down / Up: learned convolution
+  bool conv = true;                     ///< Down / Up: learned convolution
   std::int64_t heads = 0, headDim = 0;  ///< Attention: heads; Transformer: heads and their width
 };
 
@@ -79,8 +79,9 @@ Result<UNetPlan> makeUNetPlan(const UNetConfig& c) {
                       std::to_string(c.numHeadChannels) + ")");
         s.heads = ch / dimHead;
       }
-      if (ch % (s.heads)) return fail("attention at " + std::to_string(ch) + " channels: " + std::to_string(s.heads) +
-                                      " heads do not divide them");
+      if (ch % (s.heads))
+        return fail("attention at " + std::to_string(ch) + " channels: " + std::to_string(s.heads) +
+                    " heads do not divide them");
     }
     s.in = s.out = ch;
     return s;
@@ -96,8 +97,8 @@ Result<UNetPlan> makeUNetPlan(const UNetConfig& c) {
   };
   const bool hasAttention = !c.attentionResolutions.empty();
   auto attends = [&](std::int64_t ds) {
-    return hasAttention && std::find(c.attentionResolutions.begin(), c.attentionResolutions.end(), ds) !=
-                               c.attentionResolutions.end();
+    return hasAttention &&
+           std::find(c.attentionResolutions.begin(), c.attentionResolutions.end(), ds) != c.attentionResolutions.end();
   };
 
   std::int64_t ch = c.levelChannels(0);
@@ -184,7 +185,9 @@ Result<UNetPlan> makeUNetPlan(const UNetConfig& c) {
 using UNetShapes = std::vector<std::pair<std::string, std::vector<std::int64_t>>>;
 
 void unetLayerShapes(const UNetConfig& c, const UNetLayerSpec& s, const std::string& p, UNetShapes& out) {
-  auto add = [&](const std::string& key, std::vector<std::int64_t> shape) { out.push_back({p + key, std::move(shape)}); };
+  auto add = [&](const std::string& key, std::vector<std::int64_t> shape) {
+    out.push_back({p + key, std::move(shape)});
+  };
   switch (s.kind) {
     case UNetLayerSpec::Kind::InputConv:
       add("weight", {s.out, s.in, 3, 3});
@@ -299,20 +302,21 @@ private:
   std::chrono::steady_clock::time_point m_start;
 };
 
-
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------
 // Config
 
 std::int64_t UNetConfig::levelChannels(std::int64_t level) const {
-  return static_cast<std::int64_t>(channelMult.at(static_cast<std::size_t>(level)) * static_cast<double>(modelChannels));
+  return static_cast<std::int64_t>(channelMult.at(static_cast<std::size_t>(level)) *
+                                   static_cast<double>(modelChannels));
 }
 
 Result<void> UNetConfig::validate() const {
   auto bad = [](const std::string& m) { return fail("U-Net config: " + m); };
-  if (channelMult.empty()) return bad("channel_mult needs at least one level");
+  if (channelMult.empty() || channelMult.size() > 12)
+    return bad("channel_mult needs 1 to 12 levels, has " + std::to_string(channelMult.size()));
+  if (modelChannels < 1) return bad("model_channels must be >= 1");
   for (std::int64_t l = 0; l < levels(); ++l) {
     const std::int64_t ch = levelChannels(l);
     if (ch < 32 || ch % 32)
@@ -324,8 +328,9 @@ Result<void> UNetConfig::validate() const {
   if (numHeadsUpsample == 0) return bad("num_heads_upsample must be -1 or >= 1");
   for (auto ds : attentionResolutions)
     if (ds < 1 || (ds & (ds - 1)) || ds > sizeMultiple())
-      return bad("attention_resolutions holds down-sampling factors 1, 2, 4, … up to " + std::to_string(sizeMultiple()) +
-                 " (" + std::to_string(levels()) + " levels), got " + std::to_string(ds));
+      return bad("attention_resolutions holds down-sampling factors 1, 2, 4, … up to " +
+                 std::to_string(sizeMultiple()) + " (" + std::to_string(levels()) + " levels), got " +
+                 std::to_string(ds));
   if (learnSigma && outChannels != 2 * inChannels)
     return bad("learn_sigma needs out_channels = 2 × in_channels = " + std::to_string(2 * inChannels) + ", got " +
                std::to_string(outChannels));
@@ -334,7 +339,8 @@ Result<void> UNetConfig::validate() const {
                " (or 2 × in_channels with learn_sigma)");
   if (classConditioning == "cross_attention") {
     if (!useSpatialTransformer) return bad("class_conditioning cross_attention needs use_spatial_transformer");
-    if (contextDim < 1) return bad("class_conditioning cross_attention needs context_dim (the class embedding's width)");
+    if (contextDim < 1)
+      return bad("class_conditioning cross_attention needs context_dim (the class embedding's width)");
   }
   if (contextDim > 0 && !useSpatialTransformer)
     return bad("context_dim " + std::to_string(contextDim) + " needs use_spatial_transformer (set it to 0 without)");
@@ -377,12 +383,14 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> unetStateShapes(c
     s.push_back({"cond_stage_model.embedding.weight", {c.classRows(), c.contextDim}});
   for (std::size_t i = 0; i < plan->input.size(); ++i)
     for (std::size_t j = 0; j < plan->input[i].layers.size(); ++j)
-      unetLayerShapes(c, plan->input[i].layers[j], "input_blocks." + std::to_string(i) + "." + std::to_string(j) + ".", s);
+      unetLayerShapes(c, plan->input[i].layers[j], "input_blocks." + std::to_string(i) + "." + std::to_string(j) + ".",
+                      s);
   for (std::size_t j = 0; j < plan->middle.layers.size(); ++j)
     unetLayerShapes(c, plan->middle.layers[j], "middle_block." + std::to_string(j) + ".", s);
   for (std::size_t i = 0; i < plan->output.size(); ++i)
     for (std::size_t j = 0; j < plan->output[i].layers.size(); ++j)
-      unetLayerShapes(c, plan->output[i].layers[j], "output_blocks." + std::to_string(i) + "." + std::to_string(j) + ".", s);
+      unetLayerShapes(c, plan->output[i].layers[j],
+                      "output_blocks." + std::to_string(i) + "." + std::to_string(j) + ".", s);
   s.push_back({"out.0.weight", {plan->outChannelsIn}});
   s.push_back({"out.0.bias", {plan->outChannelsIn}});
   s.push_back({"out.2.weight", {c.outChannels, plan->outChannelsIn, 3, 3}});
@@ -526,7 +534,7 @@ UNetTransformerBlockImpl::UNetTransformerBlockImpl(std::int64_t dim, std::int64_
   attn1 = register_module("attn1", CrossAttention(dim, dim, heads, headDim));
   auto ff = register_module("ff", Slots());
   auto net = ff->register_module("net", Slots());  // ff.net
-  auto geglu = net->set(0, Slots());  // ff.net.0 (GEGLU)
+  auto geglu = net->set(0, Slots());               // ff.net.0 (GEGLU)
   ffIn = geglu->register_module("proj", nn::Linear(dim, dim * 8));
   ffOut = net->set(2, nn::Linear(dim * 4, dim));
   attn2 = register_module("attn2", CrossAttention(dim, contextDim > 0 ? contextDim : dim, heads, headDim));
@@ -780,6 +788,71 @@ at::Tensor UNetImpl::forwardWithContext(const at::Tensor& x, const at::Tensor& t
 
 BackboneOutput UNetImpl::forward(const BackboneInput& input) {
   return {forwardTensors(input.x, input.t, input.y, input.probe), std::nullopt};
+}
+
+std::optional<double> UNetImpl::forwardFlops(std::int64_t height, std::int64_t width) const {
+  const auto& c = m_config;
+  auto plan = makeUNetPlan(c);
+  if (!plan) return std::nullopt;
+  double flops = 2.0 * (static_cast<double>(c.modelChannels) * c.timeEmbedDim() +
+                        static_cast<double>(c.timeEmbedDim()) * c.timeEmbedDim());  // time embedding MLP
+  auto conv = [](double cin, double cout, double k, double cells) { return 2.0 * cin * cout * k * k * cells; };
+  auto layerFlops = [&](const UNetLayerSpec& s, std::int64_t factor) {
+    const double cells = static_cast<double>(height / factor) * static_cast<double>(width / factor);
+    switch (s.kind) {
+      case UNetLayerSpec::Kind::InputConv:
+        return conv(static_cast<double>(s.in), static_cast<double>(s.out), 3, cells);
+      case UNetLayerSpec::Kind::Res: {
+        const double outCells = s.resample == UNetResBlock::Resample::Up     ? cells * 4
+                                : s.resample == UNetResBlock::Resample::Down ? cells / 4
+                                                                             : cells;
+        double f = conv(static_cast<double>(s.in), static_cast<double>(s.out), 3, outCells) +
+                   conv(static_cast<double>(s.out), static_cast<double>(s.out), 3, outCells) +
+                   2.0 * c.timeEmbedDim() * (c.useScaleShiftNorm ? 2 : 1) * static_cast<double>(s.out);
+        if (s.in != s.out) f += conv(static_cast<double>(s.in), static_cast<double>(s.out), 1, outCells);
+        return f;
+      }
+      case UNetLayerSpec::Kind::Attention: {
+        const double C = static_cast<double>(s.in);
+        return 2.0 * cells * C * 4 * C + 2.0 * 2.0 * cells * cells * C;  // qkv + proj, QKᵀ and ·V
+      }
+      case UNetLayerSpec::Kind::Transformer: {
+        const double C = static_cast<double>(s.in), D = static_cast<double>(s.heads * s.headDim);
+        const double ctx = c.contextDim > 0 ? static_cast<double>(c.contextDim) : D;
+        const double tokens = c.contextDim > 0 ? 1.0 : cells;                    // the class embedder's single token
+        double block = 2.0 * cells * D * 4 * D + 2.0 * 2.0 * cells * cells * D;  // self-attention
+        block += 2.0 * cells * D * 2 * D + 2.0 * tokens * ctx * 2 * D + 2.0 * 2.0 * cells * tokens * D;  // cross
+        block += 2.0 * cells * (D * 8 * D + 4 * D * D);  // GEGLU feed-forward
+        return 2.0 * cells * C * D * 2 + static_cast<double>(c.transformerDepth) * block;
+      }
+      case UNetLayerSpec::Kind::Down:
+        return s.conv ? conv(static_cast<double>(s.in), static_cast<double>(s.in), 3, cells / 4) : cells * s.in;
+      case UNetLayerSpec::Kind::Up:
+        return s.conv ? conv(static_cast<double>(s.in), static_cast<double>(s.in), 3, cells * 4) : 0.0;
+    }
+    return 0.0;
+  };
+  for (const auto& b : plan->input)
+    for (const auto& s : b.layers) flops += layerFlops(s, b.factor);
+  for (const auto& s : plan->middle.layers) flops += layerFlops(s, plan->middle.factor);
+  for (const auto& b : plan->output)
+    for (const auto& s : b.layers) flops += layerFlops(s, b.factor);
+  flops += conv(static_cast<double>(plan->outChannelsIn), static_cast<double>(c.outChannels), 3,
+                static_cast<double>(height) * static_cast<double>(width));
+  return flops;
+}
+
+std::vector<AttentionLayerInfo> UNetImpl::attentionLayers(std::int64_t height, std::int64_t width) const {
+  std::vector<AttentionLayerInfo> out;
+  for (const auto& s : m_sites) {
+    AttentionLayerInfo info;
+    info.gridH = height / s.factor;
+    info.gridW = width / s.factor;
+    info.heads = s.heads;
+    info.name = unetGridName(s.stage.c_str(), info.gridH, info.gridW) + " (" + s.block + ")";
+    out.push_back(std::move(info));
+  }
+  return out;
 }
 
 Capabilities UNetImpl::capabilities() const {

@@ -55,9 +55,9 @@ std::vector<std::string> unetPresetNames();
 
 /// What one attention layer of a U-Net looks like (for inspection and timings).
 struct UNetAttentionSite {
-  std::string block;     ///< "input_blocks.1.1", "middle_block.1", "output_blocks.3.1"
-  std::string stage;     ///< "input", "middle" or "output"
-  std::int64_t factor;   ///< down-sampling factor of its grid (1, 2, 4, …)
+  std::string block;    ///< "input_blocks.1.1", "middle_block.1", "output_blocks.3.1"
+  std::string stage;    ///< "input", "middle" or "output"
+  std::int64_t factor;  ///< down-sampling factor of its grid (1, 2, 4, …)
   std::int64_t heads;
 };
 
@@ -68,7 +68,8 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> unetStateShapes(c
 /// GroupNorm computed in float32 and cast back (the reference's GroupNorm32).
 class GroupNorm32Impl : public torch::nn::GroupNormImpl {
 public:
-  GroupNorm32Impl(std::int64_t channels, double eps) : GroupNormImpl(torch::nn::GroupNormOptions(32, channels).eps(eps)) {}
+  GroupNorm32Impl(std::int64_t channels, double eps)
+      : GroupNormImpl(torch::nn::GroupNormOptions(32, channels).eps(eps)) {}
   at::Tensor forward(const at::Tensor& x);
 };
 TORCH_MODULE(GroupNorm32);
@@ -207,6 +208,11 @@ public:
   BackboneOutput forward(const BackboneInput& input) override;
   Capabilities capabilities() const override;
   std::string kind() const override { return "unet"; }
+  /// Every AttentionBlock and every SpatialTransformer block's self-attention, each on its
+  /// own grid (H / factor × W / factor).
+  std::vector<AttentionLayerInfo> attentionLayers(std::int64_t height, std::int64_t width) const override;
+  /// Every convolution, linear layer and attention product at its own resolution.
+  std::optional<double> forwardFlops(std::int64_t height, std::int64_t width) const override;
 
   /// The reference forward(x, timesteps, context, y) with the class conditioning of this
   /// configuration derived from `y` (the class embedder's output, or label_emb).
@@ -230,7 +236,7 @@ public:
   torch::nn::ModuleList input_blocks{nullptr};
   UNetBlock middle_block{nullptr};
   torch::nn::ModuleList output_blocks{nullptr};
-  GroupNorm32 outNorm{nullptr};      ///< out.0
+  GroupNorm32 outNorm{nullptr};        ///< out.0
   torch::nn::Conv2d outConv{nullptr};  ///< out.2
 
 private:

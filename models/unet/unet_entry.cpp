@@ -105,7 +105,17 @@ void registerBackbone_unet(BackboneRegistry& registry) {
   e.capabilities.learnedSigma = true;
   e.capabilities.predictions = {Prediction::Epsilon, Prediction::V, Prediction::Sample};
   e.config = UNetConfig::table().schema(defaults, read);
-  e.scratch = {{"class_conditioning", "label_emb"}, {"use_spatial_transformer", false}, {"context_dim", 0}};
+  // A new model trained here (the New job dialog): unet-fashion's network, ADM-style.
+  e.scratch = {{"model_channels", 32},
+               {"channel_mult", {1, 2, 2}},
+               {"num_res_blocks", 2},
+               {"attention_resolutions", {2, 4}},
+               {"num_heads", 1},
+               {"num_head_channels", 32},
+               {"use_scale_shift_norm", true},
+               {"class_conditioning", "label_emb"},
+               {"use_spatial_transformer", false},
+               {"context_dim", 0}};
   e.importer.recognises = [](const TensorShapes& shapes) { return recognisesUNet(shapes); };
   e.importer.sources = {"ldm", "adm"};
   e.importer.process = [](const nlohmann::json& config) { return processFor(config, nullptr); };

@@ -133,6 +133,9 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
   auto time = need("time_embed.0.weight", 2);
   if (!time) return fail(time.error());
   c.modelChannels = time->size(1);
+  if (c.modelChannels < 1 || time->size(0) != 4 * c.modelChannels)
+    return fail("time_embed.0.weight is (" + std::to_string(time->size(0)) + ", " + std::to_string(time->size(1)) +
+                "), expected (4·model_channels, model_channels)");
   auto first = need("input_blocks.0.0.weight", 4);
   if (!first) return fail(first.error());
   c.inChannels = first->size(1);
@@ -142,7 +145,8 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
   c.learnSigma = c.outChannels == 2 * c.inChannels;
 
   const auto inputs = unetIndicesOf(net, "input_blocks."), outputs = unetIndicesOf(net, "output_blocks.");
-  if (outputs.empty()) return fail("not a U-Net state dict: no output_blocks.N tensors");
+  if (outputs.empty() || inputs.empty())
+    return fail("not a U-Net state dict: no input_blocks.N or output_blocks.N tensors");
   const std::int64_t nOut = *outputs.rbegin() + 1, nIn = *inputs.rbegin() + 1;
   if (static_cast<std::int64_t>(outputs.size()) != nOut)
     return fail("output_blocks are not numbered 0.." + std::to_string(nOut - 1) + " without gaps");
@@ -157,8 +161,10 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
   for (std::int64_t j = 0; j < nOut && nrb < 0; ++j)
     for (int l = 1; l <= 2; ++l) {
       const std::string p = "output_blocks." + std::to_string(j) + "." + std::to_string(l) + ".";
-      if (has(p + "in_layers.0.weight")) nrb = j, updown = true, resampleSeen = true;
-      else if (has(p + "conv.weight")) nrb = j, resampleSeen = true;
+      if (has(p + "in_layers.0.weight"))
+        nrb = j, updown = true, resampleSeen = true;
+      else if (has(p + "conv.weight"))
+        nrb = j, resampleSeen = true;
       if (nrb >= 0) break;
     }
   if (nrb < 0) {
@@ -168,13 +174,14 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
   }
   if (nrb < 0) nrb = nOut - 1;  // one level
   if (nrb < 1 || nOut % (nrb + 1))
-    return fail("the output blocks (" + std::to_string(nOut) + ") do not divide into levels of num_res_blocks + 1 = " +
-                std::to_string(nrb + 1));
+    return fail("the output blocks (" + std::to_string(nOut) +
+                ") do not divide into levels of num_res_blocks + 1 = " + std::to_string(nrb + 1));
   c.numResBlocks = nrb;
   const std::int64_t levels = nOut / (nrb + 1);
+  if (levels > 12) return fail(std::to_string(levels) + " levels: at most 12 are supported");
   if (nIn != levels * (nrb + 1))
-    return fail("the input blocks (" + std::to_string(nIn) + ") do not fit " + std::to_string(levels) +
-                " levels of " + std::to_string(nrb) + " residual blocks");
+    return fail("the input blocks (" + std::to_string(nIn) + ") do not fit " + std::to_string(levels) + " levels of " +
+                std::to_string(nrb) + " residual blocks");
   if (!resampleSeen) convResample = true;
   c.resblockUpdown = updown;
   c.convResample = convResample;
@@ -186,6 +193,7 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
     const std::string b = "input_blocks." + std::to_string(1 + level * (nrb + 1)) + ".";
     auto conv = need(b + "0.in_layers.2.weight", 4);
     if (!conv) return fail(conv.error());
+    if (conv->size(0) < 1) return fail(b + "0.in_layers.2.weight has no output channels");
     c.channelMult.push_back(static_cast<double>(conv->size(0)) / static_cast<double>(c.modelChannels));
     if (has(b + "1.qkv.weight")) selfAttention = true, c.attentionResolutions.push_back(std::int64_t{1} << level);
     if (has(b + "1.proj_in.weight")) transformer = true, c.attentionResolutions.push_back(std::int64_t{1} << level);
@@ -233,9 +241,9 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
 
 bool unetSameStructure(const UNetConfig& a, const UNetConfig& b) {
   return a.inChannels == b.inChannels && a.modelChannels == b.modelChannels && a.outChannels == b.outChannels &&
-         a.numResBlocks == b.numResBlocks && a.channelMult == b.channelMult && a.useScaleShiftNorm == b.useScaleShiftNorm &&
-         a.resblockUpdown == b.resblockUpdown && a.useSpatialTransformer == b.useSpatialTransformer &&
-         a.classConditioning == b.classConditioning &&
+         a.numResBlocks == b.numResBlocks && a.channelMult == b.channelMult &&
+         a.useScaleShiftNorm == b.useScaleShiftNorm && a.resblockUpdown == b.resblockUpdown &&
+         a.useSpatialTransformer == b.useSpatialTransformer && a.classConditioning == b.classConditioning &&
          std::set<std::int64_t>(a.attentionResolutions.begin(), a.attentionResolutions.end()) ==
              std::set<std::int64_t>(b.attentionResolutions.begin(), b.attentionResolutions.end());
 }
@@ -257,8 +265,9 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImport
   UNetImport out;
   out.ldmLayout = std::any_of(sd.begin(), sd.end(), [](const auto& e) { return unetStartsWith(e.first, kLdmPrefix); });
   if (o.source == "ldm" && !out.ldmLayout)
-    return fail("not an LDM checkpoint: no model.diffusion_model.* tensors (a bare UNetModel state dict imports with "
-                "--from adm or --from unet)");
+    return fail(
+        "not an LDM checkpoint: no model.diffusion_model.* tensors (a bare UNetModel state dict imports with "
+        "--from adm or --from unet)");
   std::map<std::string, at::Tensor> net;
   std::vector<std::string> ignored;
   for (const auto& [name, t] : sd) {
@@ -293,8 +302,10 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImport
     const std::int64_t rows = c.classRows();
     if (c.classConditioning == "none") return fail("--num-classes: these weights have no class table");
     c.numClasses = *o.numClasses;
-    if (rows == c.numClasses + 1) c.classDropoutProb = 0.1;
-    else if (rows == c.numClasses) c.classDropoutProb = 0;
+    if (rows == c.numClasses + 1)
+      c.classDropoutProb = 0.1;
+    else if (rows == c.numClasses)
+      c.classDropoutProb = 0;
     else
       return fail("the class table has " + std::to_string(rows) + " rows, which fits neither " +
                   std::to_string(c.numClasses) + " classes nor " + std::to_string(c.numClasses) + " + a null class");
@@ -309,8 +320,8 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImport
     if (!p) return fail(p.error());
     if (!unetSameStructure(*p, c))
       return fail("preset " + *o.preset + " does not fit the weights (channel_mult " + unetNumberList(p->channelMult) +
-                  " vs " + unetNumberList(c.channelMult) + ", attention at " + unetIntList(p->attentionResolutions) + " vs " +
-                  unetIntList(c.attentionResolutions) + ", " + std::to_string(p->numResBlocks) + " vs " +
+                  " vs " + unetNumberList(c.channelMult) + ", attention at " + unetIntList(p->attentionResolutions) +
+                  " vs " + unetIntList(c.attentionResolutions) + ", " + std::to_string(p->numResBlocks) + " vs " +
                   std::to_string(c.numResBlocks) + " residual blocks)");
     preset = *p;
     presetName = *o.preset;
@@ -340,14 +351,15 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImport
   if (o.newAttentionOrder) c.useNewAttentionOrder = *o.newAttentionOrder;
   if (o.imageSize) c.imageSize = *o.imageSize;
   if (!preset && !o.heads && !o.headChannels)
-    return fail("the attention heads cannot be read from the weights: give --preset, --heads (num_heads) or "
-                "--num-head-channels (the presets: " +
-                [] {
-                  std::string s;
-                  for (const auto& n : unetPresetNames()) s += (s.empty() ? "" : ", ") + n;
-                  return s;
-                }() +
-                ")");
+    return fail(
+        "the attention heads cannot be read from the weights: give --preset, --heads (num_heads) or "
+        "--num-head-channels (the presets: " +
+        [] {
+          std::string s;
+          for (const auto& n : unetPresetNames()) s += (s.empty() ? "" : ", ") + n;
+          return s;
+        }() +
+        ")");
   if (!preset && !o.imageSize) {
     c.imageSize = c.sizeMultiple() * std::max<std::int64_t>(1, 64 / c.sizeMultiple());
     out.notes.push_back("the image size is not in the weights: assumed " + std::to_string(c.imageSize) +
@@ -394,24 +406,27 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImport
 
   const auto shapes = unetStateShapes(c);
   TensorShapes given;
-  for (const auto& [name, t] : net) given.emplace_back(name, std::vector<std::int64_t>(t.sizes().begin(), t.sizes().end()));
+  for (const auto& [name, t] : net)
+    given.emplace_back(name, std::vector<std::int64_t>(t.sizes().begin(), t.sizes().end()));
   if (auto ok = checkStateDictShapes(shapes, given); !ok) return fail(ok.error());
   for (const auto& [name, shape] : shapes) out.weights.emplace_back(name, net.at(name).to(at::kFloat).contiguous());
 
   std::int64_t attention = 0;
   for (auto ds : c.attentionResolutions) (void)ds, ++attention;
-  out.notes.insert(out.notes.begin(),
-                   "inferred from shapes: " + std::string(out.ldmLayout ? "an LDM checkpoint" : "a UNetModel state dict") +
-                       ", model_channels " + std::to_string(c.modelChannels) + ", channel_mult " +
-                       unetNumberList(c.channelMult) + ", " + std::to_string(c.numResBlocks) +
-                       " residual blocks per level, attention at down-sampling " + unetIntList(c.attentionResolutions) + " (" +
-                       (c.useSpatialTransformer ? "SpatialTransformer, context " + std::to_string(c.contextDim)
-                                                : std::string("AttentionBlock")) +
-                       "), scale-shift norm " + (c.useScaleShiftNorm ? "yes" : "no") + ", " +
-                       (c.resblockUpdown ? "residual" : c.convResample ? "convolutional" : "parameter-free") +
-                       " resampling, " + std::to_string(c.numClasses) + " classes" +
-                       (c.hasNullClass() ? " + null class" : "") + " (" + c.classConditioning + "), learned sigma " +
-                       (c.learnSigma ? "yes" : "no"));
+  out.notes.insert(
+      out.notes.begin(),
+      "inferred from shapes: " + std::string(out.ldmLayout ? "an LDM checkpoint" : "a UNetModel state dict") +
+          ", model_channels " + std::to_string(c.modelChannels) + ", channel_mult " + unetNumberList(c.channelMult) +
+          ", " + std::to_string(c.numResBlocks) + " residual blocks per level, attention at down-sampling " +
+          unetIntList(c.attentionResolutions) + " (" +
+          (c.useSpatialTransformer ? "SpatialTransformer, context " + std::to_string(c.contextDim)
+                                   : std::string("AttentionBlock")) +
+          "), scale-shift norm " + (c.useScaleShiftNorm ? "yes" : "no") + ", " +
+          (c.resblockUpdown ? "residual"
+           : c.convResample ? "convolutional"
+                            : "parameter-free") +
+          " resampling, " + std::to_string(c.numClasses) + " classes" + (c.hasNullClass() ? " + null class" : "") +
+          " (" + c.classConditioning + "), learned sigma " + (c.learnSigma ? "yes" : "no"));
   out.config = c;
   return out;
 }

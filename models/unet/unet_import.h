@@ -33,8 +33,8 @@ struct UNetImport {
   UNetConfig config;
   NamedTensors weights;  ///< keys as the network names them
   std::vector<std::string> notes;
-  bool ldmLayout = false;         ///< model.diffusion_model.* (an LDM LatentDiffusion checkpoint)
-  bool hasFirstStage = false;     ///< first_stage_model.* tensors are present
+  bool ldmLayout = false;      ///< model.diffusion_model.* (an LDM LatentDiffusion checkpoint)
+  bool hasFirstStage = false;  ///< first_stage_model.* tensors are present
   UNetImportedSchedule schedule;
 };
 

@@ -240,6 +240,19 @@ def seeds_autoencoders(cli):
             write(described, name.split("_")[0] + ".json", header["__metadata__"]["tessera.autoencoder"].encode())
 
 
+def seeds_backbones():
+    """The names and shapes of the U-Net fixtures (an LDM checkpoint, a bare UNetModel, an
+    ADM one) and of a DiT one, for the backbone importers."""
+    import torch  # Debian's python3-torch
+    shapes = corpus("backbone_import")
+    for folder, name in (("unet", "ldm_cin.ckpt"), ("unet", "ldm_attn.pt"), ("unet", "adm_cond.pt"),
+                         ("dit", "dit_p2_sigma.pt")):
+        sd = torch.load(os.path.join(SOURCE, "tests", "data", folder, name), map_location="cpu")
+        sd = sd.get("state_dict", sd)
+        lines = "".join(k + "".join(" %d" % d for d in v.shape) + "\n" for k, v in sd.items())
+        write(shapes, name.split(".")[0] + ".txt", lines.encode())
+
+
 def seeds_latent_cache():
     """Cache files as data.latents writes them (the fuzz target's tiny autoencoder: 4 items,
     4 latent channels of 4x4 cells), with a record that is not the target's, and damaged ones."""
@@ -268,6 +281,7 @@ def main():
     seeds_latent_cache()
     seeds_plugin()
     seeds_autoencoders(os.path.abspath(args.cli))
+    seeds_backbones()
 
 
 if __name__ == "__main__":

@@ -135,16 +135,17 @@ TESSERA_FUZZ_TARGET(autoencoder_description,
   if (ae->preview.defined()) (void)tessera::previewDecode(ae->preview, z);
 }
 
-TESSERA_FUZZ_TARGET(autoencoder_import,
-                    "an official autoencoder's tensor names and shapes (one 'name d0 d1 ...' a line): layout, "
-                    "configuration, checks") {
-  // Zero tensors of the shapes given, at most 4 dimensions each and 2·10⁶ elements in all:
-  // what is fuzzed is the reading of names and shapes, not the parsers of tensor files
-  // (the safetensors and torch_checkpoint targets have those).
+namespace {
+
+/// Zero tensors of the shapes given, one "name d0 d1 ..." a line, at most 4 dimensions each
+/// and 2·10⁶ elements in all: what the import targets fuzz is the reading of names and
+/// shapes, not the parsers of tensor files (the safetensors and torch_checkpoint targets
+/// have those).
+tessera::NamedTensors tensorsFromShapeLines(std::string_view bytes, std::size_t maxTensors) {
   tessera::NamedTensors tensors;
   std::int64_t total = 0;
   std::size_t begin = 0;
-  while (begin < bytes.size() && tensors.size() < 1000) {
+  while (begin < bytes.size() && tensors.size() < maxTensors) {
     std::size_t end = bytes.find('\n', begin);
     if (end == std::string_view::npos) end = bytes.size();
     const std::string line(bytes.substr(begin, end - begin));
@@ -169,8 +170,35 @@ TESSERA_FUZZ_TARGET(autoencoder_import,
     total += n;
     tensors.emplace_back(words[0], at::zeros(shape));
   }
+  return tensors;
+}
+
+}  // namespace
+
+TESSERA_FUZZ_TARGET(autoencoder_import,
+                    "an official autoencoder's tensor names and shapes (one 'name d0 d1 ...' a line): layout, "
+                    "configuration, checks") {
+  const tessera::NamedTensors tensors = tensorsFromShapeLines(bytes, 1000);
   (void)tessera::holdsAutoencoder(tensors);
   (void)tessera::importAutoencoder("fuzz.safetensors", tensors, {});
+}
+
+TESSERA_FUZZ_TARGET(backbone_import,
+                    "an official backbone checkpoint's tensor names and shapes (one 'name d0 d1 ...' a line): "
+                    "every importer's recognition, derived configuration and checks (the U-Net's LDM and ADM layouts, "
+                    "DiT's)") {
+  const tessera::NamedTensors tensors = tensorsFromShapeLines(bytes, 2000);
+  const auto& registry = tessera::backboneRegistry();
+  (void)registry.recognise(tessera::shapesOf(tessera::stripWrapperPrefixes(tensors)), "fuzz.pt");
+  for (const auto& name : registry.importerNames()) {
+    const tessera::BackboneEntry* entry = registry.find(name);
+    for (int variant = 0; variant < 3; ++variant) {
+      tessera::ImportRequest request;
+      if (variant == 0) request.heads = 1;
+      if (variant == 1) request.headChannels = 16, request.imageSize = 16, request.attentionResolutions = "8,4";
+      (void)entry->importer.convert(tensors, request);
+    }
+  }
 }
 
 TESSERA_FUZZ_TARGET(latent_cache,

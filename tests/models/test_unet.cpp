@@ -45,7 +45,8 @@ double unetRelError(const at::Tensor& got, const at::Tensor& expected) {
 }
 
 /// Imports a fixture as `tessera-cli import` does, writes the model file and loads it.
-LoadedModel importUNetFixture(const ModelImportRequest& request, const QTemporaryDir& dir, ModelImport* seen = nullptr) {
+LoadedModel importUNetFixture(const ModelImportRequest& request, const QTemporaryDir& dir,
+                              ModelImport* seen = nullptr) {
   auto imported = importModel(request);
   if (!imported) qFatal("%s", imported.error().message().c_str());
   const std::string path = dir.filePath(QStringLiteral("imported.safetensors")).toStdString();
@@ -94,7 +95,8 @@ private Q_SLOTS:
     QVERIFY(unetRelError(unet.classContext(io["y"]), io["context"]) < 1e-6);
     // A non-square grid.
     const at::Tensor wide = unet.forwardTensors(io["x_wide"], io["t_wide"], io["y_wide"]);
-    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5, qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
+    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5,
+             qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
     // A four-token context, so that the cross-attention's q and k matter.
     const at::Tensor four = unet.forwardWithContext(io["x"], io["t"], io["context4"], io["y"]);
     QVERIFY2(unetRelError(four, io["out_context4"]) < 1e-5,
@@ -202,7 +204,8 @@ private Q_SLOTS:
     const at::Tensor out = unetOf(model).forwardTensors(io["x"], io["t"], io["y"]);
     QVERIFY2(unetRelError(out, io["out"]) < 1e-5, qPrintable(QString::number(unetRelError(out, io["out"]))));
     const at::Tensor wide = unetOf(model).forwardTensors(io["x_wide"], io["t_wide"], io["y_wide"]);
-    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5, qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
+    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5,
+             qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
   }
 
   // guided-diffusion's create_model flags: heads of 16 channels, residual resampling,
@@ -228,7 +231,8 @@ private Q_SLOTS:
     const at::Tensor out = unetOf(model).forwardTensors(io["x"], io["t"], io["y"]);
     QVERIFY2(unetRelError(out, io["out"]) < 1e-5, qPrintable(QString::number(unetRelError(out, io["out"]))));
     const at::Tensor wide = unetOf(model).forwardTensors(io["x_wide"], io["t_wide"], io["y_wide"]);
-    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5, qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
+    QVERIFY2(unetRelError(wide, io["out_wide"]) < 1e-5,
+             qPrintable(QString::number(unetRelError(wide, io["out_wide"]))));
   }
 
   // What the shapes cannot tell is asked for; what does not fit is refused, named.
@@ -238,7 +242,8 @@ private Q_SLOTS:
     r.from = "adm";
     auto noHeads = importModel(r);
     QVERIFY(!noHeads);
-    QVERIFY2(noHeads.error().message().find("--num-head-channels") != std::string::npos, noHeads.error().message().c_str());
+    QVERIFY2(noHeads.error().message().find("--num-head-channels") != std::string::npos,
+             noHeads.error().message().c_str());
     r.headChannels = 16;
     r.imageSize = 16;
     r.attentionResolutions = "16,8";
@@ -257,7 +262,8 @@ private Q_SLOTS:
     ldm.headChannels = 16;
     auto notLdm = importModel(ldm);
     QVERIFY(!notLdm);
-    QVERIFY2(notLdm.error().message().find("model.diffusion_model") != std::string::npos, notLdm.error().message().c_str());
+    QVERIFY2(notLdm.error().message().find("model.diffusion_model") != std::string::npos,
+             notLdm.error().message().c_str());
     // A tensor missing from a state dict is named.
     auto sd = readCheckpointStateDict(unetData("adm_cond.pt"));
     QVERIFY(sd);
@@ -341,14 +347,16 @@ private Q_SLOTS:
     unet.forwardTensors(io["x_wide"], io["t_wide"], io["y_wide"], &probe);  // 8x12
     for (int i = 0; i < static_cast<int>(sites.size()); ++i) {
       const auto& maps = probe.attention().at(i);
-      const std::int64_t cells = (8 / sites[static_cast<std::size_t>(i)].factor) * (12 / sites[static_cast<std::size_t>(i)].factor);
+      const std::int64_t cells =
+          (8 / sites[static_cast<std::size_t>(i)].factor) * (12 / sites[static_cast<std::size_t>(i)].factor);
       QCOMPARE(maps.front().size(1), cells);
       QCOMPARE(maps.front().size(2), cells);
       QVERIFY(std::abs(maps.front().sum(-1).mean().item<double>() - 1.0) < 1e-5);
     }
     std::vector<std::string> names;
     for (const auto& [name, ms] : probe.timings()) names.push_back(name);
-    QCOMPARE(names, (std::vector<std::string>{"input 8×12", "input 4×6", "middle 4×6", "output 4×6", "output 8×12", "out"}));
+    QCOMPARE(names,
+             (std::vector<std::string>{"input 8×12", "input 4×6", "middle 4×6", "output 4×6", "output 8×12", "out"}));
     QCOMPARE(probe.stats().size(), names.size());
   }
 

@@ -5,6 +5,8 @@
 // the live inspector, and the comparison grid.
 #ifndef Q_MOC_RUN  // moc needs only the test class below; LibTorch's headers would cost it seconds
 #include "core/formats/safetensors.h"
+#include "engine/checkpoint_import.h"
+#include "widgets/studio/studio_service.h"
 #include "widgets/attention/attention_panel.h"
 #include "widgets/canvas/image_canvas.h"
 #include "widgets/compare/compare_panel.h"
@@ -79,6 +81,17 @@ private Q_SLOTS:
     QStandardPaths::setTestModeEnabled(true);
     QVERIFY(m_dir.isValid());
     qputenv("TESSERA_GALLERY", m_dir.filePath(QStringLiteral("gallery.db")).toLocal8Bit());
+    // A U-Net in the user's model folder: the LDM parity fixture (a tiny cin256-v2 with its
+    // VQ first stage: 8×8×3 latents, 16×16 pictures), imported as `tessera-cli import` does.
+    QVERIFY(QDir().mkpath(userModelFolder()));
+    ModelImportRequest ldm;
+    ldm.in = std::string(TESSERA_TEST_DATA_DIR) + "/unet/ldm_cin.ckpt";
+    ldm.from = "ldm";
+    ldm.heads = 1;
+    ldm.imageSize = 8;
+    auto imported = importModel(ldm);
+    QVERIFY2(imported, imported ? "" : imported.error().message().c_str());
+    QVERIFY(writeImport((userModelFolder() + QStringLiteral("/ldm-tiny.safetensors")).toStdString(), *imported));
     m_window = std::make_unique<MainWindow>();
     m_window->resize(1500, 950);
     m_window->show();
@@ -168,6 +181,49 @@ private Q_SLOTS:
     for (float v : a->currentMap()) QVERIFY(v >= 0);
     shoot(a, "guidance-map.png");
     a->kindBox()->setCurrentIndex(0);
+  }
+
+  // A U-Net's attention layers each have their own grid (8×8 and 4×4 here): a coarse
+  // layer answers for the cell that holds the clicked token and its map covers the fine
+  // grid; rollout, which multiplies layers of one grid, says why it cannot.
+  void unetAttentionOnEveryGrid() {
+    QVERIFY(panel()->selectModel(QStringLiteral("ldm-tiny.safetensors")));
+    QCOMPARE(panel()->currentModel()->depth, 7);
+    QCOMPARE(panel()->currentModel()->attentionNames.front(), QStringLiteral("input 8×8 (input_blocks.1)"));
+    child<QSpinBox>(panel(), "imageCount")->setValue(1);
+    child<QSpinBox>(panel(), "steps")->setValue(6);
+    child<QDoubleSpinBox>(panel(), "cfgScale")->setValue(3.0);
+    guideEveryStep();
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    AttentionPanel* a = m_window->attention();
+    QVERIFY(a->hasSource());
+    a->captureStepsBox()->setCurrentIndex(0);  // every step
+    QVERIFY(a->estimatedBytes() > 0);
+    QVERIFY(capture(a));
+    const InspectionSummary s = a->summary();
+    QCOMPARE(s.layers.size(), 7);
+    QCOMPARE(QSize(s.gridW, s.gridH), QSize(8, 8));  // the finest layer's grid (latent cells)
+    QCOMPARE(s.layerNames.at(2), QStringLiteral("middle 4×4 (middle_block)"));
+    a->layerBox()->setCurrentIndex(2 + 2);  // the middle block, 4×4
+    a->headBox()->setCurrentIndex(0);
+    const QVector<float> coarse = a->currentMap();
+    QCOMPARE(coarse.size(), 64);
+    QVERIFY(std::abs(sum(coarse) - 1.0) < 1e-4);
+    QVERIFY(coarse[0] == coarse[1] && coarse[0] == coarse[8]);  // one 4×4 token covers 2×2 cells
+    QTest::mouseClick(a->mapView(), Qt::LeftButton, {}, a->mapView()->centreOf(63));
+    QVERIFY(a->currentMap() != coarse);
+    a->layerBox()->setCurrentIndex(0);  // the mean over every grid
+    QVERIFY(std::abs(sum(a->currentMap()) - 1.0) < 1e-4);
+    a->layerBox()->setCurrentIndex(1);  // rollout
+    QVERIFY(a->currentMap().isEmpty());
+    QVERIFY(a->statusText().contains(QStringLiteral("rollout")));
+    a->layerBox()->setCurrentIndex(2);
+    QVERIFY(std::abs(sum(a->currentMap()) - 1.0) < 1e-4);
+    QVERIFY(!a->statusText().contains(QStringLiteral("rollout")));
+    // LDM's timesteps for 6 steps on 1000: a stride of 166 from 1, so 7 steps, as LDM takes.
+    QCOMPARE(s.totalSteps, 7);
+    shoot(a, "attention-panel-unet.png");
   }
 
   void nativeSizesKeepTheirAspect() {

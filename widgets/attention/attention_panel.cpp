@@ -158,6 +158,7 @@ void EntropyChart::paintEvent(QPaintEvent*) {
     for (int c = 0; c < m_heads; ++c) {
       const float v = m_values.value(r * m_heads + c);
       const QRectF cell = cellRect(r, c).adjusted(1, 1, -1, -1);
+      if (std::isnan(v)) continue;  // a layer with fewer heads than the most (a U-Net's)
       p.fillRect(cell, ramp(v / m_max));
       if (cell.width() > 26 && cell.height() > 9) {
         p.setPen(v / m_max > 0.6 ? Qt::black : Qt::white);
@@ -369,7 +370,7 @@ AttentionPanel::AttentionPanel(QWidget* parent) : QWidget(parent) {
       const QSignalBlocker a(m_layer), b(m_head), c(m_kind);
       m_layer->clear();
       m_layer->addItems({tr("Mean of captured blocks"), tr("Rollout across blocks")});
-      for (int l : m_summary.layers) m_layer->addItem(tr("Block %1").arg(l));
+      for (const QString& name : m_summary.layerNames) m_layer->addItem(name);
       m_layer->setCurrentIndex(m_summary.layers.size() > 1 ? 0 : 2);
       m_head->clear();
       m_head->addItem(tr("Mean of heads"));
@@ -447,7 +448,8 @@ void AttentionPanel::setSource(const GenerationJob& job, const ModelInfo& model,
     const int keep = m_captureLayers->currentIndex();
     m_captureLayers->clear();
     m_captureLayers->addItem(tr("All (%1)").arg(model.depth));
-    for (int l = 0; l < model.depth; ++l) m_captureLayers->addItem(tr("Block %1").arg(l));
+    for (int l = 0; l < model.depth; ++l)
+      m_captureLayers->addItem(l < model.attentionNames.size() ? model.attentionNames[l] : tr("Block %1").arg(l));
     m_captureLayers->setCurrentIndex(keep > 0 && keep < m_captureLayers->count() ? keep : 0);
   }
   m_capture->setEnabled(!m_running && model.depth > 0);
@@ -491,8 +493,8 @@ quint64 AttentionPanel::estimatedBytes() const {
   if (!m_hasSource) return 0;
   const QVector<int> steps = stepsToCapture();
   const int captured = steps.isEmpty() ? m_job.steps : static_cast<int>(steps.size());
-  const int layers = m_captureLayers->currentIndex() <= 0 ? m_model.depth : 1;
-  return inspectionBytes(m_model, m_job.width, m_job.height, captured, layers, m_job.steps);
+  return inspectionBytes(m_model, m_job.width, m_job.height, captured, m_captureLayers->currentIndex() - 1,
+                         m_job.steps);
 }
 
 void AttentionPanel::updateEstimate() {
@@ -500,7 +502,13 @@ void AttentionPanel::updateEstimate() {
   const QVector<int> steps = stepsToCapture();
   const int captured = steps.isEmpty() ? m_job.steps : static_cast<int>(steps.size());
   const int layers = m_captureLayers->currentIndex() <= 0 ? m_model.depth : 1;
-  const int p = std::max(1, m_model.sizeMultiple);
+  // The finest grid among the layers captured (a U-Net's differ).
+  int p = std::max(1, m_model.sizeMultiple);
+  if (!m_model.attentionFactors.isEmpty()) {
+    const int chosen = m_captureLayers->currentIndex() - 1;
+    p = chosen >= 0 ? m_model.attentionFactors.value(chosen, p)
+                    : *std::min_element(m_model.attentionFactors.begin(), m_model.attentionFactors.end());
+  }
   const int tokens = (m_job.width / p) * (m_job.height / p);
   const quint64 bytes = estimatedBytes();
   const double gflops = m_model.gflops * (m_job.cfg != 1.0 ? 2 : 1);
@@ -544,13 +552,19 @@ void AttentionPanel::cancel() {
   if (m_running) m_worker->cancel(m_id);
 }
 
+QString AttentionPanel::statusText() const { return m_status->text(); }
+
 QVector<float> AttentionPanel::mapAt(int stepIndex) const {
   if (!m_data) return {};
   if (m_kind->currentIndex() == 1) return guidanceMapOf(m_data, stepIndex);
   if (!m_summary.hasAttention()) return {};
   const int layer = m_layer->currentIndex() == 0 ? kMeanLayers : m_layer->currentIndex() == 1 ? kRolloutLayers : m_layer->currentIndex() - 2;
   const int head = m_head->currentIndex() <= 0 ? kMeanHeads : m_head->currentIndex() - 1;
-  return attentionMapOf(m_data, stepIndex, layer, head, std::max(0, m_view->selected()), m_direction->currentIndex() == 1);
+  QString error;
+  QVector<float> map = attentionMapOf(m_data, stepIndex, layer, head, std::max(0, m_view->selected()),
+                                      m_direction->currentIndex() == 1, &error);
+  m_mapError = error;
+  return map;
 }
 
 void AttentionPanel::refresh() {
@@ -569,11 +583,18 @@ void AttentionPanel::refresh() {
   }
   const int index = m_step->value();
   m_map = mapAt(index);
+  // Why a map cannot be made (rollout over layers of several grids), until one can.
+  if (!m_mapError.isEmpty())
+    m_status->setText(m_mapError);
+  else if (m_status->text() == m_shownMapError)
+    m_status->clear();
+  m_shownMapError = m_mapError;
   m_mapSize = guidance ? QSize(m_summary.width, m_summary.height) : QSize(m_summary.gridW, m_summary.gridH);
   if (count > 0) {
     const int step = guidance ? m_summary.guidanceSteps.value(index) : m_summary.steps.value(index);
     const double tau = guidance ? m_summary.guidanceTaus.value(index) : m_summary.taus.value(index);
-    m_stepLabel->setText(tr("step %1 of %2 · τ %3").arg(step + 1).arg(m_job.steps).arg(tau, 0, 'f', 3));
+    const int total = m_summary.totalSteps > 0 ? m_summary.totalSteps : m_job.steps;
+    m_stepLabel->setText(tr("step %1 of %2 · τ %3").arg(step + 1).arg(total).arg(tau, 0, 'f', 3));
   } else {
     m_stepLabel->setText(guidance ? tr("no guided step") : tr("no attention captured"));
   }

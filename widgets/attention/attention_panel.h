@@ -97,6 +97,8 @@ public:
   QSlider* stepSlider() const { return m_step; }
   QPushButton* captureButton() const { return m_capture; }
   const QVector<float>& currentMap() const { return m_map; }
+  /// The status line under the controls (capture results, why a map cannot be made).
+  QString statusText() const;
   QSize currentMapSize() const { return m_mapSize; }
   InspectionSummary summary() const { return m_summary; }
   QImage currentOverlay() const { return m_overlay; }
@@ -130,6 +132,8 @@ private:
   InspectionHandle m_data;
   InspectionSummary m_summary;
   QVector<float> m_map;
+  mutable QString m_mapError;  ///< why the last map could not be made (mapAt), shown in the status line
+  QString m_shownMapError;     ///< the one the status line shows
   QSize m_mapSize;
   QImage m_overlay;
   QString m_error;

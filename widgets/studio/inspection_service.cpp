@@ -43,11 +43,18 @@ const int kColorMaps[] = {cv::COLORMAP_INFERNO, cv::COLORMAP_VIRIDIS, cv::COLORM
 
 InspectionSummary summarize(const InspectionHandle& h) { return h ? h->summary : InspectionSummary(); }
 
-quint64 inspectionBytes(const ModelInfo& m, int width, int height, int capturedSteps, int layers, int totalSteps) {
-  const quint64 p = static_cast<quint64>(std::max(1, m.sizeMultiple));
-  const quint64 T = (static_cast<quint64>(height) / p) * (static_cast<quint64>(width) / p);
-  const quint64 perLayer = static_cast<quint64>(m.heads) * T * T * sizeof(float);
-  quint64 bytes = perLayer * static_cast<quint64>(layers) * static_cast<quint64>(capturedSteps + 2) + (layers ? 2 * perLayer : 0);
+quint64 inspectionBytes(const ModelInfo& m, int width, int height, int capturedSteps, int layer, int totalSteps) {
+  quint64 all = 0, largest = 0;
+  for (int l = 0; l < m.depth; ++l) {
+    if (layer >= 0 && l != layer) continue;
+    const bool own = l < m.attentionFactors.size();
+    const quint64 p = static_cast<quint64>(own ? m.attentionFactors[l] : std::max(1, m.sizeMultiple));
+    const quint64 T = (static_cast<quint64>(height) / p) * (static_cast<quint64>(width) / p);
+    const quint64 perLayer = static_cast<quint64>(own ? m.attentionHeads[l] : m.heads) * T * T * sizeof(float);
+    all += perLayer;
+    largest = std::max(largest, perLayer);
+  }
+  quint64 bytes = all * static_cast<quint64>(capturedSteps + 2) + 2 * largest;
   return bytes + static_cast<quint64>(totalSteps) * static_cast<quint64>(width) * static_cast<quint64>(height) * sizeof(float);
 }
 
@@ -216,7 +223,11 @@ void InspectionWorker::run(const InspectionSetup& setup) {
     s.depth = static_cast<int>(c.depth);
     s.heads = static_cast<int>(c.heads);
     for (int l : c.layers) s.layers << l;
+    for (std::size_t i = 0; i < c.layerInfo.size(); ++i)
+      s.layerNames << (c.layerInfo[i].name.rfind("block ", 0) == 0 ? QStringLiteral("Block %1").arg(c.layers[i])
+                                                                   : qs(c.layerInfo[i].name));
     for (auto k : c.steps) s.steps << static_cast<int>(k);
+    s.totalSteps = static_cast<int>(c.totalSteps);
     for (double t : c.taus) s.taus << t;
     for (auto k : c.guidanceSteps) s.guidanceSteps << static_cast<int>(k);
     for (double t : c.guidanceTaus) s.guidanceTaus << t;

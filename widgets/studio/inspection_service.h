@@ -36,7 +36,9 @@ struct InspectionSetup {
 struct InspectionSummary {
   int width = 0, height = 0, patch = 1, gridW = 0, gridH = 0, depth = 0, heads = 0;
   QVector<int> layers;        ///< captured blocks
+  QStringList layerNames;     ///< their names ("Block 3", or a U-Net's "input 16×16 (input_blocks.4)")
   QVector<int> steps;         ///< captured steps
+  int totalSteps = 0;         ///< steps the run took
   QVector<double> taus;
   QVector<int> guidanceSteps; ///< steps with a guidance map (guided steps)
   QVector<double> guidanceTaus;
@@ -49,7 +51,8 @@ InspectionSummary summarize(const InspectionHandle& capture);
 
 /// Bytes a capture will hold (kept probabilities plus the largest transient copy), from the
 /// model's description: the same formula as the core's estimate.
-quint64 inspectionBytes(const ModelInfo& model, int width, int height, int capturedSteps, int layers, int totalSteps);
+/// `layer` is the one layer captured, or −1 for all of them.
+quint64 inspectionBytes(const ModelInfo& model, int width, int height, int capturedSteps, int layer, int totalSteps);
 
 /// One image of a job as its own one-image job (its class, size and seed).
 GenerationJob singleImageJob(const GenerationJob& job, int index);

@@ -32,6 +32,7 @@
 #include <QSet>
 #include <QStandardPaths>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -111,7 +112,21 @@ ModelInfo describe(const QString& path, const QString& origin) {
   const auto config = d["backbone"].value("config", nlohmann::json::object());
   info.depth = config.value("depth", 0);
   info.heads = config.value("num_heads", 0);
-  if (info.depth > 0 && info.trainedWidth > 0) info.gflops = forwardGflops(*loaded, traits->trainedHeight, traits->trainedWidth);
+  if (info.trainedWidth > 0) {
+    const auto layers = loaded->backbone->attentionLayers(traits->trainedHeight, traits->trainedWidth);
+    if (!layers.empty()) {
+      info.depth = static_cast<int>(layers.size());
+      info.heads = 0;
+      for (const auto& l : layers) {
+        info.attentionNames << qs(l.name);
+        info.attentionHeads << static_cast<int>(l.heads);
+        info.attentionFactors << static_cast<int>(std::max<std::int64_t>(1, traits->trainedHeight / l.gridH));
+        info.heads = std::max(info.heads, static_cast<int>(l.heads));
+      }
+    }
+  }
+  if ((info.depth > 0 || loaded->backbone->forwardFlops(1, 1)) && info.trainedWidth > 0)
+    info.gflops = forwardGflops(*loaded, traits->trainedHeight, traits->trainedWidth);
   info.evaluation = evaluationLine(d);
   return info;
 }

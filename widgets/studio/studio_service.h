@@ -42,7 +42,11 @@ struct ModelInfo {
   double defaultCfg = 1.0;
   double defaultCfgLow = 0.0, defaultCfgHigh = 1.0;  ///< the recommended guidance interval
   bool defaultClip = false;
-  int depth = 0, heads = 0;  ///< transformer blocks and attention heads (0: not a transformer)
+  int depth = 0, heads = 0;  ///< attention layers and the most heads one has (0: no attention taps)
+  /// Per attention layer where they differ (a U-Net's): its name, heads, and how many
+  /// times smaller than the image its grid is. Empty: `depth` blocks of `heads` on the patch grid.
+  QStringList attentionNames;
+  QVector<int> attentionHeads, attentionFactors;
   double gflops = 0;         ///< one forward pass of one image at the trained size
   QString evaluation;  ///< one line: class accuracy, FD ratio… of the newest eval record
   QString error;       ///< non-empty: the file could not be read (shown, not hidden)

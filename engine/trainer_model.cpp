@@ -40,9 +40,6 @@ Result<nlohmann::json> completeBackboneConfig(const std::string& kind, nlohmann:
   // The grid the network is made for: DiT's family calls it input_size, the U-Net image_size.
   for (const char* key : {"input_size", "image_size"})
     if (has(key) && !config.contains(key)) config[key] = height;
-  // A U-Net's output channels follow its input's (twice them with a learned variance).
-  if (entry->config.find("out_channels") && !config.contains("out_channels"))
-    config["out_channels"] = config.value("learn_sigma", false) ? 2 * channels : channels;
   // Our own models guide every channel; the reference's three-channel rule is a quirk
   // kept only for imported checkpoints.
   if (has("cfg_channels") && !config.contains("cfg_channels")) config["cfg_channels"] = channels;

@@ -331,10 +331,10 @@ Result<void> UNetConfig::validate() const {
       return bad("attention_resolutions holds down-sampling factors 1, 2, 4, … up to " +
                  std::to_string(sizeMultiple()) + " (" + std::to_string(levels()) + " levels), got " +
                  std::to_string(ds));
-  if (learnSigma && outChannels != 2 * inChannels)
+  if (outChannels > 0 && learnSigma && outChannels != 2 * inChannels)
     return bad("learn_sigma needs out_channels = 2 × in_channels = " + std::to_string(2 * inChannels) + ", got " +
                std::to_string(outChannels));
-  if (!learnSigma && outChannels != inChannels)
+  if (outChannels > 0 && !learnSigma && outChannels != inChannels)
     return bad("out_channels " + std::to_string(outChannels) + " must equal in_channels " + std::to_string(inChannels) +
                " (or 2 × in_channels with learn_sigma)");
   if (classConditioning == "cross_attention") {
@@ -344,6 +344,10 @@ Result<void> UNetConfig::validate() const {
   }
   if (contextDim > 0 && !useSpatialTransformer)
     return bad("context_dim " + std::to_string(contextDim) + " needs use_spatial_transformer (set it to 0 without)");
+  if (contextDim > 0 && classConditioning != "cross_attention")
+    return bad("context_dim " + std::to_string(contextDim) +
+               " needs a context, which only class_conditioning cross_attention (LDM's class embedder) gives; "
+               "0 makes the transformers' second attention a self-attention");
   if (imageSize % sizeMultiple())
     return bad("image_size " + std::to_string(imageSize) + " must be a multiple of " + std::to_string(sizeMultiple()) +
                " (2^(levels − 1))");
@@ -393,8 +397,8 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> unetStateShapes(c
                       "output_blocks." + std::to_string(i) + "." + std::to_string(j) + ".", s);
   s.push_back({"out.0.weight", {plan->outChannelsIn}});
   s.push_back({"out.0.bias", {plan->outChannelsIn}});
-  s.push_back({"out.2.weight", {c.outChannels, plan->outChannelsIn, 3, 3}});
-  s.push_back({"out.2.bias", {c.outChannels}});
+  s.push_back({"out.2.weight", {c.outputChannels(), plan->outChannelsIn, 3, 3}});
+  s.push_back({"out.2.bias", {c.outputChannels()}});
   return s;
 }
 
@@ -690,7 +694,7 @@ UNetImpl::UNetImpl(UNetConfig config, bool initialize) : m_config(std::move(conf
   }
   auto out = register_module("out", Slots());
   outNorm = out->set(0, GroupNorm32(plan->outChannelsIn, 1e-5));
-  outConv = out->set(2, unetConv3(plan->outChannelsIn, c.outChannels));
+  outConv = out->set(2, unetConv3(plan->outChannelsIn, c.outputChannels()));
   if (initialize) initializeWeights();
 }
 
@@ -837,7 +841,7 @@ std::optional<double> UNetImpl::forwardFlops(std::int64_t height, std::int64_t w
   for (const auto& s : plan->middle.layers) flops += layerFlops(s, plan->middle.factor);
   for (const auto& b : plan->output)
     for (const auto& s : b.layers) flops += layerFlops(s, b.factor);
-  flops += conv(static_cast<double>(plan->outChannelsIn), static_cast<double>(c.outChannels), 3,
+  flops += conv(static_cast<double>(plan->outChannelsIn), static_cast<double>(c.outputChannels()), 3,
                 static_cast<double>(height) * static_cast<double>(width));
   return flops;
 }

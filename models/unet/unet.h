@@ -33,6 +33,8 @@ struct UNetConfig {
 #undef TESSERA_FIELD
 
   std::int64_t levels() const { return static_cast<std::int64_t>(channelMult.size()); }
+  /// out_channels, or the channels it is derived as where it is 0.
+  std::int64_t outputChannels() const { return outChannels > 0 ? outChannels : (learnSigma ? 2 : 1) * inChannels; }
   /// Height and width must be multiples of this: 2^(levels − 1).
   std::int64_t sizeMultiple() const { return std::int64_t{1} << (levels() - 1); }
   /// Channels of level `level`: int(channel_mult[level] · model_channels), as ADM computes them.

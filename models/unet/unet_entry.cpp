@@ -60,7 +60,8 @@ nlohmann::json processFor(const nlohmann::json& config, const UNetImportedSchedu
   GaussianDiffusionConfig d;
   d.learnSigma = config.value("learn_sigma", false);
   d.prediction = std::string(predictionName(*parsePrediction(config.value("prediction", std::string("eps")))));
-  const bool ldm = config.value("use_spatial_transformer", false);
+  // LDM's class-conditional models take the class embedder's context; ADM's a label table.
+  const bool ldm = config.value("class_conditioning", std::string()) == "cross_attention";
   if (schedule) {
     d.steps = schedule->steps;
     d.schedule = schedule->schedule;
@@ -87,7 +88,6 @@ void registerBackbone_unet(BackboneRegistry& registry) {
   e.presets = unetPresetNames();
   const nlohmann::json tinyConfig = {{"image_size", 8},
                                      {"in_channels", 4},
-                                     {"out_channels", 4},
                                      {"model_channels", 32},
                                      {"num_res_blocks", 1},
                                      {"channel_mult", {1, 2}},
@@ -98,6 +98,7 @@ void registerBackbone_unet(BackboneRegistry& registry) {
                                      // (a softmax over one token), as in the reference; the parity
                                      // tests cover that path.
                                      {"class_conditioning", "label_emb"},
+                                     {"class_dropout_prob", 0.0},  // ADM's table: no null row
                                      {"context_dim", 0},
                                      {"num_heads", 2}};
   e.tiny = {{"config", tinyConfig}, {"input", {{"channels", 4}, {"height", 8}, {"width", 12}, {"t_scale", 999}}}};
@@ -135,7 +136,8 @@ void registerBackbone_unet(BackboneRegistry& registry) {
     if (!imported) return fail(imported.error());
     ImportedBackbone out;
     out.config = imported->config.toJson();
-    out.process = processFor(out.config, &imported->schedule);
+    const bool ownSchedule = imported->ldmLayout || imported->schedule.schedule != "linear";
+    out.process = processFor(out.config, ownSchedule ? &imported->schedule : nullptr);
     out.numClasses = imported->config.numClasses;
     out.nullClass = imported->config.hasNullClass();
     out.weights = std::move(imported->weights);

@@ -206,7 +206,10 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
     c.transformerDepth = depth.empty() ? 1 : *depth.rbegin() + 1;
     auto toK = need("middle_block.1.transformer_blocks.0.attn2.to_k.weight", 2);
     if (!toK) return fail(toK.error());
-    c.contextDim = toK->size(1);
+    // A context as wide as the tokens, without a class embedder: the second attention
+    // attends to the image itself (context_dim 0).
+    const bool embedder = shape("cond_stage_model.embedding.weight") != nullptr;
+    c.contextDim = !embedder && toK->size(1) == toK->size(0) ? 0 : toK->size(1);
   } else {
     c.contextDim = 0;
   }
@@ -231,9 +234,10 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
     c.classConditioning = "none";
     c.numClasses = 1;
     c.classDropoutProb = 0;
-    if (c.useSpatialTransformer)
-      notes.push_back("no class embedder: the cross-attention will see the image's own tokens (context_dim " +
-                      std::to_string(c.contextDim) + ")");
+    if (c.contextDim > 0)
+      return fail("the cross-attention takes a context " + std::to_string(c.contextDim) +
+                  " wide but the checkpoint has no class embedder (cond_stage_model.embedding): only "
+                  "class-conditional LDM models import");
   }
   (void)prefixed;
   return c;

@@ -174,7 +174,7 @@ private Q_SLOTS:
     // what no shape tells: the prediction, and the trained grid of a backbone without a
     // position table (where there is one, the shapes above checked the grid).
     for (const auto& [key, value] : tiny.items())
-      if (key != "prediction" && key != "input_size" && imported->config.contains(key))
+      if (key != "prediction" && key != "input_size" && key != "image_size" && imported->config.contains(key))
         QVERIFY2(imported->config[key] == value,
                  (name + "." + key + ": derived " + imported->config[key].dump() + ", tiny " + value.dump()).c_str());
   }
@@ -233,7 +233,8 @@ private Q_SLOTS:
     QTemporaryDir dir;
     nlohmann::json config = entry.tiny.at("config");
     // The trainer derives these from the data.
-    for (const char* key : {"in_channels", "num_classes", "input_size", "cfg_channels", "class_dropout_prob"})
+    for (const char* key :
+         {"in_channels", "num_classes", "input_size", "image_size", "cfg_channels", "class_dropout_prob"})
       config.erase(key);
     const auto probe = test::tinyBackbone(entry.name, nlohmann::json::object(), 1);
     const nlohmann::json process = processFor(entry, entry.tiny.at("config"), probe->capabilities());
@@ -279,6 +280,21 @@ private Q_SLOTS:
     r.generation = tinyRequest(entry, model, {2});
     r.generation.options.steps = 2;
     auto capture = captureInspection(model, r);
+    // A backbone whose attention layers have their own grids (the U-Net) lists them.
+    const auto own = model.backbone->attentionLayers(r.generation.height, r.generation.width);
+    if (!own.empty()) {
+      QVERIFY2(capture, capture ? "" : capture.error().message().c_str());
+      QCOMPARE(capture->layerAttention.size(), own.size());
+      for (std::size_t l = 0; l < own.size(); ++l) {
+        const std::int64_t t = own[l].gridH * own[l].gridW;
+        QCOMPARE(capture->layerAttention[l].sizes().vec(), (std::vector<std::int64_t>{2, own[l].heads, t, t}));
+        QVERIFY(at::allclose(capture->layerAttention[l].sum(-1), at::ones({2, own[l].heads, t}), 1e-4, 1e-4));
+      }
+      auto plain = generate(model, r.generation);
+      QVERIFY(plain);
+      QVERIFY(at::allclose(capture->image, plain->images.front(), 1e-4, 1e-5));
+      return;
+    }
     if (!hasAttentionTaps(entry.tiny.at("config"))) {
       QVERIFY2(!capture, "a capture of a model without attention taps succeeded");
       QVERIFY2(capture.error().message().find("attention") != std::string::npos, capture.error().message().c_str());

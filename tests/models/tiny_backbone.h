@@ -33,7 +33,11 @@ inline std::shared_ptr<BackboneImpl> tinyBackbone(const std::string& kind, const
   {
     torch::NoGradGuard guard;
     for (auto& p : backbone->named_parameters())
-      if (p.key().find("final_layer") != std::string::npos || p.key().find("adaLN") != std::string::npos) p.value().normal_(0, 0.05);
+      if (p.key().find("final_layer") != std::string::npos || p.key().find("adaLN") != std::string::npos ||
+          // the U-Net's zero_module layers
+          p.key().find("out_layers.3") != std::string::npos || p.key().find("proj_out") != std::string::npos ||
+          p.key().rfind("out.2.", 0) == 0)
+        p.value().normal_(0, 0.05);
   }
   backbone->eval();
   if (config) *config = c;

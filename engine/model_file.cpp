@@ -110,6 +110,15 @@ Result<LoadedModel> loadModelFile(const std::string& path) {
     completed = std::move(*full);
   }
   if (auto ok = checkConfigFitsTheFile(completed, *file, path); !ok) return fail(ok.error());
+  if (const BackboneEntry* entry = backboneRegistry().find(*kind); entry && entry->stateShapes) {
+    // The exact tensors, before a network the description might make enormous is built.
+    auto expected = entry->stateShapes(backboneConfig);
+    if (!expected) return fail(expected.error().withContext(path));
+    TensorShapes held;
+    for (const auto& e : file->entries())
+      if (e.name.rfind(kAutoencoderTensorPrefix, 0) != 0) held.emplace_back(e.name, e.shape);
+    if (auto ok = checkStateDictShapes(*expected, held); !ok) return fail(ok.error().withContext(path));
+  }
   BuildOptions build;
   build.initialize = false;  // every weight comes from the file
   auto backbone = backboneRegistry().create(*kind, backboneConfig, build);

@@ -143,6 +143,10 @@ struct BackboneEntry {
   /// What a new model of this kind trained here sets beyond the table's defaults (the
   /// New job dialog; e.g. FiTv2's q/k LayerNorm).
   nlohmann::json scratch = nlohmann::json::object();
+  /// The names and shapes of the state dict a configuration builds, computed without
+  /// building it, so that a model file is checked before anything is allocated (empty:
+  /// only the coarse size check applies).
+  std::function<Result<TensorShapes>(const Config& config)> stateShapes;
 
   /// Name, description, capabilities, presets, fields and whether it imports.
   nlohmann::json toJson() const;

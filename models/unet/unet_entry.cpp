@@ -85,6 +85,11 @@ void registerBackbone_unet(BackboneRegistry& registry) {
     return readWithPreset<UNetConfig>(UNetConfig::table(), config, defaults, unetPreset);
   };
   e.factory = factoryFromTable<UNetImpl>(read);
+  e.stateShapes = [read](const Config& config) -> Result<TensorShapes> {
+    auto c = read(config);
+    if (!c) return fail(c.error());
+    return unetStateShapes(*c);
+  };
   e.presets = unetPresetNames();
   const nlohmann::json tinyConfig = {{"image_size", 8},
                                      {"in_channels", 4},

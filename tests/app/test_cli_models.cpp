@@ -305,6 +305,22 @@ private Q_SLOTS:
                         dir.filePath(QStringLiteral("o"))});
     QVERIFY2(d.code == 2, d.err.constData());
     QVERIFY2(d.err.contains("refusing to build it") && d.err.contains("hidden_size 1152"), d.err.constData());
+    // A U-Net has no hidden_size: its state dict is computed from the description (here
+    // 4096 channels at six levels, about 10¹¹ weights) and compared before anything is built.
+    const QString unet = dir.filePath(QStringLiteral("unet.safetensors"));
+    const nlohmann::json wide = {
+        {"format", 1},
+        {"backbone",
+         {{"kind", "unet"},
+          {"config", {{"model_channels", 4096}, {"channel_mult", {1, 2, 4, 8, 16, 32}}, {"image_size", 64}}}}}};
+    QVERIFY(tessera::writeSafetensors(unet.toStdString(), {{"time_embed.0.weight", at::zeros({4, 1})}},
+                                      {{"tessera.model", wide.dump()}}));
+    timer.restart();
+    const auto u = cli({QStringLiteral("sample"), QStringLiteral("--model"), unet, QStringLiteral("--out"),
+                        dir.filePath(QStringLiteral("o"))});
+    QVERIFY2(u.code == 2, u.err.constData());
+    QVERIFY2(u.err.contains("state dict does not fit") && u.err.contains("time_embed.0.weight"), u.err.constData());
+    QVERIFY2(timer.elapsed() < 30000 * tessera::testing::timeScale(), "refused before anything is built");
   }
 
   // Issue 22: an output that is an input is refused before anything is written

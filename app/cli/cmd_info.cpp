@@ -7,6 +7,8 @@
 #include "core/formats/tensor_file.h"
 #include "core/formats/torch_checkpoint.h"
 #include "core/system/system_info.h"
+#include "engine/generation_plan.h"
+#include "engine/inspection.h"
 #include "engine/model_file.h"
 #include "engine/plugin_loader.h"
 #include "models/registry.h"
@@ -53,6 +55,18 @@ CommandResult infoSafetensors(const std::string& path, ojson& out) {
     }
     if (m.contains("process")) model["process"] = m["process"];
     if (m.contains("classes")) model["classes"] = m["classes"];
+    // What one forward pass of one image costs at the trained size (the comparisons' unit).
+    if (auto loaded = loadModelFile(path); loaded) {
+      std::int64_t backbone = 0;
+      for (const auto& p : loaded->backbone->parameters()) backbone += p.numel();
+      model["backbone_parameters"] = backbone;
+      if (auto traits = modelTraits(*loaded); traits && traits->trainedHeight > 0 && traits->trainedWidth > 0) {
+        model["trained_size"] = {traits->trainedHeight, traits->trainedWidth};
+        model["forward_gflops"] = forwardGflops(*loaded, traits->trainedHeight, traits->trainedWidth);
+      }
+    } else {
+      model["load_error"] = loaded.error().message();
+    }
     out["model"] = model;
   }
   ojson tensors = ojson::array();

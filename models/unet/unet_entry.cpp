@@ -126,18 +126,8 @@ void registerBackbone_unet(BackboneRegistry& registry) {
   e.importer.sources = {"ldm", "adm"};
   e.importer.process = [](const nlohmann::json& config) { return processFor(config, nullptr); };
   e.importer.convert = [](const NamedTensors& sd, const ImportRequest& request) -> Result<ImportedBackbone> {
-    UNetImportOptions o;
-    o.source = request.source.empty() ? "auto" : request.source;
-    o.preset = request.preset;
-    o.heads = request.heads;
-    o.headChannels = request.headChannels;
-    o.headsUpsample = request.headsUpsample;
-    o.imageSize = request.imageSize;
-    o.numClasses = request.numClasses;
-    o.newAttentionOrder = request.newAttentionOrder;
-    o.attentionResolutions = request.attentionResolutions;
     if (request.inChannels) return fail("--in-channels: a U-Net's input channels are in its weights");
-    auto imported = importUNetStateDict(sd, o);
+    auto imported = importUNetStateDict(sd, request);
     if (!imported) return fail(imported.error());
     ImportedBackbone out;
     out.config = imported->config.toJson();

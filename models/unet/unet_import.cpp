@@ -264,7 +264,7 @@ bool recognisesUNet(const TensorShapes& shapes) {
   return dims("time_embed.0.weight") == 2 && dims("input_blocks.0.0.weight") == 4 && dims("out.2.weight") == 4;
 }
 
-Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const UNetImportOptions& o) {
+Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const ImportRequest& o) {
   const NamedTensors sd = stripWrapperPrefixes(raw);
   UNetImport out;
   out.ldmLayout = std::any_of(sd.begin(), sd.end(), [](const auto& e) { return unetStartsWith(e.first, kLdmPrefix); });

@@ -3,6 +3,7 @@
 
 #include "core/formats/safetensors.h"
 #include "core/util/error.h"
+#include "models/registry.h"
 #include "models/unet/unet.h"
 
 #include <optional>
@@ -10,16 +11,6 @@
 #include <vector>
 
 namespace tessera {
-
-/// What the shapes of a U-Net state dict cannot tell, as `tessera-cli import` takes it.
-struct UNetImportOptions {
-  std::string source = "auto";  ///< "ldm", "adm", "unet" or "auto" (the layout decides)
-  std::optional<std::string> preset;
-  std::optional<std::int64_t> heads, headChannels, headsUpsample, imageSize, numClasses;
-  std::optional<bool> newAttentionOrder;
-  /// guided-diffusion's script form: pixel sides ("32,16,8"), checked against the weights.
-  std::optional<std::string> attentionResolutions;
-};
 
 /// The DDPM schedule an LDM checkpoint records in its `betas` buffer.
 struct UNetImportedSchedule {
@@ -44,8 +35,9 @@ bool recognisesUNet(const TensorShapes& shapes);
 
 /// Derives the configuration from the shapes: widths, levels, residual blocks, where the
 /// attention is and of which kind, scale-shift norm, resampling, classes, learned sigma;
-/// heads and the rest from `options` or a preset whose structure the weights match.
-/// Fails listing the offending tensors when some are missing, extra or mis-shaped.
-Result<UNetImport> importUNetStateDict(const NamedTensors& stateDict, const UNetImportOptions& options);
+/// heads and the rest from `request` (its U-Net options; `source` "ldm" insists on an LDM
+/// checkpoint) or a preset whose structure the weights match. Fails listing the offending
+/// tensors when some are missing, extra or mis-shaped.
+Result<UNetImport> importUNetStateDict(const NamedTensors& stateDict, const ImportRequest& request);
 
 }  // namespace tessera

@@ -111,7 +111,7 @@ void registerBackbone_unet(BackboneRegistry& registry) {
   e.capabilities.learnedSigma = true;
   e.capabilities.predictions = {Prediction::Epsilon, Prediction::V, Prediction::Sample};
   e.config = UNetConfig::table().schema(defaults, read);
-  // A new model trained here (the New job dialog): unet-fashion's network, ADM-style.
+  // A new model trained here (the New job dialog): ADM-style, about dit-fashion's parameter count at 28×28.
   e.scratch = {{"model_channels", 32},
                {"channel_mult", {1, 2, 2}},
                {"num_res_blocks", 2},

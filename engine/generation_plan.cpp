@@ -264,14 +264,24 @@ double estimateGenerationBytes(const LoadedModel& model, const ModelTraits& trai
   const double results = static_cast<double>(count) * pixels * kFloat;
   const double samples =
       2.0 * static_cast<double>(std::max<std::int64_t>(1, std::min(batch, count)));  // guidance doubles
+  // A model built in memory (bench sample --preset) has no description: its backbone's
+  // configuration is then unknown here (this threw on the null description).
+  const nlohmann::json backbone = model.description.is_object()
+                                      ? model.description.value("backbone", nlohmann::json::object())
+                                      : nlohmann::json::object();
   const nlohmann::json config =
-      model.description.value("backbone", nlohmann::json::object()).value("config", nlohmann::json::object());
+      backbone.is_object() ? backbone.value("config", nlohmann::json::object()) : nlohmann::json::object();
   auto field = [&](const char* key) { return backboneConfigNumber(config, key); };
   const double patch = std::max(1.0, static_cast<double>(traits.sizeMultiple));
   const double tokens = (static_cast<double>(height) / patch) * (static_cast<double>(width) / patch);
-  const double attention = field("num_heads") * tokens * tokens * kFloat * 2.0;  // scores and their softmax
-  const double activations = 16.0 * field("hidden_size") * tokens * kFloat;      // q, k, v, MLP, residuals
-  const double sampler = 8.0 * pixels * kFloat;                                  // x, predictions, history
+  double attention = field("num_heads") * tokens * tokens * kFloat * 2.0;  // scores and their softmax
+  if (model.backbone)  // a backbone whose attention layers have their own grids (the U-Net): the largest
+    for (const auto& layer : model.backbone->attentionLayers(height, width)) {
+      const double t = static_cast<double>(layer.gridH) * static_cast<double>(layer.gridW);
+      attention = std::max(attention, static_cast<double>(layer.heads) * t * t * kFloat * 2.0);
+    }
+  const double activations = 16.0 * field("hidden_size") * tokens * kFloat;  // q, k, v, MLP, residuals
+  const double sampler = 8.0 * pixels * kFloat;                              // x, predictions, history
   return results + samples * (attention + activations + sampler);
 }
 

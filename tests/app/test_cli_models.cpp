@@ -323,6 +323,22 @@ private Q_SLOTS:
     QVERIFY2(timer.elapsed() < 30000 * tessera::testing::timeScale(), "refused before anything is built");
   }
 
+  // bench sample on a registry preset builds a model without a description; the memory
+  // estimate read the description and threw ("cannot use value() with null") for every preset.
+  void benchSampleOnPresets() {
+    for (const auto& [preset, channels] : {std::pair{"DiT-S/2", "4"}, std::pair{"LDM-cin256-v2", "3"}}) {
+      const auto r = cli({QStringLiteral("bench"), QStringLiteral("sample"), QStringLiteral("--preset"),
+                          QString::fromLatin1(preset), QStringLiteral("--size"), QStringLiteral("8x8"),
+                          QStringLiteral("--channels"), QString::fromLatin1(channels), QStringLiteral("--steps"),
+                          QStringLiteral("1"), QStringLiteral("--batches"), QStringLiteral("1"),
+                          QStringLiteral("--repeats"), QStringLiteral("1")});
+      QVERIFY2(r.code == 0, r.err.constData());
+      const auto j = nlohmann::json::parse(r.out.trimmed().split('\n').back().toStdString());
+      QCOMPARE(QString::fromStdString(j.value("model", "")), QString::fromLatin1(preset));
+      QVERIFY(j.value("per_step_ms", 0.0) > 0);
+    }
+  }
+
   // Issue 22: an output that is an input is refused before anything is written
   // (sample --trajectory pointed at the model overwrote it and exited 0).
   void outputsNeverOverwriteInputs() {

@@ -44,7 +44,6 @@ struct UNetPlan {
 
 Result<UNetPlan> makeUNetPlan(const UNetConfig& c) {
   UNetPlan plan;
-  const std::int64_t ted = c.timeEmbedDim();
   std::int64_t numHeads = c.numHeads;  // the reference reassigns it while it walks
   const std::int64_t numHeadsUpsample = c.numHeadsUpsample == -1 ? c.numHeads : c.numHeadsUpsample;
   auto attention = [&](std::int64_t ch, bool upsample) -> Result<UNetLayerSpec> {
@@ -92,7 +91,6 @@ Result<UNetPlan> makeUNetPlan(const UNetConfig& c) {
     s.in = in;
     s.out = out;
     s.resample = r;
-    (void)ted;
     return s;
   };
   const bool hasAttention = !c.attentionResolutions.empty();

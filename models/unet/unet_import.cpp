@@ -118,7 +118,7 @@ Result<UNetImportedSchedule> unetScheduleFromBetas(const at::Tensor& betasIn) {
 }
 
 /// The configuration the tensors determine, before heads and the other unseen settings.
-Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net, std::vector<std::string>& notes) {
+Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net) {
   auto shape = [&](const std::string& key) -> const at::Tensor* {
     auto it = net.find(key);
     return it == net.end() ? nullptr : &it->second;
@@ -151,10 +151,6 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
   if (static_cast<std::int64_t>(outputs.size()) != nOut)
     return fail("output_blocks are not numbered 0.." + std::to_string(nOut - 1) + " without gaps");
   auto has = [&](const std::string& key) { return shape(key) != nullptr; };
-  auto prefixed = [&](const std::string& prefix) {
-    auto it = net.lower_bound(prefix);
-    return it != net.end() && unetStartsWith(it->first, prefix);
-  };
   // The first output block that up-samples sits at index num_res_blocks.
   std::int64_t nrb = -1;
   bool updown = false, convResample = true, resampleSeen = false;
@@ -239,7 +235,6 @@ Result<UNetConfig> unetStructureOf(const std::map<std::string, at::Tensor>& net,
                   " wide but the checkpoint has no class embedder (cond_stage_model.embedding): only "
                   "class-conditional LDM models import");
   }
-  (void)prefixed;
   return c;
 }
 
@@ -299,7 +294,7 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const ImportRequ
     out.notes.push_back("left out " + std::to_string(ignored.size()) + " tensors that are not the U-Net's (" +
                         ignored.front() + (ignored.size() > 1 ? ", …" : "") + ")");
 
-  auto structure = unetStructureOf(net, out.notes);
+  auto structure = unetStructureOf(net);
   if (!structure) return fail(structure.error());
   UNetConfig c = *structure;
   if (o.numClasses) {
@@ -415,8 +410,6 @@ Result<UNetImport> importUNetStateDict(const NamedTensors& raw, const ImportRequ
   if (auto ok = checkStateDictShapes(shapes, given); !ok) return fail(ok.error());
   for (const auto& [name, shape] : shapes) out.weights.emplace_back(name, net.at(name).to(at::kFloat).contiguous());
 
-  std::int64_t attention = 0;
-  for (auto ds : c.attentionResolutions) (void)ds, ++attention;
   out.notes.insert(
       out.notes.begin(),
       "inferred from shapes: " + std::string(out.ldmLayout ? "an LDM checkpoint" : "a UNetModel state dict") +

@@ -73,7 +73,8 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
     return fail(path +
                 ": no autoencoder recognises these tensors (expected an LDM/Stable Diffusion autoencoder: "
                 "encoder.down.N.block.M… in CompVis layout or encoder.down_blocks.N.resnets.M… in diffusers layout, "
-                "alone or under first_stage_model.)");
+                "alone or under first_stage_model.; or a DC-AE: encoder.stages.N.op_list.M… or diffusers' "
+                "encoder.down_blocks.N.M…)");
   auto imported = fits.front()->importer.convert(tensors);
   if (!imported) return fail(imported.error().withContext(path));
   AutoencoderContents out;
@@ -106,11 +107,19 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
   if (scaleFrom.empty()) {
     const bool sdVae =
         imported->kind == "kl" && c.value("embed_dim", 0) == 4 && c.value("ch_mult", nlohmann::json()).size() == 4;
-    scale = sdVae ? 0.18215 : 1.0;
+    // DC-AE f32c32 with stride-2 down-sampling is the sana-1.0/1.1 design, which NiT samples in.
+    const bool sanaDc = imported->kind == "dc" && c.value("latent_channels", 0) == 32 && c.contains("encoder") &&
+                        c["encoder"].value("downsample_block_type", "") == "Conv" &&
+                        c["encoder"].value("width_list", nlohmann::json()).size() == 6;
+    scale = sdVae ? 0.18215 : sanaDc ? 0.41407 : 1.0;
     scaleFrom =
-        sdVae ? "Stable Diffusion 1/2's value for its 4-channel f8 VAE, which DiT, SiT and FiT use (SDXL's VAE has "
-                "the same shapes and 0.13025: give --scale-factor)"
-              : "the default: the file does not say; give --scale-factor if its latents were scaled";
+        sdVae    ? "Stable Diffusion 1/2's value for its 4-channel f8 VAE, which DiT, SiT and FiT use (SDXL's VAE has "
+                   "the same shapes and 0.13025: give --scale-factor)"
+        : sanaDc ? "dc-ae-f32c32-sana-1.0's value, which NiT uses with sana-1.1 too"
+        : imported->kind == "dc" && c.value("latent_channels", 0) == 32
+            ? "the default: the file does not say; dc-ae-f32c32-in-1.0 uses 0.3189 and mix-1.0 0.4552 (give "
+              "--scale-factor)"
+            : "the default: the file does not say; give --scale-factor if its latents were scaled";
   }
   if (options.shiftFactor) shift = *options.shiftFactor;
   if (auto ok = checkFactor(scale, "scale factor"); !ok) return fail(ok.error());

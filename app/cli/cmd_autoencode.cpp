@@ -137,6 +137,8 @@ CommandResult runEncode(const AutoencodeOptions& o, const GlobalOptions& global)
   NamedTensors tensors;
   if (net.kind() == "vq") {
     tensors = {{"h", gather(&Encoded::h)}, {"quant", gather(&Encoded::quant)}, {"indices", gather(&Encoded::indices)}};
+  } else if (net.kind() == "dc") {
+    tensors = {{"z", gather(&Encoded::mean)}};  // deterministic: the latent itself
   } else {
     tensors = {{"mean", gather(&Encoded::mean)}, {"std", gather(&Encoded::std)}};
   }
@@ -218,8 +220,8 @@ void addDecodeTileOptions(CLI::App* sub, std::int64_t& tile, std::int64_t& overl
 }
 
 Command addEncodeCommand(CLI::App& app, const GlobalOptions& global) {
-  auto* sub =
-      app.add_subcommand("encode", "Encode pictures with an autoencoder (KL: mean, std; VQ: h, quant, indices)");
+  auto* sub = app.add_subcommand(
+      "encode", "Encode pictures with an autoencoder (KL: mean, std; VQ: h, quant, indices; DC-AE: z)");
   auto o = std::make_shared<AutoencodeOptions>();
   addCommon(sub, *o);
   sub->add_option("--inputs", o->inputs,

@@ -91,24 +91,15 @@ NamedTensors autoencoderTensors(const NamedTensors& tensors, std::int64_t* dropp
   return all;
 }
 
-namespace {
-
-/// A lower bound of the weights `config` needs, to refuse a description that asks for far
-/// more network than its file holds before anything is allocated (as model files do).
-double minimumWeights(const nlohmann::json& config) {
-  auto number = [&](const char* key, double otherwise) {
-    auto it = config.find(key);
-    return it != config.end() && it->is_number() ? it->get<double>() : otherwise;
-  };
-  const double ch = number("ch", 128), blocks = number("num_res_blocks", 2);
-  double total = 0;
-  if (auto it = config.find("ch_mult"); it != config.end() && it->is_array())
-    for (const auto& m : *it)
-      if (m.is_number()) total += (2 * blocks + 1) * 2 * 9 * (ch * m.get<double>()) * (ch * m.get<double>());
-  return total;
+double heldWeights(const TensorShapes& shapes) {
+  double held = 0;
+  for (const auto& [name, shape] : shapes) {
+    double n = 1;
+    for (auto d : shape) n *= static_cast<double>(d);
+    held += n;
+  }
+  return held;
 }
-
-}  // namespace
 
 Result<LoadedAutoencoder> loadAutoencoder(const SafetensorsFile& file, const nlohmann::json& description,
                                           const std::string& prefix, const std::string& where) {
@@ -121,24 +112,20 @@ Result<LoadedAutoencoder> loadAutoencoder(const SafetensorsFile& file, const nlo
   if (!scale) return fail(scale.error());
   auto shift = d.number("shift_factor", 0.0, -1e6, 1e6);
   if (!shift) return fail(shift.error());
-  double held = 0;
+  TensorShapes present;
   for (const auto& e : file.entries())
-    if (e.name.rfind(prefix, 0) == 0) {
-      double n = 1;
-      for (auto s : e.shape) n *= static_cast<double>(s);
-      held += n;
-    }
-  if (minimumWeights(description["config"]) > 2 * held + 1e6)
+    if (e.name.rfind(prefix, 0) == 0) present.emplace_back(e.name, e.shape);
+  const double held = heldWeights(present);
+  const AutoencoderEntry* entry = autoencoderRegistry().find(*kind);
+  if (entry && entry->minimumWeights && entry->minimumWeights(description["config"]) > 2 * held + 1e6)
     return fail(where + ": the autoencoder's config describes a network far larger than the " +
                 std::to_string(static_cast<std::int64_t>(held)) +
                 " weights the file holds (a damaged or hostile description)");
   auto network = autoencoderRegistry().create(*kind, description["config"]);
   if (!network) return fail(network.error().withContext(where));
   NamedTensors targets = stateDict(**network);
-  TensorShapes expected, present;
+  TensorShapes expected;
   for (const auto& [name, t] : targets) expected.emplace_back(prefix + name, t.sizes().vec());
-  for (const auto& e : file.entries())
-    if (e.name.rfind(prefix, 0) == 0) present.emplace_back(e.name, e.shape);
   if (auto ok = checkStateDictShapes(expected, present); !ok) return fail(ok.error().withContext(where));
   {
     torch::NoGradGuard noGrad;

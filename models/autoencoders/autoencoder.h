@@ -83,6 +83,10 @@ struct AutoencoderEntry {
   /// A small configuration for tests (the conformance checks build every kind with it).
   nlohmann::json tiny;
   AutoencoderImporter importer{};  ///< shared by the kinds of one family
+  /// A lower bound on the weights a configuration needs, computed without building it: a
+  /// description that claims far more than its file holds is refused before anything is
+  /// allocated (a damaged or hostile file).
+  std::function<double(const nlohmann::json& config)> minimumWeights{};
 };
 
 class AutoencoderRegistry {
@@ -99,6 +103,9 @@ private:
 };
 
 const AutoencoderRegistry& autoencoderRegistry();
+
+/// The number of weights `shapes` hold (a double: a hostile file's shapes may overflow integers).
+double heldWeights(const TensorShapes& shapes);
 
 /// Reduces a checkpoint to the autoencoder's tensors: those under "first_stage_model."
 /// (LDM and Stable Diffusion checkpoints) or "vae." when present, else all of them, with

@@ -353,7 +353,7 @@ private Q_SLOTS:
     }
     auto unknown = registry.create("dcae", nlohmann::json::object());
     QVERIFY(!unknown);
-    QVERIFY(unknown.error().message().find("known: kl, vq") != std::string::npos);
+    QVERIFY(unknown.error().message().find("known: dc, kl, vq") != std::string::npos);
   }
 };
 

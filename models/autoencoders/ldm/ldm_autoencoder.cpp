@@ -78,6 +78,15 @@ std::string list(const std::vector<std::int64_t>& v) {
 
 // --- configuration -----------------------------------------------------------------
 
+double LdmAutoencoderConfig::minimumWeights() const {
+  double total = 0;
+  for (std::int64_t m : chMult) {
+    const double width = static_cast<double>(ch) * static_cast<double>(m);
+    total += static_cast<double>(2 * numResBlocks + 1) * 2 * 9 * width * width;
+  }
+  return total;
+}
+
 Result<void> LdmAutoencoderConfig::validate() const {
   if (kind != "kl" && kind != "vq") return fail("autoencoder kind '" + kind + "' (expected kl or vq)");
   auto positive = [](std::int64_t v, std::int64_t most) { return v >= 1 && v <= most; };

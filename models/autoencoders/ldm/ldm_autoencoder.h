@@ -33,6 +33,8 @@ struct LdmAutoencoderConfig {
   std::int64_t normGroups = 32;                  ///< GroupNorm groups (32 in every LDM model)
 
   std::int64_t downsampling() const { return std::int64_t{1} << (chMult.size() - 1); }
+  /// A lower bound on the weights: the 3×3 convolutions of the encoder's and decoder's blocks.
+  double minimumWeights() const;
   Result<void> validate() const;
   nlohmann::json toJson() const;
   static Result<LdmAutoencoderConfig> fromJson(const nlohmann::json& j, const std::string& where);

@@ -209,16 +209,7 @@ Result<ImportedAutoencoder> importLdmAutoencoder(const NamedTensors& raw) {
   // The network is built before its tensors are compared: refuse first a configuration
   // whose blocks alone need far more weights than the checkpoint holds (the levels and
   // blocks are read from names, which a damaged file can make up).
-  double held = 0, needed = 0;
-  for (const auto& [name, shape] : shapes) {
-    double n = 1;
-    for (auto d : shape) n *= static_cast<double>(d);
-    held += n;
-  }
-  for (std::int64_t m : c.chMult) {
-    const double width = static_cast<double>(c.ch * m);
-    needed += static_cast<double>(2 * c.numResBlocks + 1) * 2 * 9 * width * width;
-  }
+  const double held = heldWeights(shapes), needed = c.minimumWeights();
   if (needed > 2 * held + 1e6)
     return fail("the names describe " + std::to_string(c.chMult.size()) + " levels of " +
                 std::to_string(c.numResBlocks) + " blocks, at least " +
@@ -250,15 +241,19 @@ void registerAutoencoder_ldm(AutoencoderRegistry& registry) {
     if (!c) return fail(c.error());
     return std::shared_ptr<AutoencoderImpl>(std::make_shared<LdmAutoencoderImpl>(*c));
   };
+  auto minimum = [](const nlohmann::json& config) {
+    auto c = LdmAutoencoderConfig::fromJson(config, "autoencoder.config");
+    return c ? c->minimumWeights() : 0.0;  // a configuration that does not parse is refused when built
+  };
   nlohmann::json tinyKl{{"kind", "kl"},       {"ch", 32},        {"ch_mult", {1, 2}}, {"num_res_blocks", 1},
                         {"attn_levels", {1}}, {"z_channels", 4}, {"embed_dim", 4}};
   nlohmann::json tinyVq{{"kind", "vq"},    {"ch", 32},       {"ch_mult", {1, 2}},   {"num_res_blocks", 1},
                         {"z_channels", 3}, {"embed_dim", 3}, {"num_embeddings", 16}};
   (void)registry.add({"kl", "ldm",
                       "LDM AutoencoderKL (Stable Diffusion's VAE): Gaussian posterior, CompVis or diffusers layout",
-                      factory, tinyKl, importer});
+                      factory, tinyKl, importer, minimum});
   (void)registry.add({"vq", "ldm", "LDM VQModel (taming's VectorQuantizer2): the first stage of LDM's ImageNet models",
-                      factory, tinyVq, importer});
+                      factory, tinyVq, importer, minimum});
 }
 
 }  // namespace tessera

@@ -1,0 +1,1 @@
+set(TESSERA_AUTOENCODER_SOURCES dcae.cpp dcae.h dcae_import.cpp)

@@ -137,6 +137,8 @@ Result<AutoencoderContents> importAutoencoder(const std::string& path, const Nam
   out.weights = std::move(imported->weights);
   auto built = buildAutoencoder(out);
   if (!built) return fail(built.error());
+  out.latentChannels = built->network->latentChannels();
+  out.downsampling = built->network->downsampling();
   out.description["preview"] = previewMapJson(fitPreviewMap(*built->network));
   return out;
 }
@@ -161,6 +163,8 @@ Result<AutoencoderContents> readAutoencoder(const std::string& path, const Autoe
       out.weights.assign(all->begin(), all->end());
       auto built = buildAutoencoder(out);  // checks every tensor
       if (!built) return fail(built.error().withContext(path));
+      out.latentChannels = built->network->latentChannels();
+      out.downsampling = built->network->downsampling();
       return out;
     }
   }
@@ -268,11 +272,10 @@ nlohmann::json ModelImport::summary() const {
                    {"config", description["backbone"]["config"]}};
   if (description.contains("autoencoder")) {
     const nlohmann::json& ae = description["autoencoder"];
-    j["autoencoder"] = {
-        {"kind", ae.value("kind", std::string())},
-        {"scale_factor", ae.value("scale_factor", 1.0)},
-        {"parameters", autoencoderParameters},
-        {"downsampling", std::int64_t{1} << (ae["config"].value("ch_mult", nlohmann::json::array()).size() - 1)}};
+    j["autoencoder"] = {{"kind", ae.value("kind", std::string())},
+                        {"scale_factor", ae.value("scale_factor", 1.0)},
+                        {"parameters", autoencoderParameters},
+                        {"downsampling", autoencoderDownsampling}};
   }
   return j;
 }
@@ -351,7 +354,7 @@ Result<ModelImport> importModel(const ModelImportRequest& r) {
       return fail(ownAutoencoder ? r.in + ": its first-stage autoencoder: " + ae.error().message()
                                  : "--autoencoder: " + ae.error().message());
     for (const auto& note : ae->notes) out.notes.push_back("autoencoder: " + note);
-    const std::int64_t latent = ae->description["config"].value("embed_dim", std::int64_t{0});
+    const std::int64_t latent = ae->latentChannels;
     const std::int64_t channels = imported->config.value("in_channels", latent);
     if (latent != channels)
       return fail("--autoencoder " + r.autoencoder + " makes " + std::to_string(latent) + "-channel latents, but the " +
@@ -361,6 +364,7 @@ Result<ModelImport> importModel(const ModelImportRequest& r) {
     out.description["autoencoder"] = ae->description;
     out.description["data"] = {{"kind", "latent"}, {"channels", latent}};
     out.autoencoderParameters = countParameters(ae->weights);
+    out.autoencoderDownsampling = ae->downsampling;
     for (auto& [name, t] : ae->weights) out.weights.emplace_back(kAutoencoderTensorPrefix + name, std::move(t));
   }
   return out;

@@ -36,7 +36,9 @@ struct AutoencoderImportOptions {
 struct AutoencoderContents {
   nlohmann::json description;
   NamedTensors weights;
-  std::vector<std::string> notes;  ///< what was inferred, for the user
+  std::vector<std::string> notes;   ///< what was inferred, for the user
+  std::int64_t latentChannels = 0;  ///< of the network, once built (every importer and reader builds it)
+  std::int64_t downsampling = 0;    ///< likewise
 };
 
 /// Whether `tensors` (as read from a checkpoint) hold an autoencoder some family recognises.
@@ -87,6 +89,7 @@ struct ModelImport {
   std::vector<std::string> notes;
   std::int64_t parameters = 0;  ///< the backbone's (or the autoencoder's)
   std::int64_t autoencoderParameters = 0;
+  std::int64_t autoencoderDownsampling = 0;
 
   /// The "imported" event `tessera-cli import` prints (without "out").
   nlohmann::json summary() const;

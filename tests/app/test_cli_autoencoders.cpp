@@ -152,6 +152,64 @@ private Q_SLOTS:
     QVERIFY2(r.code == 0, r.err.constData());
   }
 
+  void dcAeThroughTheCommandLine() {
+    // diffusers' AutoencoderDC layout, detected; decode equals the official decoder.
+    tessera::test::Run r =
+        cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--in"),
+             data("dcae/in_diffusers.safetensors"), QStringLiteral("--out"), path("dc.safetensors")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(json(r.out)[QStringLiteral("autoencoder")].toString(), QStringLiteral("dc"));
+    QCOMPARE(json(r.out)[QStringLiteral("layout")].toString(), QStringLiteral("diffusers"));
+    const QString io = data("dcae/in_io.safetensors");
+    QVERIFY(writeSafetensors(path("dcz.safetensors").toStdString(), {{"z", tensorOf(io, "z_128x128")}}));
+    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("dc.safetensors"), QStringLiteral("--inputs"),
+             path("dcz.safetensors"), QStringLiteral("--out"), path("dcx.safetensors"), QStringLiteral("--tile"),
+             QStringLiteral("0")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QVERIFY(relDiff(tensorOf(path("dcx.safetensors"), "x"), tensorOf(io, "y_128x128")) < 1e-5);
+    // Pictures in (one picture: the name as given): the deterministic latent comes out as z.
+    r = cli({QStringLiteral("decode"), QStringLiteral("--model"), path("dc.safetensors"), QStringLiteral("--inputs"),
+             path("dcz.safetensors"), QStringLiteral("--out"), path("dc.png")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    r = cli({QStringLiteral("encode"), QStringLiteral("--model"), path("dc.safetensors"), QStringLiteral("--inputs"),
+             path("dc.png"), QStringLiteral("--out"), path("dcz2.safetensors")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QCOMPARE(tensorOf(path("dcz2.safetensors"), "z").sizes().vec(), (std::vector<std::int64_t>{1, 4, 4, 4}));
+    // f32: a 64×48 picture is refused with the sizes it could have been.
+    Image8 odd;
+    odd.width = 64, odd.height = 48, odd.channels = 3;
+    odd.pixels.assign(64 * 48 * 3, 100);
+    QVERIFY(writePng(path("odd48.png").toStdString(), odd));
+    r = cli({QStringLiteral("encode"), QStringLiteral("--model"), path("dc.safetensors"), QStringLiteral("--inputs"),
+             path("odd48.png"), QStringLiteral("--out"), path("dcbad.safetensors")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not a multiple of the autoencoder's downsampling 32 (nearest: 64x32 or 64x64)"),
+             r.err.constData());
+    QVERIFY(!QFile::exists(path("dcbad.safetensors")));
+    // NiT, as the official code pairs it: a NiT checkpoint with its DC-AE samples pictures.
+    r = cli({QStringLiteral("--json"), QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("nit"),
+             QStringLiteral("--in"), data("nit/nit_p1.pt"), QStringLiteral("--heads"), QStringLiteral("2"),
+             QStringLiteral("--autoencoder"), data("dcae/sana_original.safetensors"), QStringLiteral("--out"),
+             path("nit_dc.safetensors")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    const QJsonObject imported = json(r.out)[QStringLiteral("autoencoder")].toObject();
+    QCOMPARE(imported[QStringLiteral("kind")].toString(), QStringLiteral("dc"));
+    QCOMPARE(imported[QStringLiteral("downsampling")].toInt(), 32);
+    r = cli({QStringLiteral("--json"), QStringLiteral("sample"), QStringLiteral("--model"), path("nit_dc.safetensors"),
+             QStringLiteral("-n"), QStringLiteral("1"), QStringLiteral("--steps"), QStringLiteral("3"),
+             QStringLiteral("--size"), QStringLiteral("3x2"), QStringLiteral("--out"), path("nitdc")});
+    QVERIFY2(r.code == 0, r.err.constData());
+    QJsonObject done;
+    for (const QByteArray& line : r.out.split('\n'))
+      if (json(line)[QStringLiteral("event")].toString() == QStringLiteral("done")) done = json(line);
+    const QJsonArray files = done[QStringLiteral("files")].toArray();
+    QCOMPARE(files.size(), 1);
+    auto png = readPng(files[0].toString().toStdString());
+    QVERIFY(png);
+    QCOMPARE(png->image.width, std::int64_t{96});  // a 3×2 latent, f32
+    QCOMPARE(png->image.height, std::int64_t{64});
+  }
+
   void refusalsWriteNothing() {
     // An autoencoder whose latent does not fit the backbone: VQ makes 3 channels, the DiT takes 4.
     tessera::test::Run r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"),

@@ -210,13 +210,15 @@ def seeds_plugin():
 
 
 def seeds_autoencoders(cli):
-    """The names and shapes of the autoencoder fixtures (both layouts, KL and VQ) and the
-    descriptions tessera-cli writes when it imports them."""
+    """The names and shapes of the autoencoder fixtures (LDM's KL and VQ and DC-AE, both
+    layouts each) and the descriptions tessera-cli writes when it imports them."""
     import torch  # Debian's python3-torch
-    data = os.path.join(SOURCE, "tests", "data", "autoencoders")
+    data = os.path.join(SOURCE, "tests", "data")
     shapes = corpus("autoencoder_import")
-    for name in ("kl_compvis.pt", "vq_compvis.pt", "kl_diffusers.safetensors"):
+    for name in ("autoencoders/kl_compvis.pt", "autoencoders/vq_compvis.pt", "autoencoders/kl_diffusers.safetensors",
+                 "dcae/sana_original.safetensors", "dcae/in_diffusers.safetensors"):
         path = os.path.join(data, name)
+        name = os.path.basename(name)
         if name.endswith(".pt"):
             sd = torch.load(path, map_location="cpu")
             sd = sd.get("state_dict", sd)
@@ -230,14 +232,15 @@ def seeds_autoencoders(cli):
         write(shapes, name.split(".")[0] + ".txt", lines.encode())
     described = corpus("autoencoder_description")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("kl_diffusers.safetensors", "vq_compvis.pt"):
+        for name in ("autoencoders/kl_diffusers.safetensors", "autoencoders/vq_compvis.pt", "dcae/in_original.safetensors"):
             out = os.path.join(tmp, "ae.safetensors")
             subprocess.run([cli, "-q", "import", "--from", "autoencoder", "--in", os.path.join(data, name), "--out", out],
                            check=True)
             with open(out, "rb") as f:
                 n = struct.unpack("<Q", f.read(8))[0]
                 header = json.loads(f.read(n))
-            write(described, name.split("_")[0] + ".json", header["__metadata__"]["tessera.autoencoder"].encode())
+            seed = {"dcae": "dc"}.get(os.path.dirname(name), os.path.basename(name).split("_")[0])
+            write(described, seed + ".json", header["__metadata__"]["tessera.autoencoder"].encode())
 
 
 def seeds_backbones():

@@ -21,9 +21,12 @@ DcAct dcAct(const std::string& name) {
 
 at::Tensor applyAct(const at::Tensor& x, DcAct act) {
   switch (act) {
-    case DcAct::Relu: return at::relu(x);
-    case DcAct::Silu: return at::silu(x);
-    case DcAct::None: break;
+    case DcAct::Relu:
+      return at::relu(x);
+    case DcAct::Silu:
+      return at::silu(x);
+    case DcAct::None:
+      break;
   }
   return x;
 }
@@ -57,11 +60,10 @@ struct DcConvLayerImpl : Module {
   DcConvLayerImpl(std::int64_t in, std::int64_t out, std::int64_t kernel, bool bias, const std::string& normKind = "",
                   const std::string& actKind = "", std::int64_t stride = 1, std::int64_t groups = 1)
       : act(dcAct(actKind)) {
-    conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel)
-                                                          .stride(stride)
-                                                          .padding(kernel / 2)
-                                                          .groups(groups)
-                                                          .bias(bias)));
+    conv = register_module(
+        "conv",
+        torch::nn::Conv2d(
+            torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).groups(groups).bias(bias)));
     if (!normKind.empty()) norm = register_module("norm", DcNorm(normKind, out));
   }
   at::Tensor forward(const at::Tensor& x) {
@@ -142,7 +144,9 @@ struct DcResampleImpl : Module {
   /// Keys: a stride-2 Conv is itself a ConvLayer ("conv.*"); the other three hold one
   /// ("conv.conv.*"). With the shortcut, both sit under "main" (ResidualBlock).
   DcResampleImpl(bool isDown, const std::string& type, std::int64_t in, std::int64_t outChannels, bool shortcut)
-      : down(isDown), shuffle(type == "ConvPixelUnshuffle" || type == "ConvPixelShuffle"), withShortcut(shortcut),
+      : down(isDown),
+        shuffle(type == "ConvPixelUnshuffle" || type == "ConvPixelShuffle"),
+        withShortcut(shortcut),
         out(outChannels) {
     const bool strided = down && !shuffle;
     const std::int64_t convOut = !shuffle ? outChannels : down ? outChannels / 4 : outChannels * 4;
@@ -258,7 +262,8 @@ Result<void> validateStages(const std::vector<DcAeStage>& stages, const char* si
   for (std::size_t i = 0; i < stages.size(); ++i) {
     const DcAeStage& s = stages[i];
     const std::string where = std::string(side) + " stage " + std::to_string(i);
-    if (s.width < 1 || s.width > 16384) return fail(where + ": width " + std::to_string(s.width) + " (expected 1-16384)");
+    if (s.width < 1 || s.width > 16384)
+      return fail(where + ": width " + std::to_string(s.width) + " (expected 1-16384)");
     if (s.depth < (i == 0 ? 0 : 1) || s.depth > 64)
       return fail(where + ": depth " + std::to_string(s.depth) + " (expected " + (i == 0 ? "0" : "1") +
                   "-64: only the first stage may be empty)");
@@ -267,8 +272,8 @@ Result<void> validateStages(const std::vector<DcAeStage>& stages, const char* si
     if (!oneOf(s.norm, {"trms2d", "bn2d"})) return fail(where + ": norm '" + s.norm + "' (expected trms2d or bn2d)");
     if (!oneOf(s.act, {"silu", "relu"})) return fail(where + ": act '" + s.act + "' (expected silu or relu)");
     if (s.block != "ResBlock" && s.depth > 0 && s.width < headDim)
-      return fail(where + ": an EfficientViT stage of width " + std::to_string(s.width) + " is narrower than head_dim " +
-                  std::to_string(headDim));
+      return fail(where + ": an EfficientViT stage of width " + std::to_string(s.width) +
+                  " is narrower than head_dim " + std::to_string(headDim));
   }
   return {};
 }
@@ -348,8 +353,12 @@ nlohmann::json DcAeConfig::toJson() const {
   d["upsample_block_type"] = upsample;
   d["out_norm"] = outNorm;
   d["out_act"] = outAct;
-  return {{"kind", "dc"},   {"in_channels", inChannels}, {"latent_channels", latentChannels},
-          {"head_dim", headDim}, {"encoder", e},              {"decoder", d}};
+  return {{"kind", "dc"},
+          {"in_channels", inChannels},
+          {"latent_channels", latentChannels},
+          {"head_dim", headDim},
+          {"encoder", e},
+          {"decoder", d}};
 }
 
 Result<DcAeConfig> DcAeConfig::fromJson(const nlohmann::json& j, const std::string& where) {
@@ -397,7 +406,8 @@ Result<DcAeConfig> DcAeConfig::fromJson(const nlohmann::json& j, const std::stri
       const nlohmann::json& v = s[key];
       if (v.is_string()) {
         for (auto& st : stages) st.*member = v.get<std::string>();
-      } else if (v.is_array() && v.size() == n && std::all_of(v.begin(), v.end(), [](auto& e) { return e.is_string(); })) {
+      } else if (v.is_array() && v.size() == n &&
+                 std::all_of(v.begin(), v.end(), [](auto& e) { return e.is_string(); })) {
         for (std::size_t i = 0; i < n; ++i) stages[i].*member = v[i].get<std::string>();
       } else {
         return fail(at + ": field '" + key + "': expected a string or a list of " + std::to_string(n) + " strings");
@@ -415,10 +425,10 @@ Result<DcAeConfig> DcAeConfig::fromJson(const nlohmann::json& j, const std::stri
     out = s[key].get<std::string>();
     return {};
   };
-  for (auto ok : {text(*enc, "downsample_block_type", c.downsample, where + ".encoder"),
-                  text(*dec, "upsample_block_type", c.upsample, where + ".decoder"),
-                  text(*dec, "out_norm", c.outNorm, where + ".decoder"),
-                  text(*dec, "out_act", c.outAct, where + ".decoder")})
+  for (auto ok :
+       {text(*enc, "downsample_block_type", c.downsample, where + ".encoder"),
+        text(*dec, "upsample_block_type", c.upsample, where + ".decoder"),
+        text(*dec, "out_norm", c.outNorm, where + ".decoder"), text(*dec, "out_act", c.outAct, where + ".decoder")})
     if (!ok) return fail(ok.error());
   if (auto ok = c.validate(); !ok) return fail(ok.error().withContext(where));
   return c;
@@ -428,10 +438,10 @@ DcAeConfig DcAeConfig::f32c32(const std::string& variant) {
   DcAeConfig c;
   const std::vector<std::int64_t> widths{128, 256, 512, 512, 1024, 1024};
   const bool sana = variant == "sana";
-  const std::vector<std::int64_t> enc = sana ? std::vector<std::int64_t>{2, 2, 2, 3, 3, 3}
-                                             : std::vector<std::int64_t>{0, 4, 8, 2, 2, 2};
-  const std::vector<std::int64_t> dec = sana ? std::vector<std::int64_t>{3, 3, 3, 3, 3, 3}
-                                             : std::vector<std::int64_t>{0, 5, 10, 2, 2, 2};
+  const std::vector<std::int64_t> enc =
+      sana ? std::vector<std::int64_t>{2, 2, 2, 3, 3, 3} : std::vector<std::int64_t>{0, 4, 8, 2, 2, 2};
+  const std::vector<std::int64_t> dec =
+      sana ? std::vector<std::int64_t>{3, 3, 3, 3, 3, 3} : std::vector<std::int64_t>{0, 5, 10, 2, 2, 2};
   const std::string evit = sana ? "EViTS5_GLU" : "EViT_GLU";
   for (std::size_t i = 0; i < widths.size(); ++i) {
     const std::string block = i < 3 ? "ResBlock" : evit;

@@ -33,8 +33,8 @@ struct DcAeConfig {
   std::int64_t latentChannels = 32;
   std::int64_t headDim = 32;  ///< LiteMLA's per-head dimension (the official `dim`)
   std::vector<DcAeStage> encoder, decoder;
-  std::string downsample = "Conv";            ///< "Conv" (3×3 stride 2) or "ConvPixelUnshuffle"
-  std::string upsample = "InterpolateConv";  ///< "InterpolateConv" (nearest ×2, 3×3) or "ConvPixelShuffle"
+  std::string downsample = "Conv";                  ///< "Conv" (3×3 stride 2) or "ConvPixelUnshuffle"
+  std::string upsample = "InterpolateConv";         ///< "InterpolateConv" (nearest ×2, 3×3) or "ConvPixelShuffle"
   std::string outNorm = "trms2d", outAct = "relu";  ///< the decoder's last norm and activation
 
   /// f: every stage after the first halves the size, and so does the projection in when

@@ -50,8 +50,8 @@ Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& sid
   const bool encoder = side == "encoder";
   for (std::int64_t s = 0; s < stageCount; ++s) {
     const std::string prefix = side + ".stages." + std::to_string(s) + ".op_list.";
-    const auto ops = dcIndices(shapes, std::regex(std::regex_replace(prefix, std::regex(R"(\.)"), R"(\.)") +
-                                                  R"((\d+)\..*)"));
+    const auto ops =
+        dcIndices(shapes, std::regex(std::regex_replace(prefix, std::regex(R"(\.)"), R"(\.)") + R"((\d+)\..*)"));
     if (!ops.empty() && (*ops.rbegin() + 1 != static_cast<std::int64_t>(ops.size()) || ops.size() > 64))
       return fail(prefix + "N: the ops are not numbered 0 … " + std::to_string(ops.size() - 1));
     DcAeStage stage;
@@ -69,9 +69,8 @@ Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& sid
         if (q->size() != 4) return fail(p + "context_module.main.qkv.conv.weight: expected 4 dimensions");
         kinds.push_back(DcOp::Evit);
         stage.width = (*q)[1];
-        const auto scales =
-            dcIndices(shapes, std::regex(std::regex_replace(p, std::regex(R"(\.)"), R"(\.)") +
-                                         R"(context_module\.main\.aggreg\.(\d+)\.0\.weight)"));
+        const auto scales = dcIndices(shapes, std::regex(std::regex_replace(p, std::regex(R"(\.)"), R"(\.)") +
+                                                         R"(context_module\.main\.aggreg\.(\d+)\.0\.weight)"));
         if (scales.empty()) {
           blockTypes.insert("EViT_GLU");
         } else {
@@ -90,7 +89,8 @@ Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& sid
       } else {
         // The resampling op: the encoder's last op of a stage, the decoder's first.
         const bool strided = findShape(shapes, p + "main.conv.weight") != nullptr;
-        const auto* w = strided ? findShape(shapes, p + "main.conv.weight") : findShape(shapes, p + "main.conv.conv.weight");
+        const auto* w =
+            strided ? findShape(shapes, p + "main.conv.weight") : findShape(shapes, p + "main.conv.conv.weight");
         if (!w || w->size() != 4)
           return fail(p + "…: neither a ResBlock (main.conv1), an EfficientViT block (context_module) nor a " +
                       (encoder ? "down" : "up") + "-sampling block (main.conv)");
@@ -173,8 +173,9 @@ Result<NamedTensors> dcAeFromDiffusers(const NamedTensors& tensors) {
     at::Tensor value = tensor;
     if (std::regex_match(name, m, blockRe)) {
       const bool encoder = m[1].str()[0] == 'e';
-      const std::string stage = m[2].str(), block = (encoder ? "encoder" : "decoder") + std::string(".stages.") +
-                                                         stage + ".op_list." + m[3].str() + ".",
+      const std::string stage = m[2].str(),
+                        block = (encoder ? "encoder" : "decoder") + std::string(".stages.") + stage + ".op_list." +
+                                m[3].str() + ".",
                         rest = m[4].str();
       std::smatch a;
       static const std::regex qkvRe(R"(attn\.to_([qkv])\.weight)");
@@ -238,7 +239,8 @@ Result<NamedTensors> dcAeFromDiffusers(const NamedTensors& tensors) {
 }
 
 bool looksLikeDcAe(const TensorShapes& shapes) {
-  const bool original = findShape(shapes, "decoder.project_in.main.conv.weight") && hasPrefix(shapes, "encoder.stages.");
+  const bool original =
+      findShape(shapes, "decoder.project_in.main.conv.weight") && hasPrefix(shapes, "encoder.stages.");
   static const std::regex diffusersBlock(R"(encoder\.down_blocks\.\d+\.\d+\..*)");
   bool diffusers = false;
   if (findShape(shapes, "decoder.norm_out.weight"))
@@ -265,7 +267,8 @@ Result<ImportedAutoencoder> importDcAe(const NamedTensors& raw) {
   auto need = [&](const std::string& key) -> Result<std::vector<std::int64_t>> {
     const auto* s = findShape(shapes, key);
     if (!s) return fail("not a DC-AE: tensor '" + key + "' is missing");
-    if (s->size() != 4) return fail("tensor '" + key + "' has " + std::to_string(s->size()) + " dimensions, expected 4");
+    if (s->size() != 4)
+      return fail("tensor '" + key + "' has " + std::to_string(s->size()) + " dimensions, expected 4");
     for (auto d : *s)
       if (d < 1) return fail("tensor '" + key + "' has an empty dimension");
     return *s;
@@ -285,8 +288,8 @@ Result<ImportedAutoencoder> importDcAe(const NamedTensors& raw) {
   c.decoder = dec->stages;
   c.headDim = enc->headDim ? enc->headDim : dec->headDim ? dec->headDim : 32;
   if (enc->headDim && dec->headDim && enc->headDim != dec->headDim)
-    return fail("the encoder's attention head dimension " + std::to_string(enc->headDim) + " differs from the decoder's " +
-                std::to_string(dec->headDim));
+    return fail("the encoder's attention head dimension " + std::to_string(enc->headDim) +
+                " differs from the decoder's " + std::to_string(dec->headDim));
 
   // Projections: channels in and out, and the first stage's width where it has no blocks.
   const bool encConv = findShape(shapes, "encoder.project_in.conv.weight") != nullptr;
@@ -320,7 +323,7 @@ Result<ImportedAutoencoder> importDcAe(const NamedTensors& raw) {
     if (c.decoder[s].depth == 0) continue;
     auto w = need("decoder.stages." + std::to_string(s) + ".op_list.0.main.conv.conv.weight");
     if (!w) return fail(w.error());
-    const std::string type = (*w)[0] == c.decoder[s].width         ? "InterpolateConv"
+    const std::string type = (*w)[0] == c.decoder[s].width       ? "InterpolateConv"
                              : (*w)[0] == 4 * c.decoder[s].width ? "ConvPixelShuffle"
                                                                  : "";
     if (type.empty() || (!up.empty() && up != type))
@@ -330,9 +333,11 @@ Result<ImportedAutoencoder> importDcAe(const NamedTensors& raw) {
     up = type;
   }
   const bool decConv = findShape(shapes, "decoder.project_out.op_list.2.conv.weight") != nullptr;
-  auto dout = need(decConv ? "decoder.project_out.op_list.2.conv.weight" : "decoder.project_out.op_list.2.conv.conv.weight");
+  auto dout =
+      need(decConv ? "decoder.project_out.op_list.2.conv.weight" : "decoder.project_out.op_list.2.conv.conv.weight");
   if (!dout) return fail(dout.error());
-  if (c.decoder[0].depth == 0 && up.empty()) up = (*dout)[0] == 4 * c.inChannels ? "ConvPixelShuffle" : "InterpolateConv";
+  if (c.decoder[0].depth == 0 && up.empty())
+    up = (*dout)[0] == 4 * c.inChannels ? "ConvPixelShuffle" : "InterpolateConv";
   c.upsample = up.empty() ? "InterpolateConv" : up;
   c.outNorm = findShape(shapes, "decoder.project_out.op_list.0.running_mean") ? "bn2d" : "trms2d";
   c.outAct = "relu";

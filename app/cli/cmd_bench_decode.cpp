@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// tessera-cli bench decode --model AE|sd-kl-f8 --size WxH [--tile N]: an autoencoder's
-// decode time and peak memory, as JSON lines (one per size). "sd-kl-f8" is Stable
-// Diffusion's KL-f8 architecture with random weights, for timing without a download.
+// tessera-cli bench decode --model AE|sd-kl-f8|dc-f32c32 --size WxH [--tile N]: an
+// autoencoder's decode time and peak memory, as JSON lines (one per size). "sd-kl-f8" is
+// Stable Diffusion's KL-f8 architecture and "dc-f32c32" DC-AE's sana f32c32 (NiT's), both
+// with random weights, for timing without a download.
 #include "app/cli/command.h"
 #include "core/system/blas.h"
 #include "core/system/system_info.h"
 #include "engine/checkpoint_import.h"
 #include "models/autoencoders/autoencoder.h"
+#include "models/autoencoders/dcae/dcae.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -34,6 +36,15 @@ Result<LoadedAutoencoder> benchAutoencoder(const std::string& model) {
     LoadedAutoencoder ae;
     ae.network = *net;
     ae.scaling = {0.18215, 0.0};
+    return ae;
+  }
+  if (model == "dc-f32c32") {
+    auto net = autoencoderRegistry().create("dc", DcAeConfig::f32c32("sana").toJson());
+    if (!net) return fail(net.error());
+    (*net)->eval();
+    LoadedAutoencoder ae;
+    ae.network = *net;
+    ae.scaling = {0.41407, 0.0};
     return ae;
   }
   return loadAnyAutoencoder(model);
@@ -93,7 +104,8 @@ Command addBenchDecode(CLI::App& bench, const GlobalOptions&) {
   auto* sub = bench.add_subcommand("decode", "An autoencoder's decode: seconds and peak memory per picture size");
   auto o = std::make_shared<BenchDecodeOptions>();
   sub->add_option("--model", o->model,
-                  "Autoencoder file, model file with one, official checkpoint, or sd-kl-f8 (SD's VAE, random weights)")
+                  "Autoencoder file, model file with one, official checkpoint, sd-kl-f8 (SD's VAE) or dc-f32c32 "
+                  "(DC-AE sana f32c32, NiT's), the last two with random weights")
       ->required();
   sub->add_option("--size", o->sizes, "Picture sizes WxH in pixels")->delimiter(',')->capture_default_str();
   addDecodeTileOptions(sub, o->tile, o->overlap);

@@ -210,6 +210,24 @@ private Q_SLOTS:
     QCOMPARE(png->image.height, std::int64_t{64});
   }
 
+  void benchDecodeTimesThePresets() {
+    for (const char* preset : {"sd-kl-f8", "dc-f32c32"}) {
+      tessera::test::Run r = cli({QStringLiteral("bench"), QStringLiteral("decode"), QStringLiteral("--model"),
+                                  QString::fromLatin1(preset), QStringLiteral("--size"), QStringLiteral("64x32"),
+                                  QStringLiteral("--repeats"), QStringLiteral("1")});
+      QVERIFY2(r.code == 0, r.err.constData());
+      const QJsonObject j = json(r.out);
+      QCOMPARE(j[QStringLiteral("kind")].toString(), QString::fromLatin1(preset[0] == 's' ? "kl" : "dc"));
+      QCOMPARE(j[QStringLiteral("width")].toInt(), 64);
+      QCOMPARE(j[QStringLiteral("height")].toInt(), 32);
+      QVERIFY(j[QStringLiteral("seconds_min")].toDouble() > 0);
+    }
+    tessera::test::Run r = cli({QStringLiteral("bench"), QStringLiteral("decode"), QStringLiteral("--model"),
+                                QStringLiteral("dc-f32c32"), QStringLiteral("--size"), QStringLiteral("48x48")});
+    QCOMPARE(r.code, 2);
+    QVERIFY2(r.err.contains("not a multiple of the autoencoder's downsampling 32"), r.err.constData());
+  }
+
   void refusalsWriteNothing() {
     // An autoencoder whose latent does not fit the backbone: VQ makes 3 channels, the DiT takes 4.
     tessera::test::Run r = cli({QStringLiteral("import"), QStringLiteral("--from"), QStringLiteral("dit"),

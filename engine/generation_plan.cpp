@@ -280,8 +280,10 @@ double estimateGenerationBytes(const LoadedModel& model, const ModelTraits& trai
       const double t = static_cast<double>(layer.gridH) * static_cast<double>(layer.gridW);
       attention = std::max(attention, static_cast<double>(layer.heads) * t * t * kFloat * 2.0);
     }
-  const double activations = 16.0 * field("hidden_size") * tokens * kFloat;  // q, k, v, MLP, residuals
-  const double sampler = 8.0 * pixels * kFloat;                              // x, predictions, history
+  // q, k, v, MLP, residuals of a transformer; the backbone's own count where it has one (the U-Net's skips).
+  std::optional<double> own = model.backbone ? model.backbone->activationValues(height, width) : std::nullopt;
+  const double activations = (own ? *own : 16.0 * field("hidden_size") * tokens) * kFloat;
+  const double sampler = 8.0 * pixels * kFloat;  // x, predictions, history
   return results + samples * (attention + activations + sampler);
 }
 

@@ -83,6 +83,13 @@ public:
   virtual std::optional<double> forwardFlops(std::int64_t /*height*/, std::int64_t /*width*/) const {
     return std::nullopt;
   }
+  /// The values (floats) one inference forward pass of one H × W image holds at its peak,
+  /// attention scores aside, where the backbone knows them better than the token formula
+  /// of estimateGenerationBytes (engine/generation_plan.h): a U-Net keeps every encoder
+  /// output for its skips.
+  virtual std::optional<double> activationValues(std::int64_t /*height*/, std::int64_t /*width*/) const {
+    return std::nullopt;
+  }
 };
 
 }  // namespace tessera

@@ -844,6 +844,39 @@ std::optional<double> UNetImpl::forwardFlops(std::int64_t height, std::int64_t w
   return flops;
 }
 
+std::optional<double> UNetImpl::activationValues(std::int64_t height, std::int64_t width) const {
+  auto plan = makeUNetPlan(m_config);
+  if (!plan) return std::nullopt;
+  auto cells = [&](std::int64_t factor) {
+    return static_cast<double>(height / factor) * static_cast<double>(width / factor);
+  };
+  // Every input block's output is kept until its output block takes it (the skips); the
+  // layer working on the most values needs a few more tensors of its size at once (its
+  // input with the skip concatenated, the normalised input, the convolution's output, the
+  // residual sum): six, counted on its larger side.
+  double skips = 0, work = 0;
+  for (const auto& b : plan->input) {
+    std::int64_t channels = 0, outFactor = b.factor;
+    for (const auto& s : b.layers) {
+      const bool res = s.kind == UNetLayerSpec::Kind::Res || s.kind == UNetLayerSpec::Kind::InputConv;
+      channels = res ? s.out : s.in;
+      if (s.kind == UNetLayerSpec::Kind::Down || s.resample == UNetResBlock::Resample::Down) outFactor = b.factor * 2;
+      work = std::max(work, 6.0 * static_cast<double>(std::max(s.in, s.out)) * cells(b.factor));
+    }
+    skips += static_cast<double>(channels) * cells(outFactor);
+  }
+  auto working = [&](const UNetBlockSpec& b) {
+    for (const auto& s : b.layers) {
+      const bool up = s.kind == UNetLayerSpec::Kind::Up || s.resample == UNetResBlock::Resample::Up;
+      const double grid = up && b.factor > 1 ? cells(b.factor / 2) : cells(b.factor);
+      work = std::max(work, 6.0 * static_cast<double>(std::max(s.in, s.out)) * grid);
+    }
+  };
+  working(plan->middle);
+  for (const auto& b : plan->output) working(b);
+  return skips + work;
+}
+
 std::vector<AttentionLayerInfo> UNetImpl::attentionLayers(std::int64_t height, std::int64_t width) const {
   std::vector<AttentionLayerInfo> out;
   for (const auto& s : m_sites) {

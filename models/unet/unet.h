@@ -215,6 +215,7 @@ public:
   std::vector<AttentionLayerInfo> attentionLayers(std::int64_t height, std::int64_t width) const override;
   /// Every convolution, linear layer and attention product at its own resolution.
   std::optional<double> forwardFlops(std::int64_t height, std::int64_t width) const override;
+  std::optional<double> activationValues(std::int64_t height, std::int64_t width) const override;
 
   /// The reference forward(x, timesteps, context, y) with the class conditioning of this
   /// configuration derived from `y` (the class embedder's output, or label_emb).

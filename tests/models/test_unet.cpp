@@ -314,6 +314,22 @@ private Q_SLOTS:
     QCOMPARE(out.abs().max().item<double>(), 0.0);
   }
 
+  // The memory estimate counts what ADM's forward keeps: every input block's output for
+  // the skips, plus the widest layer's working tensors (six of its size). Here, at 8×8:
+  // skips conv_in 32·64, res 32·64, down 32·16, res 64·16 = 5632 values; the widest layer
+  // is the first full-size output ResBlock, 64 + 32 channels in: 6·96·64 = 36864.
+  void activationEstimateCountsTheSkips() {
+    const Config cfg = Config::fromJson(
+        nlohmann::json::parse(
+            R"({"image_size":8,"in_channels":1,"out_channels":1,"model_channels":32,"num_res_blocks":1,"channel_mult":[1,2],"attention_resolutions":[],"class_conditioning":"none","use_spatial_transformer":false,"context_dim":0})"),
+        "test");
+    auto c = UNetConfig::fromConfig(cfg, "", UNetConfig());
+    QVERIFY2(c, c ? "" : c.error().message().c_str());
+    UNetImpl net(*c);
+    QCOMPARE(net.activationValues(8, 8).value_or(0), 5632.0 + 36864.0);
+    QCOMPARE(net.activationValues(16, 32).value_or(0), 8.0 * (5632.0 + 36864.0));  // the cells, 8× as many
+  }
+
   // A grid the down-sampling cannot halve is refused with the nearest valid sizes.
   void refusesSizesItCannotHalve() {
     const auto* entry = backboneRegistry().find("unet");

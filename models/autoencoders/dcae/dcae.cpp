@@ -381,10 +381,12 @@ Result<DcAeConfig> DcAeConfig::fromJson(const nlohmann::json& j, const std::stri
     const std::string at = where + "." + name;
     if (!j.contains(name) || !j[name].is_object()) return fail(where + ": field '" + name + "': expected an object");
     const nlohmann::json& s = j[name];
-    for (const auto& [key, value] : s.items())
+    for (const auto& item : s.items()) {
+      const std::string key = item.key();  // (a lambda cannot capture a structured binding before C++20)
       if (!oneOf(key, {"width_list", "depth_list", "block_type", "norm", "act"}) &&
           std::none_of(extra.begin(), extra.end(), [&](const char* e) { return key == e; }))
         return fail(at + ": unknown field '" + key + "'");
+    }
     for (const char* key : {"width_list", "depth_list"})
       if (!s.contains(key) || !s[key].is_array() || s[key].empty() || s[key].size() > 10)
         return fail(at + ": field '" + key + "': expected a list of 1-10 integers");

@@ -143,6 +143,10 @@ struct BackboneEntry {
   /// What a new model of this kind trained here sets beyond the table's defaults (the
   /// New job dialog; e.g. FiTv2's q/k LayerNorm).
   nlohmann::json scratch = nlohmann::json::object();
+  /// The network sizes the New job dialog offers for a new model of this kind: a label and
+  /// the configuration keys it sets (over `scratch`). Empty: the dialog's transformer sizes
+  /// (patch, width, depth, heads) where the table has those keys.
+  std::vector<std::pair<std::string, nlohmann::json>> sizes;
   /// The names and shapes of the state dict a configuration builds, computed without
   /// building it, so that a model file is checked before anything is allocated (empty:
   /// only the coarse size check applies).

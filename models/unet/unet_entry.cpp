@@ -111,10 +111,11 @@ void registerBackbone_unet(BackboneRegistry& registry) {
   e.capabilities.learnedSigma = true;
   e.capabilities.predictions = {Prediction::Epsilon, Prediction::V, Prediction::Sample};
   e.config = UNetConfig::table().schema(defaults, read);
-  // A new model trained here (the New job dialog): ADM-style, about dit-fashion's parameter count at 28×28.
+  // A new model trained here (the New job dialog): ADM-style; the Small size, about
+  // dit-fashion's parameter count at 28×28 (1.96 M with ten classes and the null row).
   e.scratch = {{"model_channels", 32},
-               {"channel_mult", {1, 2, 2}},
-               {"num_res_blocks", 2},
+               {"channel_mult", {1, 2, 3}},
+               {"num_res_blocks", 1},
                {"attention_resolutions", {2, 4}},
                {"num_heads", 1},
                {"num_head_channels", 32},
@@ -122,6 +123,18 @@ void registerBackbone_unet(BackboneRegistry& registry) {
                {"class_conditioning", "label_emb"},
                {"use_spatial_transformer", false},
                {"context_dim", 0}};
+  // Counted with guided-diffusion's UNetModel at ten classes (plus our null row of the
+  // time-embedding width): 0.76 M, 1.96 M, 7.28 M.
+  e.sizes = {
+      {"Tiny: 32 channels × 1, 2; one block per level (≈0.76 M; minutes)",
+       {{"model_channels", 32}, {"channel_mult", {1, 2}}, {"num_res_blocks", 1}, {"attention_resolutions", {2}}}},
+      {"Small: 32 channels × 1, 2, 3; one block per level (1.96 M, as dit-fashion)",
+       {{"model_channels", 32}, {"channel_mult", {1, 2, 3}}, {"num_res_blocks", 1}, {"attention_resolutions", {2, 4}}}},
+      {"Medium: 64 channels × 1, 2, 2; two blocks per level (≈7.3 M)",
+       {{"model_channels", 64},
+        {"channel_mult", {1, 2, 2}},
+        {"num_res_blocks", 2},
+        {"attention_resolutions", {2, 4}}}}};
   e.importer.recognises = [](const TensorShapes& shapes) { return recognisesUNet(shapes); };
   e.importer.sources = {"ldm", "adm"};
   e.importer.process = [](const nlohmann::json& config) { return processFor(config, nullptr); };

@@ -276,6 +276,32 @@ private Q_SLOTS:
     if (!m_window) openWindow();
   }
 
+  // The New job dialog's sizes belong to the backbone: a U-Net's are channels and levels,
+  // a DiT's width and depth, and the chosen one is what the job trains.
+  void networkSizesFollowTheBackbone() {
+    NewJobDialog d({});
+    auto* backbone = child<QComboBox>(&d, "backbone");
+    auto* size = child<QComboBox>(&d, "networkSize");
+    backbone->setCurrentText(QStringLiteral("unet"));
+    QCOMPARE(size->count(), 3);
+    QVERIFY2(size->currentText().startsWith(QStringLiteral("Small")) &&
+                 size->currentText().contains(QStringLiteral("channels")),
+             qPrintable(size->currentText()));
+    size->setCurrentIndex(0);
+    QJsonObject config = d.spec().config[QStringLiteral("model")].toObject()[QStringLiteral("config")].toObject();
+    QCOMPARE(config[QStringLiteral("channel_mult")].toArray(), (QJsonArray{1, 2}));
+    QCOMPARE(config[QStringLiteral("num_res_blocks")].toInt(), 1);
+    QCOMPARE(config[QStringLiteral("class_conditioning")].toString(), QStringLiteral("label_emb"));  // scratch kept
+    QVERIFY(!config.contains(QStringLiteral("hidden_size")));
+    backbone->setCurrentText(QStringLiteral("dit"));
+    QCOMPARE(size->count(), 3);
+    QCOMPARE(size->currentIndex(), 0);  // the position is kept: Tiny
+    QVERIFY2(size->currentText().contains(QStringLiteral("width 64")), qPrintable(size->currentText()));
+    config = d.spec().config[QStringLiteral("model")].toObject()[QStringLiteral("config")].toObject();
+    QCOMPARE(config[QStringLiteral("hidden_size")].toInt(), 64);
+    QVERIFY(!config.contains(QStringLiteral("channel_mult")));
+  }
+
   void aTrainerBeingLaunchedCountsAsAlive() {
     // Between fork and execve a launched trainer is a copy of the studio, with the
     // studio's command line. It must count as alive: a poll that fell in that window on a

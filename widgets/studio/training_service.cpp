@@ -81,6 +81,31 @@ QJsonObject backboneScratchConfig(const QString& backbone) {
   return e && e->scratch.is_object() ? qjson(e->scratch) : QJsonObject();
 }
 
+QVector<QPair<QString, QJsonObject>> backboneSizes(const QString& backbone) {
+  QVector<QPair<QString, QJsonObject>> out;
+  const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
+  if (!e) return out;
+  for (const auto& [label, keys] : e->sizes) out.append({qs(label), qjson(keys)});
+  if (!out.isEmpty() || !backboneHasFields(backbone, {QStringLiteral("patch_size"), QStringLiteral("hidden_size"),
+                                                      QStringLiteral("depth"), QStringLiteral("num_heads")}))
+    return out;
+  struct Transformer {
+    const char* label;
+    int patch, width, depth, heads;
+  };
+  static const Transformer sizes[] = {
+      {"Tiny: width 64, depth 2 (≈0.15 M; minutes)", 4, 64, 2, 2},
+      {"Small: width 128, depth 6 (1.87 M; the shipped models)", 4, 128, 6, 4},
+      {"Medium: width 256, depth 8 (≈6.5 M)", 4, 256, 8, 4},
+  };
+  for (const auto& s : sizes)
+    out.append({QString::fromUtf8(s.label), QJsonObject{{QStringLiteral("patch_size"), s.patch},
+                                                        {QStringLiteral("hidden_size"), s.width},
+                                                        {QStringLiteral("depth"), s.depth},
+                                                        {QStringLiteral("num_heads"), s.heads}}});
+  return out;
+}
+
 QJsonObject backboneBaseConfig(const QString& backbone) {
   const BackboneEntry* e = backboneRegistry().find(backbone.toStdString());
   if (!e || !e->tiny.contains("config")) return {};

@@ -6,6 +6,7 @@
 
 #include <QJsonObject>
 #include <QJsonValue>
+#include <QPair>
 #include <QString>
 #include <QStringList>
 #include <QVector>
@@ -45,6 +46,11 @@ bool backboneHasFields(const QString& backbone, const QStringList& keys);
 /// What a new model of the backbone sets beyond its table's defaults (the registry
 /// entry's scratch settings; empty for most).
 QJsonObject backboneScratchConfig(const QString& backbone);
+
+/// The network sizes a new model of the backbone is offered in (label, configuration keys):
+/// the registry entry's own, else a transformer's patch/width/depth/heads choices where its
+/// table has those keys, else none.
+QVector<QPair<QString, QJsonObject>> backboneSizes(const QString& backbone);
 
 /// A backbone's tiny configuration less the keys the trainer fills from the data (the
 /// starting point for backbones the dialog has no sizes for, such as a plugin's).

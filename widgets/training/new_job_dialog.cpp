@@ -21,6 +21,7 @@
 #include <QProcess>
 #include <QPushButton>
 #include <QRadioButton>
+#include <QSignalBlocker>
 #include <QSpinBox>
 #include <QStandardItemModel>
 #include <QTemporaryFile>
@@ -33,22 +34,6 @@
 
 namespace tessera {
 namespace {
-
-/// Network sizes, offered for the backbones whose configuration has the keys they set
-/// (offersSizes).
-struct SizeChoice {
-  const char* label;
-  int patch, width, depth, heads;
-};
-const SizeChoice kSizes[] = {
-    {"Tiny: width 64, depth 2 (≈0.15 M; minutes)", 4, 64, 2, 2},
-    {"Small: width 128, depth 6 (1.87 M; the shipped models)", 4, 128, 6, 4},
-    {"Medium: width 256, depth 8 (≈6.5 M)", 4, 256, 8, 4},
-};
-bool offersSizes(const QString& backbone) {
-  return backboneHasFields(backbone, {QStringLiteral("patch_size"), QStringLiteral("hidden_size"),
-                                      QStringLiteral("depth"), QStringLiteral("num_heads")});
-}
 
 }  // namespace
 
@@ -117,7 +102,7 @@ void NewJobDialog::buildUi() {
   m_backbone->setCurrentText(defaultBackbone());
   m_size = new QComboBox(this);
   m_size->setObjectName(QStringLiteral("networkSize"));
-  for (const auto& s : kSizes) m_size->addItem(QString::fromUtf8(s.label));
+  fillSizes();
   auto* net = new QHBoxLayout;
   net->addWidget(m_backbone);
   net->addWidget(m_size, 1);
@@ -305,11 +290,23 @@ void NewJobDialog::browseFolder() {
   onDataChanged();
 }
 
+void NewJobDialog::fillSizes() {
+  // The sizes belong to the backbone (a U-Net's are channels and levels, a DiT's width and
+  // depth): refilled when it changes, keeping the position (Tiny, Small, ...) where it can.
+  const auto sizes = backboneSizes(m_backbone->currentText());
+  const int keep = m_size->currentIndex() >= 0 ? m_size->currentIndex() : 1;
+  const QSignalBlocker block(m_size);
+  m_size->clear();
+  for (const auto& [label, keys] : sizes) m_size->addItem(label, keys);
+  if (!sizes.isEmpty()) m_size->setCurrentIndex(std::min(keep, static_cast<int>(sizes.size()) - 1));
+}
+
 void NewJobDialog::updateEnabled() {
   const bool scratch = m_scratch->isChecked();
   m_initModel->setEnabled(!scratch);
   m_backbone->setEnabled(scratch);
-  m_size->setEnabled(scratch && offersSizes(m_backbone->currentText()));
+  if (sender() == m_backbone) fillSizes();
+  m_size->setEnabled(scratch && m_size->count() > 0);
   m_process->setEnabled(scratch);
   // Resolution modes the backbone can take (for fine-tuning: the model's backbone).
   QString backbone = m_backbone->currentText();
@@ -355,19 +352,12 @@ QString NewJobDialog::specProblem() const {
 QJsonObject NewJobDialog::modelSection() const {
   const QString backbone = m_backbone->currentText();
   const QString process = m_process->currentData().toString();
-  QJsonObject config;
-  if (offersSizes(backbone)) {
-    const SizeChoice& s = kSizes[std::max(0, m_size->currentIndex())];
-    config = {{QStringLiteral("patch_size"), s.patch},
-              {QStringLiteral("hidden_size"), s.width},
-              {QStringLiteral("depth"), s.depth},
-              {QStringLiteral("num_heads"), s.heads}};
-  } else {
-    // A backbone without those keys (a plugin's): its tiny configuration, less what the data decides.
-    config = backboneBaseConfig(backbone);
-  }
+  // A backbone without sizes (a plugin's): its tiny configuration, less what the data decides.
+  QJsonObject config = m_size->count() > 0 ? QJsonObject() : backboneBaseConfig(backbone);
   const QJsonObject scratch = backboneScratchConfig(backbone);
   for (auto it = scratch.begin(); it != scratch.end(); ++it) config[it.key()] = it.value();
+  const QJsonObject size = m_size->currentData().toJsonObject();  // the chosen size over the scratch settings
+  for (auto it = size.begin(); it != size.end(); ++it) config[it.key()] = it.value();
   // What the process needs, where the backbone's configuration takes it.
   const bool learnSigma = process == QLatin1String("ddpm-learned");
   const QString prediction =

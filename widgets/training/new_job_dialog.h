@@ -46,6 +46,7 @@ Q_SIGNALS:
 private:
   void buildUi();
   void updateEnabled();
+  void fillSizes();
   void onDataChanged();
   void setClasses(const QStringList& names);
   void browseFolder();

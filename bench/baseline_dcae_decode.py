@@ -37,13 +37,7 @@ def main():
     dc_ae, _, _ = fixtures.load_official(official, fixtures.write_stubs(official))
     if args.threads:
         torch.set_num_threads(args.threads)
-    _, dotlist = fixtures.official_dotlist(official, "dc-ae-f32c32-sana-1.0")
-    top = {k: v for k, v in dotlist.items() if "." not in k}
-    enc = {k[len("encoder."):]: v for k, v in dotlist.items() if k.startswith("encoder.")}
-    dec = {k[len("decoder."):]: v for k, v in dotlist.items() if k.startswith("decoder.")}
-    cfg = dc_ae.DCAEConfig(**top)
-    cfg.encoder = dc_ae.EncoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **enc)
-    cfg.decoder = dc_ae.DecoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **dec)
+    cfg, _ = fixtures.official_config(dc_ae, official, "dc-ae-f32c32-sana-1.0")
     torch.manual_seed(0)
     model = dc_ae.DCAE(cfg).eval()
     z = torch.randn(1, 32, args.size // 32, args.size // 32, generator=torch.Generator().manual_seed(0))

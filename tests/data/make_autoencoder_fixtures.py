@@ -98,7 +98,7 @@ import sys
 
 import torch
 
-from make_dit_fixtures import write_safetensors  # F32 / I64 writer, the stdlib dtype order
+from make_dit_fixtures import read_safetensors, write_safetensors  # F32 / I64, the stdlib dtype order
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "autoencoders")
@@ -167,24 +167,6 @@ def write_stubs(official):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
-
-
-def read_safetensors(path):
-    codes = {"F32": ("f", torch.float32), "I64": ("q", torch.int64)}
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n].decode())
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        code, dtype = codes[info["dtype"]]
-        begin, end = info["data_offsets"]
-        count = (end - begin) // struct.calcsize(code)
-        values = struct.unpack("<%d%s" % (count, code), data[8 + n + begin:8 + n + end])
-        out[name] = torch.tensor(values, dtype=dtype).reshape(info["shape"])
-    return out
 
 
 def randomise(model, overrides=None):

@@ -177,7 +177,7 @@ from typing import Any, Dict
 
 import torch
 
-from make_dit_fixtures import write_safetensors  # F32 / I64 writer, the stdlib dtype order
+from make_dit_fixtures import read_safetensors, write_safetensors  # F32 / I64, the stdlib dtype order
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "dcae")
@@ -420,31 +420,11 @@ def official_dotlist(official, name):
     raise KeyError(name)
 
 
-def full_counts(dc_ae, official, template):
-    """Parameter and state-dict tensor counts of the full official f32c32 network (its own config, unchanged)."""
+def official_config(dc_ae, official, template, changes=None):
+    """The DCAEConfig of the official cfg_str of `template` with `changes` (dotted keys) applied,
+    and the cfg_str."""
     text, dotlist = official_dotlist(official, template)
-    top = {k: v for k, v in dotlist.items() if "." not in k}
-    enc = {k[len("encoder."):]: v for k, v in dotlist.items() if k.startswith("encoder.")}
-    dec = {k[len("decoder."):]: v for k, v in dotlist.items() if k.startswith("decoder.")}
-    cfg = dc_ae.DCAEConfig(**top)
-    cfg.encoder = dc_ae.EncoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **enc)
-    cfg.decoder = dc_ae.DecoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **dec)
-    model = dc_ae.DCAE(cfg)
-    counts = collections.OrderedDict([("template", template), ("cfg_str", text),
-                                      ("parameters", sum(p.numel() for p in model.parameters())),
-                                      ("tensors", len(model.state_dict()))])
-    del model
-    return counts
-
-
-def build_config(dc_ae, official, spec):
-    text, dotlist = official_dotlist(official, spec["template"])
-    changes = collections.OrderedDict([
-        ("latent_channels", spec["latent_channels"]),
-        ("encoder.width_list", spec["widths"]), ("encoder.depth_list", spec["encoder_depths"]),
-        ("decoder.width_list", spec["widths"]), ("decoder.depth_list", spec["decoder_depths"]),
-    ])
-    for key, value in changes.items():
+    for key, value in (changes or {}).items():
         assert key in dotlist, key
         dotlist[key] = value
     top = {k: v for k, v in dotlist.items() if "." not in k}
@@ -456,6 +436,27 @@ def build_config(dc_ae, official, spec):
     # "${..latent_channels}", which OmegaConf resolves to the top-level values: done here directly.
     cfg.encoder = dc_ae.EncoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **enc)
     cfg.decoder = dc_ae.DecoderConfig(in_channels=cfg.in_channels, latent_channels=cfg.latent_channels, **dec)
+    return cfg, text
+
+
+def full_counts(dc_ae, official, template):
+    """Parameter and state-dict tensor counts of the full official f32c32 network (its own config, unchanged)."""
+    cfg, text = official_config(dc_ae, official, template)
+    model = dc_ae.DCAE(cfg)
+    counts = collections.OrderedDict([("template", template), ("cfg_str", text),
+                                      ("parameters", sum(p.numel() for p in model.parameters())),
+                                      ("tensors", len(model.state_dict()))])
+    del model
+    return counts
+
+
+def build_config(dc_ae, official, spec):
+    changes = collections.OrderedDict([
+        ("latent_channels", spec["latent_channels"]),
+        ("encoder.width_list", spec["widths"]), ("encoder.depth_list", spec["encoder_depths"]),
+        ("decoder.width_list", spec["widths"]), ("decoder.depth_list", spec["decoder_depths"]),
+    ])
+    cfg, text = official_config(dc_ae, official, spec["template"], changes)
     return cfg, text, changes
 
 
@@ -822,22 +823,6 @@ def case(dc_ae, ops, official, name):
     with open(os.path.join(OUT, name + ".json"), "w") as f:
         f.write(text + "\n")
     return state, converted, tensors
-
-
-def read_safetensors(path):
-    codes = {"F32": ("f", torch.float32), "I64": ("q", torch.int64)}
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n].decode())
-    out = {}
-    for name, info in header.items():
-        code, dtype = codes[info["dtype"]]
-        begin, end = info["data_offsets"]
-        count = (end - begin) // struct.calcsize(code)
-        values = struct.unpack("<%d%s" % (count, code), data[8 + n + begin:8 + n + end])
-        out[name] = torch.tensor(values, dtype=dtype).reshape(info["shape"])
-    return out
 
 
 def check_outputs(results):

@@ -241,7 +241,7 @@ import numpy as np
 import torch
 
 from make_dit_fixtures import write_safetensors  # F32 / I64 writer, the stdlib dtype order
-from make_autoencoder_fixtures import read_safetensors
+from make_dit_fixtures import read_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "unet")

@@ -183,7 +183,10 @@ Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json&
 }
 
 at::Tensor fitPreviewMap(AutoencoderImpl& ae, std::int64_t samples, std::uint64_t seed) {
-  const std::int64_t f = ae.downsampling(), side = 8 * f, c = ae.imageChannels();
+  // 8×8 latent cells per image; 4×4 for the deep compressors (f32: DC-AE), whose encoder is
+  // costly at 256 pixels a side and whose 16 cells per image still give 16 times more rows
+  // than a 32-channel latent has unknowns.
+  const std::int64_t f = ae.downsampling(), side = (f >= 16 ? 4 : 8) * f, c = ae.imageChannels();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   // Smooth random colour fields (a 4×4 grid of colours, bilinearly enlarged): colour
   // over areas larger than one latent cell, which is what a preview has to get right.

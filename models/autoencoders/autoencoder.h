@@ -139,8 +139,9 @@ Result<LoadedAutoencoder> loadAutoencoderFile(const std::string& path);
 Result<void> writeAutoencoderFile(const std::string& path, const nlohmann::json& description,
                                   const NamedTensors& weights);
 
-/// Fits the fast preview map: least squares from latents to the decoded images averaged
-/// over each latent cell, on `samples` random-colour images encoded and decoded by `ae`.
+/// Fits the fast preview map: least squares from latents to the images averaged over each
+/// latent cell, on `samples` random-colour images (8×8 latent cells each; 4×4 where f ≥ 16)
+/// encoded by `ae`.
 /// Returns (3, C + 1).
 at::Tensor fitPreviewMap(AutoencoderImpl& ae, std::int64_t samples = 16, std::uint64_t seed = 0);
 /// The same fit on given images (N, imageChannels, H, W) in [-1, 1], H and W multiples of

@@ -9,6 +9,8 @@
 #include "widgets/gallery/gallery_panel.h"
 #include "widgets/generate/aspect_histogram.h"
 #include "widgets/generate/generate_panel.h"
+#include "widgets/studio/import_service.h"
+#include "widgets/studio/studio_service.h"
 #include "widgets/main_window/main_window.h"
 #include "tests/widgets/studio_test_support.h"
 #include "widgets/theme.h"
@@ -17,6 +19,7 @@
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDir>
 #include <QDockWidget>
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
@@ -384,6 +387,44 @@ private Q_SLOTS:
     t->setShowChannels(false);
     shoot(m_window.get(), "studio-latent.png");
     shoot(t, "timeline-latent.png");
+  }
+
+  // NiT as its authors pair it, with a DC-AE (here the tiny fixtures of both, random
+  // weights): imported through the import dialog's service into the user's folder, it
+  // generates f32 pictures on the canvas, and the timeline previews its 4-channel latents.
+  void nitWithItsDcAeGeneratesPictures() {
+    const QString data = QStringLiteral(TESSERA_TEST_DATA_DIR);
+    ImportSettings settings;
+    settings.in = data + QStringLiteral("/nit/nit_p1.pt");
+    settings.from = QStringLiteral("nit");
+    settings.heads = 2;
+    settings.autoencoder = data + QStringLiteral("/dcae/sana_original.safetensors");
+    const ImportPreview preview = previewImport(settings);
+    QVERIFY2(preview.error.isEmpty(), qPrintable(preview.error));
+    QVERIFY(!preview.latent);  // it has its autoencoder: pictures
+    QDir().mkpath(userModelFolder());
+    const QString out = userModelFolder() + QStringLiteral("/nit-dcae-tiny.safetensors");
+    const QString problem = importTo(settings, out);
+    QVERIFY2(problem.isEmpty(), qPrintable(problem));
+    panel()->refreshModels(out);  // scans on a worker, then selects it
+    QTRY_VERIFY_WITH_TIMEOUT(
+        panel()->currentModel() && QFileInfo(panel()->currentModel()->path).fileName() == QFileInfo(out).fileName(),
+        30000 * tessera::testing::timeScale());
+    QCOMPARE(panel()->currentModel()->autoencoder, QStringLiteral("dc"));
+    QCOMPARE(panel()->currentModel()->pixelFactor, 32);
+    // The panel follows the model the scan selected: its description, not "Reading models…".
+    const QString info = child<QLabel>(panel(), "modelInfo")->text();
+    QVERIFY2(info.contains(QStringLiteral("DC autoencoder, f32")), qPrintable(info));
+    child<QSpinBox>(panel(), "imageCount")->setValue(1);
+    child<QSpinBox>(panel(), "steps")->setValue(4);
+    QVERIFY(generate());
+    QVERIFY2(m_window->lastError().isEmpty(), qPrintable(m_window->lastError()));
+    const QSize size = m_window->canvas()->image(0).size();
+    QVERIFY2(size.width() % 32 == 0 && size.height() % 32 == 0 && size.width() >= 32,
+             qPrintable(QStringLiteral("%1x%2").arg(size.width()).arg(size.height())));
+    QTRY_COMPARE(m_window->timeline()->framesAvailable(), 5);
+    QVERIFY(m_window->timeline()->latent());
+    shoot(m_window.get(), "studio-nit-dcae.png");
   }
 
   void cleanupTestCase() { m_window.reset(); }

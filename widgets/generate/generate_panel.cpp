@@ -57,20 +57,25 @@ GeneratePanel::GeneratePanel(QWidget* parent) : QWidget(parent) {
   connect(&m_scan, &QFutureWatcher<QVector<ModelInfo>>::finished, this, [this] {
     const QString keep = m_pendingModel.isEmpty() ? (currentModel() ? currentModel()->path : QString()) : m_pendingModel;
     m_models = m_scan.result();
-    const QSignalBlocker block(m_model);
-    m_model->clear();
-    for (const auto& m : m_models)
-      m_model->addItem(m.error.isEmpty() ? QStringLiteral("%1  (%2)").arg(m.name, m.backbone) : tr("%1  (unreadable)").arg(m.name), m.path);
-    m_pendingModel.clear();
-    if (keep.isEmpty() || !selectModel(keep)) {
-      // First start: the first readable model.
-      for (int i = 0; i < m_models.size(); ++i)
-        if (m_models[i].error.isEmpty()) {
-          m_model->setCurrentIndex(i);
-          break;
-        }
-      onModelChanged();
+    {
+      const QSignalBlocker block(m_model);
+      m_model->clear();
+      for (const auto& m : m_models)
+        m_model->addItem(
+            m.error.isEmpty() ? QStringLiteral("%1  (%2)").arg(m.name, m.backbone) : tr("%1  (unreadable)").arg(m.name),
+            m.path);
+      m_pendingModel.clear();
+      int index = -1;
+      for (int i = 0; i < m_models.size() && !keep.isEmpty(); ++i)
+        if (m_models[i].path == keep || QFileInfo(m_models[i].path).canonicalFilePath() == keep) index = i;
+      // Else (first start, or the model is gone): the first readable model.
+      for (int i = 0; i < m_models.size() && index < 0; ++i)
+        if (m_models[i].error.isEmpty()) index = i;
+      m_model->setCurrentIndex(index);
     }
+    // Once, with the signals back: the info, sizes and sampling defaults of the model now
+    // selected (a model selected while they were blocked once kept the previous one's).
+    onModelChanged();
     Q_EMIT modelsLoaded();
   });
   connect(&m_examples, &QFutureWatcher<QVector<QImage>>::finished, this, [this] {

@@ -14,16 +14,14 @@ What is timed is the official `DCAE.decode` (its Decoder) under torch.no_grad() 
 mode, float32: the same work as `tessera-cli bench decode --model dc-f32c32`.
 """
 import argparse
-import json
 import os
-import resource
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data"))
 import make_dcae_fixtures as fixtures  # noqa: E402  (the stand-ins and the official loader)
+from baseline_ldm_decode import time_decode  # noqa: E402  (the same timing and JSON line)
 
 
 def main():
@@ -41,20 +39,7 @@ def main():
     torch.manual_seed(0)
     model = dc_ae.DCAE(cfg).eval()
     z = torch.randn(1, 32, args.size // 32, args.size // 32, generator=torch.Generator().manual_seed(0))
-    times = []
-    with torch.no_grad():
-        model.decode(z[:, :, :4, :4])  # warm-up, as the C++ side does
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            model.decode(z)
-            times.append(time.perf_counter() - start)
-    times.sort()
-    print(json.dumps({"bench": "decode", "model": "official DC-AE Decoder (f32c32 sana, random weights)",
-                      "width": args.size, "height": args.size, "seconds_min": times[0],
-                      "seconds_median": times[len(times) // 2],
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                      "torch_threads": torch.get_num_threads(), "torch": torch.__version__}))
-
+    time_decode(model.decode, z, args.repeats, args.size, "official DC-AE Decoder (f32c32 sana, random weights)")
 
 if __name__ == "__main__":
     main()

@@ -45,16 +45,22 @@ def main():
         decoder = Decoder(**ddconfig).eval()
     post_quant_conv = torch.nn.Conv2d(4, 4, 1).eval()
     z = torch.randn(1, 4, args.size // 8, args.size // 8, generator=torch.Generator().manual_seed(0))
+    time_decode(lambda latent: decoder(post_quant_conv(latent)), z, args.repeats, args.size,
+                "official LDM Decoder (SD KL-f8, random weights)")
+
+
+def time_decode(decode, z, repeats, size, model):
+    """Decodes a 4×4 corner once (warm-up, as the C++ side does), then z `repeats` times
+    under torch.no_grad(), and prints the JSON line (also used by baseline_dcae_decode.py)."""
     times = []
     with torch.no_grad():
-        decoder(post_quant_conv(z[:, :, :4, :4]))  # warm-up, as the C++ side does
-        for _ in range(args.repeats):
+        decode(z[:, :, :4, :4])
+        for _ in range(repeats):
             start = time.perf_counter()
-            decoder(post_quant_conv(z))
+            decode(z)
             times.append(time.perf_counter() - start)
     times.sort()
-    print(json.dumps({"bench": "decode", "model": "official LDM Decoder (SD KL-f8, random weights)",
-                      "width": args.size, "height": args.size, "seconds_min": times[0],
+    print(json.dumps({"bench": "decode", "model": model, "width": size, "height": size, "seconds_min": times[0],
                       "seconds_median": times[len(times) // 2],
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                       "torch_threads": torch.get_num_threads(), "torch": torch.__version__}))

@@ -317,9 +317,10 @@ Result<void> UNetConfig::validate() const {
   if (modelChannels < 1) return bad("model_channels must be >= 1");
   for (std::int64_t l = 0; l < levels(); ++l) {
     const std::int64_t ch = levelChannels(l);
-    if (ch < 32 || ch % 32)
+    if (ch < normGroups || ch % normGroups)
       return bad("level " + std::to_string(l) + " has " + std::to_string(ch) +
-                 " channels (model_channels × channel_mult): GroupNorm's 32 groups need a positive multiple of 32");
+                 " channels (model_channels × channel_mult): GroupNorm's " + std::to_string(normGroups) +
+                 " groups (norm_groups) need a positive multiple of " + std::to_string(normGroups));
   }
   if (numHeadChannels == 0) return bad("num_head_channels must be -1 or >= 1");
   if (numHeadChannels == -1 && numHeads < 1) return bad("give num_heads (>= 1) or num_head_channels");
@@ -423,15 +424,15 @@ at::Tensor unetAvgPool(const at::Tensor& x) { return at::avg_pool2d(x, {2, 2}, {
 }  // namespace
 
 UNetResBlock::UNetResBlock(std::int64_t channels, std::int64_t embChannels, double dropout_, std::int64_t outChannels,
-                           bool useScaleShiftNorm, Resample resample_)
+                           bool useScaleShiftNorm, Resample resample_, std::int64_t groups)
     : dropout(dropout_), scaleShift(useScaleShiftNorm), resample(resample_) {
   auto in = register_module("in_layers", Slots());
-  inNorm = in->set(0, GroupNorm32(channels, 1e-5));
+  inNorm = in->set(0, GroupNorm32(channels, 1e-5, groups));
   inConv = in->set(2, unetConv3(channels, outChannels));
   auto emb = register_module("emb_layers", Slots());
   embLinear = emb->set(1, nn::Linear(embChannels, (useScaleShiftNorm ? 2 : 1) * outChannels));
   auto out = register_module("out_layers", Slots());
-  outNorm = out->set(0, GroupNorm32(outChannels, 1e-5));
+  outNorm = out->set(0, GroupNorm32(outChannels, 1e-5, groups));
   outConv = out->set(3, unetConv3(outChannels, outChannels));
   if (outChannels != channels)
     skip = register_module("skip_connection", nn::Conv2d(nn::Conv2dOptions(channels, outChannels, 1)));
@@ -460,9 +461,10 @@ at::Tensor UNetResBlock::forward(const at::Tensor& x_, const at::Tensor& emb, co
   return (skip ? skip->forward(x) : x) + h;
 }
 
-UNetAttentionBlock::UNetAttentionBlock(std::int64_t channels, std::int64_t heads_, bool newOrder_, int layer_)
+UNetAttentionBlock::UNetAttentionBlock(std::int64_t channels, std::int64_t heads_, bool newOrder_, int layer_,
+                                       std::int64_t groups)
     : heads(heads_), newOrder(newOrder_), layer(layer_) {
-  norm = register_module("norm", GroupNorm32(channels, 1e-5));
+  norm = register_module("norm", GroupNorm32(channels, 1e-5, groups));
   qkv = register_module("qkv", nn::Conv1d(nn::Conv1dOptions(channels, 3 * channels, 1)));
   proj_out = register_module("proj_out", nn::Conv1d(nn::Conv1dOptions(channels, channels, 1)));
 }
@@ -553,10 +555,11 @@ at::Tensor UNetTransformerBlockImpl::forward(const at::Tensor& x_, const at::Ten
 }
 
 UNetSpatialTransformer::UNetSpatialTransformer(std::int64_t channels, std::int64_t heads, std::int64_t headDim,
-                                               std::int64_t depth, std::int64_t contextDim, int firstLayer_)
+                                               std::int64_t depth, std::int64_t contextDim, int firstLayer_,
+                                               std::int64_t groups)
     : firstLayer(firstLayer_) {
   const std::int64_t inner = heads * headDim;
-  norm = register_module("norm", nn::GroupNorm(nn::GroupNormOptions(32, channels).eps(1e-6)));
+  norm = register_module("norm", nn::GroupNorm(nn::GroupNormOptions(groups, channels).eps(1e-6)));
   proj_in = register_module("proj_in", nn::Conv2d(nn::Conv2dOptions(channels, inner, 1)));
   transformer_blocks = register_module("transformer_blocks", nn::ModuleList());
   for (std::int64_t d = 0; d < depth; ++d)
@@ -646,16 +649,18 @@ UNetImpl::UNetImpl(UNetConfig config, bool initialize) : m_config(std::move(conf
           block->add(std::make_shared<UNetInputConv>(s.in, s.out));
           break;
         case UNetLayerSpec::Kind::Res:
-          block->add(std::make_shared<UNetResBlock>(s.in, ted, c.dropout, s.out, c.useScaleShiftNorm, s.resample));
+          block->add(std::make_shared<UNetResBlock>(s.in, ted, c.dropout, s.out, c.useScaleShiftNorm, s.resample,
+                                                    c.normGroups));
           break;
         case UNetLayerSpec::Kind::Attention:
           m_sites.push_back({"", stage, spec.factor, s.heads});
-          block->add(std::make_shared<UNetAttentionBlock>(s.in, s.heads, c.useNewAttentionOrder, nextLayer++));
+          block->add(
+              std::make_shared<UNetAttentionBlock>(s.in, s.heads, c.useNewAttentionOrder, nextLayer++, c.normGroups));
           break;
         case UNetLayerSpec::Kind::Transformer:
           for (std::int64_t d = 0; d < c.transformerDepth; ++d) m_sites.push_back({"", stage, spec.factor, s.heads});
           block->add(std::make_shared<UNetSpatialTransformer>(s.in, s.heads, s.headDim, c.transformerDepth,
-                                                              c.contextDim, nextLayer));
+                                                              c.contextDim, nextLayer, c.normGroups));
           nextLayer += static_cast<int>(c.transformerDepth);
           break;
         case UNetLayerSpec::Kind::Down:
@@ -691,7 +696,7 @@ UNetImpl::UNetImpl(UNetConfig config, bool initialize) : m_config(std::move(conf
     m_outputFactor.push_back(plan->output[i].factor);
   }
   auto out = register_module("out", Slots());
-  outNorm = out->set(0, GroupNorm32(plan->outChannelsIn, 1e-5));
+  outNorm = out->set(0, GroupNorm32(plan->outChannelsIn, 1e-5, m_config.normGroups));
   outConv = out->set(2, unetConv3(plan->outChannelsIn, c.outputChannels()));
   if (initialize) initializeWeights();
 }

@@ -70,8 +70,8 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> unetStateShapes(c
 /// GroupNorm computed in float32 and cast back (the reference's GroupNorm32).
 class GroupNorm32Impl : public torch::nn::GroupNormImpl {
 public:
-  GroupNorm32Impl(std::int64_t channels, double eps)
-      : GroupNormImpl(torch::nn::GroupNormOptions(32, channels).eps(eps)) {}
+  GroupNorm32Impl(std::int64_t channels, double eps, std::int64_t groups = 32)
+      : GroupNormImpl(torch::nn::GroupNormOptions(groups, channels).eps(eps)) {}
   at::Tensor forward(const at::Tensor& x);
 };
 TORCH_MODULE(GroupNorm32);
@@ -98,7 +98,7 @@ class UNetResBlock : public UNetLayer {
 public:
   enum class Resample { None, Up, Down };
   UNetResBlock(std::int64_t channels, std::int64_t embChannels, double dropout, std::int64_t outChannels,
-               bool useScaleShiftNorm, Resample resample);
+               bool useScaleShiftNorm, Resample resample, std::int64_t groups = 32);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& emb, const at::Tensor& context, Probe* probe) override;
 
   GroupNorm32 inNorm{nullptr}, outNorm{nullptr};
@@ -113,7 +113,7 @@ public:
 /// positions, a 1×1 output projection, residual.
 class UNetAttentionBlock : public UNetLayer {
 public:
-  UNetAttentionBlock(std::int64_t channels, std::int64_t heads, bool newOrder, int layer);
+  UNetAttentionBlock(std::int64_t channels, std::int64_t heads, bool newOrder, int layer, std::int64_t groups = 32);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& emb, const at::Tensor& context, Probe* probe) override;
 
   GroupNorm32 norm{nullptr};
@@ -149,7 +149,7 @@ TORCH_MODULE(UNetTransformerBlock);
 class UNetSpatialTransformer : public UNetLayer {
 public:
   UNetSpatialTransformer(std::int64_t channels, std::int64_t heads, std::int64_t headDim, std::int64_t depth,
-                         std::int64_t contextDim, int firstLayer);
+                         std::int64_t contextDim, int firstLayer, std::int64_t groups = 32);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& emb, const at::Tensor& context, Probe* probe) override;
 
   torch::nn::GroupNorm norm{nullptr};

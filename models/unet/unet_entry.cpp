@@ -117,6 +117,7 @@ void registerBackbone_unet(BackboneRegistry& registry) {
                {"channel_mult", {1, 2, 3}},
                {"num_res_blocks", 1},
                {"attention_resolutions", {2, 4}},
+               {"norm_groups", 8},  // 4 channels per group at 32: see norm_groups' doc
                {"num_heads", 1},
                {"num_head_channels", 32},
                {"use_scale_shift_norm", true},

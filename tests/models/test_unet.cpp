@@ -330,6 +330,31 @@ private Q_SLOTS:
     QCOMPARE(net.activationValues(16, 32).value_or(0), 8.0 * (5632.0 + 36864.0));  // the cells, 8× as many
   }
 
+  // norm_groups: 32 as every official model has; a small U-Net takes fewer (one channel per
+  // group hides each image's mean brightness from the output). Every GroupNorm gets it.
+  void normGroupsReachEveryNorm() {
+    auto make = [](std::int64_t groups, std::int64_t channels) {
+      nlohmann::json j = nlohmann::json::parse(
+          R"({"image_size":8,"in_channels":1,"out_channels":1,"num_res_blocks":1,"channel_mult":[1,2],"attention_resolutions":[2],"class_conditioning":"none","use_spatial_transformer":false,"context_dim":0,"num_head_channels":16})");
+      j["model_channels"] = channels;
+      j["norm_groups"] = groups;
+      return UNetConfig::fromConfig(Config::fromJson(j, "test"), "", UNetConfig());
+    };
+    auto c = make(8, 16);
+    QVERIFY2(c, c ? "" : c.error().message().c_str());
+    UNetImpl net(*c);
+    int norms = 0;
+    for (const auto& m : net.modules(false))
+      if (auto* g = m->as<torch::nn::GroupNormImpl>()) {
+        QCOMPARE(g->options.num_groups(), std::int64_t{8});
+        ++norms;
+      }
+    QVERIFY(norms >= 8);  // the blocks' in/out norms, the attention's, the output's
+    auto bad = make(32, 16);
+    QVERIFY(!bad);
+    QVERIFY2(bad.error().message().find("norm_groups") != std::string::npos, bad.error().message().c_str());
+  }
+
   // A grid the down-sampling cannot halve is refused with the nearest valid sizes.
   void refusesSizesItCannotHalve() {
     const auto* entry = backboneRegistry().find("unet");

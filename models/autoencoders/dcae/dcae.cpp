@@ -202,10 +202,6 @@ torch::nn::ModuleList stageOps(torch::nn::ModuleList& stages) {
   return ops;
 }
 
-torch::nn::ModuleList opsOf(const std::shared_ptr<Module>& stage) {
-  return std::dynamic_pointer_cast<torch::nn::ModuleListImpl>(stage->named_children()["op_list"]);
-}
-
 }  // namespace
 
 // --- functions -------------------------------------------------------------------------
@@ -472,12 +468,14 @@ DcAeEncoderImpl::DcAeEncoderImpl(const DcAeConfig& c) : m_config(c) {
     auto ops = stageOps(stages);
     addBlocks(ops, e[i], c.headDim);
     if (i + 1 < n && e[i].depth > 0) ops->push_back(DcResample(true, c.downsample, e[i].width, e[i + 1].width, true));
+    m_stageOps.push_back(ops);
   }
   // Project out: ResidualBlock(OpSequential([conv 3×3]), averaging shortcut), no norm or act.
   auto out = register_module("project_out", std::make_shared<Module>());
   auto main = out->register_module("main", std::make_shared<Module>());
   auto ops = main->register_module("op_list", torch::nn::ModuleList());
-  ops->push_back(DcConvLayer(e.back().width, c.latentChannels, 3, true));
+  m_outConv = DcConvLayer(e.back().width, c.latentChannels, 3, true).ptr();
+  ops->push_back(m_outConv);
   project_out = out;
 }
 
@@ -486,9 +484,8 @@ at::Tensor DcAeEncoderImpl::forward(at::Tensor x) {
     x = conv->forward(x);
   else
     x = project_in->as<DcResampleImpl>()->forward(x);
-  for (const auto& stage : *stages) x = runOps(opsOf(stage), x);
-  auto conv = opsOf(project_out->named_children()["main"])[0]->as<DcConvLayerImpl>();
-  return conv->forward(x) + dcAverageShortcut(x, m_config.latentChannels, 1);
+  for (const auto& ops : m_stageOps) x = runOps(ops, x);
+  return m_outConv->as<DcConvLayerImpl>()->forward(x) + dcAverageShortcut(x, m_config.latentChannels, 1);
 }
 
 DcAeDecoderImpl::DcAeDecoderImpl(const DcAeConfig& c) : m_config(c) {
@@ -496,18 +493,20 @@ DcAeDecoderImpl::DcAeDecoderImpl(const DcAeConfig& c) : m_config(c) {
   const std::size_t n = d.size();
   // Project in: ResidualBlock(conv 3×3 latent → last width, duplicating shortcut).
   auto in = register_module("project_in", std::make_shared<Module>());
-  in->register_module("main", DcConvLayer(c.latentChannels, d.back().width, 3, true));
+  m_inConv = in->register_module("main", DcConvLayer(c.latentChannels, d.back().width, 3, true));
   project_in = in;
   stages = register_module("stages", torch::nn::ModuleList());
   for (std::size_t i = 0; i < n; ++i) {
     auto ops = stageOps(stages);
     if (i + 1 < n && d[i].depth > 0) ops->push_back(DcResample(false, c.upsample, d[i + 1].width, d[i].width, true));
     addBlocks(ops, d[i], c.headDim);
+    m_stageOps.push_back(ops);
   }
   // Project out: OpSequential([norm, act, conv 3×3 or up-sampling to the image]).
   const std::int64_t width = d[0].depth > 0 ? d[0].width : d[1].width;
   auto out = register_module("project_out", std::make_shared<Module>());
   auto ops = out->register_module("op_list", torch::nn::ModuleList());
+  m_outOps = ops;
   ops->push_back(DcNorm(c.outNorm, width));
   ops->push_back(std::make_shared<Module>());  // the activation: no weights
   if (d[0].depth > 0)
@@ -518,10 +517,9 @@ DcAeDecoderImpl::DcAeDecoderImpl(const DcAeConfig& c) : m_config(c) {
 }
 
 at::Tensor DcAeDecoderImpl::forward(at::Tensor z) {
-  auto conv = std::dynamic_pointer_cast<DcConvLayerImpl>(project_in->named_children()["main"]);
-  at::Tensor x = conv->forward(z) + dcDuplicateShortcut(z, m_config.decoder.back().width, 1);
-  for (std::size_t i = stages->size(); i-- > 0;) x = runOps(opsOf(stages[i]), x);
-  auto ops = opsOf(project_out);
+  at::Tensor x = m_inConv->as<DcConvLayerImpl>()->forward(z) + dcDuplicateShortcut(z, m_config.decoder.back().width, 1);
+  for (std::size_t i = m_stageOps.size(); i-- > 0;) x = runOps(m_stageOps[i], x);
+  auto& ops = m_outOps;
   x = applyAct(ops[0]->as<DcNormImpl>()->forward(x), dcAct(m_config.outAct));
   if (auto* c = ops[2]->as<DcConvLayerImpl>()) return c->forward(x);
   return ops[2]->as<DcResampleImpl>()->forward(x);

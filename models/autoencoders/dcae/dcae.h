@@ -72,6 +72,8 @@ private:
   DcAeConfig m_config;
   std::shared_ptr<torch::nn::Module> project_in, project_out;
   torch::nn::ModuleList stages{nullptr};
+  std::vector<torch::nn::ModuleList> m_stageOps;  ///< each stage's op_list, found once at construction
+  std::shared_ptr<torch::nn::Module> m_outConv;   ///< project_out.main.op_list.0
 };
 TORCH_MODULE(DcAeEncoder);
 
@@ -84,6 +86,9 @@ private:
   DcAeConfig m_config;
   std::shared_ptr<torch::nn::Module> project_in, project_out;
   torch::nn::ModuleList stages{nullptr};
+  std::vector<torch::nn::ModuleList> m_stageOps;  ///< each stage's op_list, found once at construction
+  std::shared_ptr<torch::nn::Module> m_inConv;    ///< project_in.main
+  torch::nn::ModuleList m_outOps{nullptr};        ///< project_out.op_list: norm, act, conv
 };
 TORCH_MODULE(DcAeDecoder);
 

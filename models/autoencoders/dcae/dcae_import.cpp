@@ -44,8 +44,7 @@ struct DcSideShapes {
 };
 
 /// Reads one side's stages ("encoder" or "decoder") from original-layout shapes.
-Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& side, std::int64_t stageCount,
-                              std::vector<std::string>& notes) {
+Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& side, std::int64_t stageCount) {
   DcSideShapes out;
   const bool encoder = side == "encoder";
   for (std::int64_t s = 0; s < stageCount; ++s) {
@@ -128,7 +127,6 @@ Result<DcSideShapes> readSide(const TensorShapes& shapes, const std::string& sid
     stage.act = stage.norm == "bn2d" ? "relu" : "silu";
     out.stages.push_back(stage);
   }
-  (void)notes;
   return out;
 }
 
@@ -280,9 +278,9 @@ Result<ImportedAutoencoder> importDcAe(const NamedTensors& raw) {
   if (n > 10) return fail("encoder/decoder.stages: " + std::to_string(n) + " stages (expected at most 10)");
 
   DcAeConfig c;
-  auto enc = readSide(shapes, "encoder", n, out.notes);
+  auto enc = readSide(shapes, "encoder", n);
   if (!enc) return fail(enc.error());
-  auto dec = readSide(shapes, "decoder", n, out.notes);
+  auto dec = readSide(shapes, "decoder", n);
   if (!dec) return fail(dec.error());
   c.encoder = enc->stages;
   c.decoder = dec->stages;
